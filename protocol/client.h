@@ -88,7 +88,7 @@ enum class ProtocolVariant { kUnknown, kOldstyle, kNewstyle, kFixedNewstyle };
 const char* ProtocolVariantName(ProtocolVariant variant);
 
 struct BlockSizeConstraints {
-  uint32_t minimum = 0;    // 0: the server sent none
+  uint32_t minimum = 0;  // 0: the server sent none
   uint32_t preferred = 0;
   uint32_t maximum = 0;
   bool operator==(const BlockSizeConstraints&) const = default;
@@ -181,9 +181,10 @@ class Client {
   std::optional<Event> PollEvent();
   bool has_events() const;
 
-  // ---- TLS --------------------------------------------------------------------
-  // After a StartTls event: the TLS session is up (plaintext NBD continues
-  // through it), or it failed (the connection dies).
+  // ---- TLS
+  // -------------------------------------------------------------------- After
+  // a StartTls event: the TLS session is up (plaintext NBD continues through
+  // it), or it failed (the connection dies).
   absl::Status TlsHandshakeDone();
   void TlsHandshakeFailed(absl::Status why);
 
@@ -206,8 +207,7 @@ class Client {
   absl::StatusOr<Cookie> Read(uint64_t offset, absl::Span<uint8_t> buffer,
                               ReadOptions options = {});
   // flags: FUA, PAYLOAD_LEN (extended headers only).
-  absl::StatusOr<Cookie> Write(uint64_t offset,
-                               absl::Span<const uint8_t> data,
+  absl::StatusOr<Cookie> Write(uint64_t offset, absl::Span<const uint8_t> data,
                                uint16_t flags = 0);
   absl::StatusOr<Cookie> Flush(uint16_t flags = 0);
   absl::StatusOr<Cookie> Trim(uint64_t offset, uint64_t length,

@@ -43,9 +43,15 @@ absl::StatusCode CodeForErrno(int e) {
 
 }  // namespace
 
-absl::Status ErrnoStatus(int errno_value, std::string_view message) {
+absl::Status ErrnoStatus(int errno_value, absl::string_view message) {
   if (errno_value == 0) errno_value = EIO;
   absl::Status s(CodeForErrno(errno_value), message);
+  s.SetPayload(kErrnoPayloadUrl, absl::Cord(std::to_string(errno_value)));
+  return s;
+}
+
+absl::Status PreconditionStatus(int errno_value, absl::string_view message) {
+  absl::Status s(absl::StatusCode::kFailedPrecondition, message);
   s.SetPayload(kErrnoPayloadUrl, absl::Cord(std::to_string(errno_value)));
   return s;
 }
@@ -54,8 +60,8 @@ int StatusErrno(const absl::Status& status) {
   if (status.ok()) return 0;
   auto payload = status.GetPayload(kErrnoPayloadUrl);
   int value = 0;
-  if (payload.has_value() &&
-      absl::SimpleAtoi(std::string(*payload), &value) && value > 0) {
+  if (payload.has_value() && absl::SimpleAtoi(std::string(*payload), &value) &&
+      value > 0) {
     return value;
   }
   return EIO;

@@ -20,15 +20,19 @@
 #define NBD_PROTOCOL_STATUS_H_
 
 #include <cstdint>
-#include <string_view>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 
 namespace nbd {
 
 // A status with the canonical code that best matches `errno_value` and the
 // errno attached. `errno_value` must be non-zero.
-absl::Status ErrnoStatus(int errno_value, std::string_view message);
+absl::Status ErrnoStatus(int errno_value, absl::string_view message);
+
+// A FailedPrecondition status (a call made in the wrong phase) carrying
+// `errno_value`.
+absl::Status PreconditionStatus(int errno_value, absl::string_view message);
 
 // The errno attached to `status`: 0 for OK, the attached value if there is
 // one, otherwise EIO.

@@ -41,8 +41,8 @@ absl::Status NeedFixed(ByteSpan in, size_t need, const char* what) {
 }
 
 absl::Status BadMagic(const char* what, uint64_t want, uint64_t got) {
-  return absl::InvalidArgumentError(absl::StrFormat(
-      "%s: bad magic 0x%x (expected 0x%x)", what, got, want));
+  return absl::InvalidArgumentError(
+      absl::StrFormat("%s: bad magic 0x%x (expected 0x%x)", what, got, want));
 }
 
 absl::Status BadPayloadLength(const char* what, size_t got,
@@ -333,8 +333,7 @@ absl::StatusOr<OptionReplyHeader> DecodeOptionReplyHeader(ByteSpan in) {
 }
 
 Bytes EncodeExportNameReply(const ExportNameReply& r, bool no_zeroes) {
-  Bytes out(no_zeroes ? kExportNameReplyNoZeroesSize : kExportNameReplySize,
-            0);
+  Bytes out(no_zeroes ? kExportNameReplyNoZeroesSize : kExportNameReplySize, 0);
   StoreBe64(out.data(), r.export_size);
   StoreBe16(out.data() + 8, r.transmission_flags);
   return out;
@@ -371,9 +370,8 @@ absl::StatusOr<InfoRequest> DecodeInfoRequest(ByteSpan in) {
   if (!rd.ok()) return rd.status();
   // Exactly nreq 16-bit requests must follow; no more, no less.
   if (rd.remaining() != size_t{2} * nreq) {
-    rd.Fail(absl::StrFormat(
-        "request count %d needs %d bytes but %d remain", nreq,
-        size_t{2} * nreq, rd.remaining()));
+    rd.Fail(absl::StrFormat("request count %d needs %d bytes but %d remain",
+                            nreq, size_t{2} * nreq, rd.remaining()));
     return rd.status();
   }
   r.info_requests.reserve(nreq);
@@ -385,7 +383,8 @@ absl::StatusOr<InfoRequest> DecodeInfoRequest(ByteSpan in) {
   return r;
 }
 
-// ---- NBD_REP_INFO payloads ----------------------------------------------------
+// ---- NBD_REP_INFO payloads
+// ----------------------------------------------------
 
 Bytes EncodeInfoExport(const InfoExport& i) {
   Bytes out;
@@ -464,8 +463,7 @@ absl::StatusOr<InfoDescription> DecodeInfoDescription(ByteSpan in) {
     return s;
   }
   const ByteSpan desc = in.subspan(2);
-  if (auto s = CheckStringLength(kWhat, "description", desc.size());
-      !s.ok()) {
+  if (auto s = CheckStringLength(kWhat, "description", desc.size()); !s.ok()) {
     return s;
   }
   return InfoDescription{ToString(desc)};
@@ -486,7 +484,8 @@ absl::StatusOr<InfoBlockSize> DecodeInfoBlockSize(ByteSpan in) {
   return i;
 }
 
-// ---- NBD_REP_SERVER and meta contexts ------------------------------------------
+// ---- NBD_REP_SERVER and meta contexts
+// ------------------------------------------
 
 Bytes EncodeServerReply(const ServerReply& r) {
   Bytes out;
@@ -507,8 +506,8 @@ absl::StatusOr<ServerReply> DecodeServerReply(ByteSpan in) {
 }
 
 Bytes EncodeMetaContextRequest(const MetaContextRequest& r) {
-  const size_t n = std::min<size_t>(r.queries.size(),
-                                    std::numeric_limits<uint32_t>::max());
+  const size_t n =
+      std::min<size_t>(r.queries.size(), std::numeric_limits<uint32_t>::max());
   Bytes out;
   size_t total = 4 + r.export_name.size() + 4;
   for (size_t i = 0; i < n; ++i) total += 4 + r.queries[i].size();
@@ -529,9 +528,9 @@ absl::StatusOr<MetaContextRequest> DecodeMetaContextRequest(ByteSpan in) {
   // Every query takes at least its 4-byte length: bound the count by the
   // remaining input before reserving anything.
   if (nqueries > rd.remaining() / 4) {
-    rd.Fail(absl::StrFormat(
-        "query count %d needs at least %d bytes but %d remain", nqueries,
-        uint64_t{4} * nqueries, rd.remaining()));
+    rd.Fail(
+        absl::StrFormat("query count %d needs at least %d bytes but %d remain",
+                        nqueries, uint64_t{4} * nqueries, rd.remaining()));
     return rd.status();
   }
   r.queries.reserve(nqueries);
@@ -568,7 +567,8 @@ absl::StatusOr<MetaContextReply> DecodeMetaContextReply(ByteSpan in) {
   return r;
 }
 
-// ---- Transmission: requests ----------------------------------------------------
+// ---- Transmission: requests
+// ----------------------------------------------------
 
 std::array<uint8_t, kRequestSize> EncodeRequest(const Request& r) {
   std::array<uint8_t, kRequestSize> out{};
@@ -647,7 +647,8 @@ absl::StatusOr<BlockStatusPayload> DecodeBlockStatusPayload(ByteSpan in) {
   return p;
 }
 
-// ---- Transmission: replies ------------------------------------------------------
+// ---- Transmission: replies
+// ------------------------------------------------------
 
 absl::StatusOr<uint32_t> DecodeReplyMagic(ByteSpan in) {
   if (auto s = NeedFixed(in, 4, "reply magic"); !s.ok()) return s;
@@ -685,8 +686,7 @@ std::array<uint8_t, kStructuredReplyHeaderSize> EncodeStructuredReplyHeader(
   return out;
 }
 
-absl::StatusOr<StructuredReplyHeader> DecodeStructuredReplyHeader(
-    ByteSpan in) {
+absl::StatusOr<StructuredReplyHeader> DecodeStructuredReplyHeader(ByteSpan in) {
   constexpr char kWhat[] = "structured reply header";
   if (auto s = NeedFixed(in, kStructuredReplyHeaderSize, kWhat); !s.ok()) {
     return s;
@@ -731,7 +731,8 @@ absl::StatusOr<ExtendedReplyHeader> DecodeExtendedReplyHeader(ByteSpan in) {
   return h;
 }
 
-// ---- Chunk payloads -----------------------------------------------------------
+// ---- Chunk payloads
+// -----------------------------------------------------------
 
 absl::StatusOr<uint64_t> DecodeOffsetDataHeader(ByteSpan in) {
   if (in.size() < 9) {
@@ -779,8 +780,8 @@ Bytes EncodeBlockStatus(const BlockStatusChunk& c) {
 }
 
 Bytes EncodeBlockStatusExt(const BlockStatusChunk& c) {
-  const size_t n = std::min<size_t>(c.extents.size(),
-                                    std::numeric_limits<uint32_t>::max());
+  const size_t n =
+      std::min<size_t>(c.extents.size(), std::numeric_limits<uint32_t>::max());
   Bytes out;
   out.reserve(8 + kBlockStatusExtDescriptorSize * n);
   Put32(out, c.context_id);
@@ -845,8 +846,8 @@ absl::StatusOr<BlockStatusChunk> DecodeBlockStatusExt(ByteSpan in,
 Bytes EncodeErrorChunk(const ErrorChunk& c) {
   // msglen is 16 bits; a longer message is cut so the frame stays
   // consistent.
-  const size_t n = std::min<size_t>(c.message.size(),
-                                    std::numeric_limits<uint16_t>::max());
+  const size_t n =
+      std::min<size_t>(c.message.size(), std::numeric_limits<uint16_t>::max());
   Bytes out;
   out.reserve(6 + n);
   Put32(out, c.error);

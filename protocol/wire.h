@@ -242,8 +242,7 @@ struct StructuredReplyHeader {
 };
 std::array<uint8_t, kStructuredReplyHeaderSize> EncodeStructuredReplyHeader(
     const StructuredReplyHeader& h);
-absl::StatusOr<StructuredReplyHeader> DecodeStructuredReplyHeader(
-    ByteSpan in);
+absl::StatusOr<StructuredReplyHeader> DecodeStructuredReplyHeader(ByteSpan in);
 
 // Extended reply header (32 bytes): magic4, flags2, type2, cookie8, offset8,
 // length8.

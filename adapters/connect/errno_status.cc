@@ -1,0 +1,57 @@
+#include "adapters/connect/errno_status.h"
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+#include "absl/strings/cord.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "adapters/connect/connect.h"
+
+namespace nbd::adapters {
+namespace {
+
+constexpr char kErrnoPayloadUrl[] = "nbd-engine/errno";
+
+}  // namespace
+
+namespace internal {
+
+absl::Status WithErrno(absl::Status status, int errno_value) {
+  if (!status.ok()) {
+    status.SetPayload(kErrnoPayloadUrl,
+                      absl::Cord(std::to_string(errno_value)));
+  }
+  return status;
+}
+
+absl::Status SystemError(int errno_value, std::string_view context) {
+  if (errno_value == 0) errno_value = EIO;
+  char buffer[256];
+  // GNU strerror_r: returns a pointer to the message (maybe not `buffer`).
+  const char* text = strerror_r(errno_value, buffer, sizeof(buffer));
+  return WithErrno(absl::Status(absl::ErrnoToStatusCode(errno_value),
+                                absl::StrCat(context, ": ", text)),
+                   errno_value);
+}
+
+absl::Status InvalidArgument(std::string_view message, int errno_value) {
+  return WithErrno(absl::InvalidArgumentError(message),
+                   errno_value == 0 ? EINVAL : errno_value);
+}
+
+}  // namespace internal
+
+int ErrnoFromStatus(const absl::Status& status) {
+  if (status.ok()) return 0;
+  auto payload = status.GetPayload(kErrnoPayloadUrl);
+  int value = 0;
+  if (payload.has_value() && absl::SimpleAtoi(std::string(*payload), &value) &&
+      value > 0) {
+    return value;
+  }
+  return EIO;
+}
+
+}  // namespace nbd::adapters

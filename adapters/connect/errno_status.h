@@ -1,0 +1,26 @@
+// Private helpers: statuses that carry an errno payload. The payload uses the
+// same type URL as protocol/status.h ("nbd-engine/errno"), so
+// nbd::StatusErrno() and nbd::adapters::ErrnoFromStatus() both read it.
+#ifndef NBD_ADAPTERS_CONNECT_ERRNO_STATUS_H_
+#define NBD_ADAPTERS_CONNECT_ERRNO_STATUS_H_
+
+#include <string_view>
+
+#include "absl/status/status.h"
+
+namespace nbd::adapters::internal {
+
+// `status` with `errno_value` attached.
+absl::Status WithErrno(absl::Status status, int errno_value);
+
+// A status for a failed system call: the canonical code for `errno_value`,
+// the message "<context>: <strerror(errno_value)>", and the errno attached.
+// An errno_value of 0 is treated as EIO.
+absl::Status SystemError(int errno_value, std::string_view context);
+
+// kInvalidArgument with `message` and `errno_value` (default EINVAL).
+absl::Status InvalidArgument(std::string_view message, int errno_value = 0);
+
+}  // namespace nbd::adapters::internal
+
+#endif  // NBD_ADAPTERS_CONNECT_ERRNO_STATUS_H_

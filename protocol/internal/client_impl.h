@@ -1,0 +1,202 @@
+// Private state of nbd::Client. Split by concern across:
+//   client.cc            public wrappers, queries, input plumbing, lifecycle
+//   client_handshake.cc  greeting, options, option mode, TLS pause
+//   client_commands.cc   command validation and request encoding
+//   client_replies.cc    simple/structured/extended reply decoding
+#ifndef NBD_PROTOCOL_INTERNAL_CLIENT_IMPL_H_
+#define NBD_PROTOCOL_INTERNAL_CLIENT_IMPL_H_
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "protocol/client.h"
+#include "protocol/internal/output_queue.h"
+
+namespace nbd {
+
+class Client::Impl {
+ public:
+  explicit Impl(ClientOptions options);
+
+  // ---- What the receive side is waiting for -----------------------------
+  enum class Unit {
+    kNone,
+    kGreeting,           // 16: NBDMAGIC + second magic
+    kOldstyleRest,       // 136
+    kHandshakeFlags,     // 2
+    kOptReplyHeader,     // 20
+    kOptReplyPayload,    // header.length
+    kExportNameReply,    // 10
+    kExportNamePadding,  // 124
+    kReplyHeader,        // 16 (compact) or 32 (extended)
+    kStructuredLength,   // 4 more bytes of a 20-byte chunk header
+    kSimpleReadPayload,  // into the caller's buffer
+    kChunkPayload,       // a non-data chunk payload, bounded
+    kDataOffset,         // 8-byte offset of OFFSET_DATA
+    kDataPayload,        // OFFSET_DATA bytes into the caller's buffer
+  };
+
+  struct PendingCommand {
+    Cookie cookie = 0;
+    Command type = Command::kRead;
+    uint16_t flags = 0;
+    uint64_t offset = 0;
+    uint64_t length = 0;
+    uint8_t* read_buffer = nullptr;
+    bool report_chunks = false;
+    absl::Status error;  // first error seen; OK otherwise
+    uint64_t data_seen = 0;
+  };
+
+  // An option in flight (one at a time, as the spec requires).
+  struct OptionInFlight {
+    Option option = Option::kAbort;
+    bool from_user = false;  // emits OptionCompleted
+    absl::Status error;      // deferred failure reported at the final reply
+    bool saw_export = false;
+    std::vector<MetaContext> contexts;  // SET_META_CONTEXT replies so far
+  };
+
+  // ---- Input
+  // -----------------------------------------------------------------
+  absl::StatusOr<size_t> Feed(absl::Span<const uint8_t> bytes);
+  void FeedEof();
+  absl::Span<uint8_t> RecvBuffer();
+  absl::Status CommitRecv(size_t n);
+  void Expect(Unit unit, size_t n);                    // into scratch
+  void ExpectInto(Unit unit, uint8_t* dst, size_t n);  // into caller memory
+  void OnUnitComplete();
+  bool input_blocked() const;
+
+  // ---- Handshake (client_handshake.cc) ----------------------------------
+  void OnGreeting();
+  void OnOldstyleRest();
+  void OnHandshakeFlags();
+  void OnOptReplyHeader();
+  void OnOptReply();
+  void OnExportNameReply();
+  void AdvanceHandshake();
+  void SendOption(Option option, absl::Span<const uint8_t> data,
+                  bool from_user);
+  void SendGo(Option option, bool from_user);
+  void SendSetMeta(std::vector<std::string> queries, Option option,
+                   bool from_user);
+  void SendExportName();
+  void SendAbort();
+  void FinishOption(absl::Status status);
+  void EnterTransmission(uint64_t size, uint16_t flags);
+  void Park();
+  absl::Status CheckNegotiating() const;
+  absl::Status HandleInfo(absl::Span<const uint8_t> payload);
+  void ResetNegotiatedState();
+
+  // ---- Commands (client_commands.cc) ---------------------------------------
+  absl::Status CheckCanIssue() const;
+  absl::Status Validate(Command type, uint16_t flags, uint64_t offset,
+                        uint64_t length) const;
+  Cookie Queue(Command type, uint16_t flags, uint64_t offset, uint64_t length,
+               uint8_t* read_buffer, absl::Span<const uint8_t> write_payload,
+               bool report_chunks);
+  absl::StatusOr<Cookie> Issue(Command type, uint16_t flags, uint64_t offset,
+                               uint64_t length);
+  void QueueDisc();
+  void MaybeSendDisc();
+  void AbandonUnsent();
+
+  // ---- Replies (client_replies.cc) -----------------------------------------
+  void OnReplyHeader();
+  void OnStructuredLength();
+  void OnChunkHeader(uint16_t flags, uint16_t type, Cookie cookie,
+                     uint64_t length);
+  void OnChunkPayload();
+  void OnDataOffset();
+  void OnDataPayload();
+  void OnSimpleReadPayload();
+  void HandleBlockStatus(PendingCommand& cmd, const BlockStatusChunk& chunk);
+  void SetCommandError(PendingCommand& cmd, absl::Status error);
+  void FinishChunk();
+  void CompleteCommand(Cookie cookie, absl::Status status);
+  void ExpectReplyHeader();
+
+  // ---- Lifecycle (client.cc)
+  // -------------------------------------------------
+  void Fail(absl::Status reason);  // -> kDead
+  void Close();                    // -> kClosed
+  void FailAllCommands(const absl::Status& why);
+  void OnSegmentSent(const internal::Segment& segment);
+  bool terminal() const { return closed_ || dead_; }
+  Phase phase() const;
+  size_t in_flight() const;
+
+  ClientOptions opts_;
+
+  // Receive state.
+  Unit rx_unit_ = Unit::kNone;
+  size_t rx_want_ = 0;
+  size_t rx_got_ = 0;
+  uint8_t* rx_dst_ = nullptr;  // caller memory, or nullptr for scratch
+  std::vector<uint8_t> rx_scratch_;
+  std::vector<uint8_t> readahead_;
+
+  internal::OutputQueue out_;
+  std::deque<Event> events_;
+
+  // Lifecycle.
+  bool closed_ = false;
+  bool dead_ = false;
+  absl::Status dead_reason_;
+
+  // Handshake.
+  ProtocolVariant protocol_ = ProtocolVariant::kUnknown;
+  uint16_t handshake_flags_ = 0;
+  bool no_zeroes_ = false;
+  bool in_transmission_ = false;
+  bool parked_ = false;       // option mode, waiting for an Opt* call
+  bool parked_once_ = false;  // the automatic prefix already ran
+  bool tls_paused_ = false;   // StartTls emitted, waiting for the caller
+  bool tls_negotiated_ = false;
+  bool starttls_tried_ = false;
+  bool eh_tried_ = false;
+  bool sr_tried_ = false;
+  bool meta_tried_ = false;
+  bool meta_set_by_user_ = false;
+  bool go_after_meta_ = false;  // option mode: OptGo sent SET_META first
+  bool go_from_user_ = false;
+  bool abort_requested_ = false;
+  bool abort_sent_ = false;
+  absl::Status fail_after_abort_;  // die once NBD_OPT_ABORT is flushed
+  std::optional<OptionInFlight> option_;
+  OptionReplyHeader opt_reply_;
+  std::string export_name_;
+  std::string canonical_name_;
+  std::string description_;
+
+  // Negotiated.
+  bool structured_ = false;
+  bool extended_ = false;
+  std::vector<MetaContext> contexts_;
+  std::optional<uint64_t> size_;
+  uint16_t tflags_ = 0;
+  BlockSizeConstraints block_size_;
+  bool block_size_committed_ = false;  // sent by GO, which we must obey
+
+  // Transmission.
+  Cookie next_cookie_ = 1;
+  std::map<Cookie, PendingCommand> commands_;
+  bool disc_queued_ = false;
+  bool disc_when_drained_ = false;  // Shutdown(0) or ESHUTDOWN
+  // Current reply.
+  StructuredReplyHeader chunk_;  // flags/type/cookie (length in chunk_len_)
+  uint64_t chunk_len_ = 0;
+  uint64_t data_offset_ = 0;  // OFFSET_DATA absolute offset
+};
+
+}  // namespace nbd
+
+#endif  // NBD_PROTOCOL_INTERNAL_CLIENT_IMPL_H_
