@@ -126,9 +126,10 @@ void Client::Impl::OnUnitComplete() {
 }
 
 absl::StatusOr<size_t> Client::Impl::Feed(absl::Span<const uint8_t> bytes) {
-  if (terminal()) {
-    return ErrnoStatus(EINVAL, absl::StrCat("cannot feed input: connection is ",
-                                            PhaseName(phase())));
+  if (dead_) return dead_reason_;
+  if (closed_) {
+    return PreconditionStatus(EINVAL,
+                              "cannot feed input: the connection is closed");
   }
   size_t used = 0;
   while (used < bytes.size() && !input_blocked()) {

@@ -61,7 +61,7 @@ void Client::Impl::OnReplyHeader() {
     absl::StatusOr<SimpleReply> r = DecodeSimpleReply(rx_scratch_);
     if (!r.ok()) return Fail(ProtocolError(r.status().message()));
     auto it = commands_.find(r->cookie);
-    if (it == commands_.end()) {
+    if (it == commands_.end() || r->cookie > out_.max_exposed_cookie()) {
       return Fail(ProtocolError(absl::StrFormat(
           "simple reply for cookie %d, which matches no command in flight",
           r->cookie)));
@@ -111,6 +111,7 @@ void Client::Impl::OnStructuredLength() {
 
 void Client::Impl::OnSimpleReadPayload() {
   Cookie cookie = chunk_.cookie;
+  if (CurrentCommand() == nullptr) return;
   ExpectReplyHeader();
   CompleteCommand(cookie, absl::OkStatus());
 }
@@ -122,7 +123,7 @@ void Client::Impl::OnChunkHeader(uint16_t flags, uint16_t type, Cookie cookie,
   chunk_.cookie = cookie;
   chunk_len_ = length;
   auto it = commands_.find(cookie);
-  if (it == commands_.end()) {
+  if (it == commands_.end() || cookie > out_.max_exposed_cookie()) {
     return Fail(ProtocolError(absl::StrFormat(
         "reply chunk (type %d) for cookie %d, which matches no command in "
         "flight",
@@ -182,8 +183,20 @@ void Client::Impl::SetCommandError(PendingCommand& cmd, absl::Status error) {
   if (cmd.error.ok()) cmd.error = std::move(error);  // the first error wins
 }
 
+Client::Impl::PendingCommand* Client::Impl::CurrentCommand() {
+  // The command can vanish mid-reply only if Shutdown() abandoned it, which
+  // means the server answered a request it never received.
+  auto it = commands_.find(chunk_.cookie);
+  if (it != commands_.end()) return &it->second;
+  Fail(ProtocolError(absl::StrFormat(
+      "reply for cookie %d, which was never sent", chunk_.cookie)));
+  return nullptr;
+}
+
 void Client::Impl::OnChunkPayload() {
-  PendingCommand& cmd = commands_.at(chunk_.cookie);
+  PendingCommand* current = CurrentCommand();
+  if (current == nullptr) return;
+  PendingCommand& cmd = *current;
   absl::Span<const uint8_t> payload(rx_scratch_.data(), rx_scratch_.size());
   const uint16_t type = chunk_.type;
   switch (static_cast<ChunkType>(type)) {
@@ -269,7 +282,9 @@ void Client::Impl::OnChunkPayload() {
 }
 
 void Client::Impl::OnDataOffset() {
-  PendingCommand& cmd = commands_.at(chunk_.cookie);
+  PendingCommand* current = CurrentCommand();
+  if (current == nullptr) return;
+  PendingCommand& cmd = *current;
   uint64_t offset = LoadBe64(rx_scratch_.data());
   uint64_t length = chunk_len_ - 8;
   if (!InRange(offset, length, cmd.offset, cmd.length)) {
@@ -283,7 +298,9 @@ void Client::Impl::OnDataOffset() {
 }
 
 void Client::Impl::OnDataPayload() {
-  PendingCommand& cmd = commands_.at(chunk_.cookie);
+  PendingCommand* current = CurrentCommand();
+  if (current == nullptr) return;
+  PendingCommand& cmd = *current;
   uint64_t length = chunk_len_ - 8;
   cmd.data_seen += length;
   if (cmd.report_chunks) {
@@ -336,9 +353,11 @@ void Client::Impl::FinishChunk() {
   if (terminal()) return;
   const Cookie cookie = chunk_.cookie;
   const bool done = chunk_.flags & kReplyFlagDone;
+  if (!done) return ExpectReplyHeader();
+  PendingCommand* current = CurrentCommand();
+  if (current == nullptr) return;
   ExpectReplyHeader();
-  if (!done) return;
-  PendingCommand& cmd = commands_.at(cookie);
+  PendingCommand& cmd = *current;
   absl::Status status = cmd.error;
   if (status.ok() && cmd.type == Command::kRead &&
       cmd.data_seen != cmd.length) {

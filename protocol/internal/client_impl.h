@@ -118,6 +118,7 @@ class Client::Impl {
   void OnDataOffset();
   void OnDataPayload();
   void OnSimpleReadPayload();
+  PendingCommand* CurrentCommand();  // Fails the connection if gone
   void HandleBlockStatus(PendingCommand& cmd, const BlockStatusChunk& chunk);
   void SetCommandError(PendingCommand& cmd, absl::Status error);
   void FinishChunk();

@@ -35,6 +35,7 @@ size_t OutputQueue::Peek(absl::Span<IoSlice> out) const {
     const Segment& s = *segments_[i];
     size_t skip = (i == 0) ? front_offset_ : 0;
     out[i] = IoSlice{s.data + skip, s.size - skip};
+    max_exposed_cookie_ = std::max(max_exposed_cookie_, s.cookie);
   }
   peeked_segments_ = std::max(peeked_segments_, n);
   return n;

@@ -79,12 +79,18 @@ class OutputQueue {
 
   void Clear();
 
+  // The highest command cookie whose bytes Peek() has handed out. Cookies
+  // are queued in increasing order, so a server reply to a larger cookie
+  // answers a request the server cannot have received.
+  Cookie max_exposed_cookie() const { return max_exposed_cookie_; }
+
  private:
   std::deque<std::unique_ptr<Segment>> segments_;
   size_t front_offset_ = 0;
   size_t pending_bytes_ = 0;
   // Segments (from the front) that Peek() has handed out, at least in part.
   mutable size_t peeked_segments_ = 0;
+  mutable Cookie max_exposed_cookie_ = 0;
 };
 
 }  // namespace nbd::internal
