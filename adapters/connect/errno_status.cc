@@ -26,7 +26,7 @@ absl::Status WithErrno(absl::Status status, int errno_value) {
   return status;
 }
 
-absl::Status SystemError(int errno_value, std::string_view context) {
+absl::Status SystemError(int errno_value, absl::string_view context) {
   if (errno_value == 0) errno_value = EIO;
   char buffer[256];
   // GNU strerror_r: returns a pointer to the message (maybe not `buffer`).
@@ -36,7 +36,7 @@ absl::Status SystemError(int errno_value, std::string_view context) {
                    errno_value);
 }
 
-absl::Status InvalidArgument(std::string_view message, int errno_value) {
+absl::Status InvalidArgument(absl::string_view message, int errno_value) {
   return WithErrno(absl::InvalidArgumentError(message),
                    errno_value == 0 ? EINVAL : errno_value);
 }

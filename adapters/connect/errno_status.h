@@ -16,10 +16,10 @@ absl::Status WithErrno(absl::Status status, int errno_value);
 // A status for a failed system call: the canonical code for `errno_value`,
 // the message "<context>: <strerror(errno_value)>", and the errno attached.
 // An errno_value of 0 is treated as EIO.
-absl::Status SystemError(int errno_value, std::string_view context);
+absl::Status SystemError(int errno_value, absl::string_view context);
 
 // kInvalidArgument with `message` and `errno_value` (default EINVAL).
-absl::Status InvalidArgument(std::string_view message, int errno_value = 0);
+absl::Status InvalidArgument(absl::string_view message, int errno_value = 0);
 
 }  // namespace nbd::adapters::internal
 
