@@ -1,0 +1,95 @@
+// nbd::adapters::EpollConnection: one NBD connection driven from an epoll
+// loop that the caller owns.
+//
+//   EpollConnection conn(fd, options, [&](Event& e) { ... });
+//   conn.Register(epfd, {.ptr = &conn});      // interest from wants()
+//   ... in the caller's loop, for each epoll_event of conn's fd:
+//   conn.OnReady(ev.events);                   // moves bytes, re-arms
+//   ... after issuing commands on conn.client():
+//   conn.Kick();                               // sends now, re-arms
+//
+// Registration is level-triggered. Interest follows Client::wants() and is
+// changed with EPOLL_CTL_MOD only when it differs from what is registered.
+// Every event the core queues goes to the callback, in order, from inside
+// OnReady()/Kick()/CheckDeadline() (ShutdownWrite has already been acted on
+// when the callback sees it). Once the connection is closed or dead the fd
+// is removed from the epoll set and closed; `finished()` turns true.
+//
+// Disconnecting: after Client::Disconnect()/Shutdown(), call
+// SetDeadline(now + bound); the loop's CheckDeadline(now) gives the
+// connection up (dead, ETIMEDOUT) if the server has not closed by then.
+// next_deadline() helps the caller size its epoll_wait timeout.
+#ifndef NBD_ADAPTERS_EPOLL_EPOLL_CONNECTION_H_
+#define NBD_ADAPTERS_EPOLL_EPOLL_CONNECTION_H_
+
+#include <sys/epoll.h>
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "adapters/pump/pump.h"
+#include "protocol/client.h"
+#include "protocol/options.h"
+
+namespace nbd::adapters {
+
+class EpollConnection {
+ public:
+  using Callback = std::function<void(Event&)>;
+
+  // Takes ownership of `fd` (connected, non-blocking). `counters` may be
+  // null; otherwise it must outlive this object.
+  EpollConnection(int fd, ClientOptions options, Callback on_event,
+                  SyscallCounters* counters = nullptr);
+  ~EpollConnection();  // removes the fd from the epoll set and closes it
+  EpollConnection(const EpollConnection&) = delete;
+  EpollConnection& operator=(const EpollConnection&) = delete;
+
+  Client& client() { return client_; }
+  const Client& client() const { return client_; }
+  int fd() const { return transport_.fd(); }
+
+  // Adds the fd to `epfd` with `data` as its epoll_data and the interest the
+  // core wants now, then sends the handshake's first bytes if any.
+  absl::Status Register(int epfd, epoll_data_t data);
+
+  // The caller's loop saw `events` (EPOLLIN/OUT/HUP/ERR) for fd().
+  void OnReady(uint32_t events);
+
+  // Call after issuing commands (or Disconnect/Shutdown) outside OnReady:
+  // sends what it can now and re-arms interest.
+  void Kick();
+
+  // Bound for the end of the connection (see above).
+  void SetDeadline(absl::Time deadline) { deadline_ = deadline; }
+  std::optional<absl::Time> next_deadline() const { return deadline_; }
+  // Gives the connection up if `now` is past the deadline.
+  void CheckDeadline(absl::Time now);
+
+  // Closed or dead, fd released.
+  bool finished() const { return finished_; }
+
+ private:
+  void Step(bool readable);
+  void Rearm();
+  void Finish();
+
+  Client client_;
+  SocketTransport transport_;
+  Callback on_event_;
+  int epfd_ = -1;
+  epoll_data_t data_ = {};
+  uint32_t registered_ = 0;  // interest currently in the epoll set
+  std::optional<absl::Time> deadline_;
+  bool finished_ = false;
+};
+
+// epoll interest bits for what the core wants.
+uint32_t EpollEventsFor(Direction direction);
+
+}  // namespace nbd::adapters
+
+#endif  // NBD_ADAPTERS_EPOLL_EPOLL_CONNECTION_H_

@@ -1,0 +1,159 @@
+#include "adapters/io_uring/uring_driver.h"
+
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <utility>
+
+#include "absl/time/clock.h"
+
+namespace nbd::adapters {
+namespace {
+
+constexpr uint64_t kOurs = uint64_t{1} << 63;
+
+uint64_t Encode(size_t index, uint64_t op) {
+  return kOurs | (static_cast<uint64_t>(index) << 2) | op;
+}
+
+}  // namespace
+
+UringConnection::UringConnection(int fd, ClientOptions options,
+                                 Callback on_event, SyscallCounters* counters)
+    : client_(std::move(options)),
+      transport_(fd, counters),
+      on_event_(std::move(on_event)) {}
+
+UringDriver::UringDriver(io_uring* ring, SyscallCounters* counters)
+    : ring_(ring), counters_(counters != nullptr ? counters : &unused_) {}
+
+UringDriver::~UringDriver() {
+  // The kernel may still write into READ buffers or scratch space owned by
+  // the connections: make every operation complete before they go.
+  for (auto& c : connections_) {
+    if (c->in_flight_io()) {
+      ++counters_->shutdown;
+      ::shutdown(c->transport_.fd(), SHUT_RDWR);
+    }
+  }
+  absl::Time give_up = absl::Now() + absl::Seconds(5);
+  while (in_flight_io_ > 0 && absl::Now() < give_up) {
+    __kernel_timespec ts = {0, 100 * 1000 * 1000};
+    io_uring_cqe* cqe = nullptr;
+    ++counters_->io_uring_enter;
+    int r = io_uring_submit_and_wait_timeout(ring_, &cqe, 1, &ts, nullptr);
+    if (r < 0 && r != -ETIME && r != -EINTR) break;
+    unsigned head;
+    unsigned seen = 0;
+    io_uring_for_each_cqe(ring_, head, cqe) {
+      ++seen;
+      if (!Owns(cqe)) continue;
+      UringConnection& c = *connections_[(cqe->user_data & ~kOurs) >> 2];
+      ((cqe->user_data & 3) == kRecv ? c.recv_busy_ : c.send_busy_) = false;
+      --in_flight_io_;
+    }
+    io_uring_cq_advance(ring_, seen);
+  }
+}
+
+UringConnection* UringDriver::Add(int fd, ClientOptions options,
+                                  UringConnection::Callback on_event) {
+  connections_.push_back(std::unique_ptr<UringConnection>(new UringConnection(
+      fd, std::move(options), std::move(on_event), counters_)));
+  return connections_.back().get();
+}
+
+int UringDriver::Prepare() {
+  int prepared = 0;
+  for (size_t i = 0; i < connections_.size(); ++i) {
+    UringConnection& c = *connections_[i];
+    if (c.finished_ || IsTerminal(c.client_.phase())) continue;
+    if (!c.recv_busy_) {
+      absl::Span<uint8_t> into = c.client_.RecvBuffer();
+      if (!into.empty()) {
+        io_uring_sqe* sqe = io_uring_get_sqe(ring_);
+        if (sqe == nullptr) break;  // SQ full: the rest waits a round
+        io_uring_prep_recv(sqe, c.transport_.fd(), into.data(), into.size(), 0);
+        io_uring_sqe_set_data64(sqe, Encode(i, kRecv));
+        c.recv_busy_ = true;
+        ++in_flight_io_;
+        ++prepared;
+      }
+    }
+    if (!c.send_busy_ && c.client_.pending_output_bytes() > 0) {
+      io_uring_sqe* sqe = io_uring_get_sqe(ring_);
+      if (sqe == nullptr) break;
+      size_t n = GatherOutput(c.client_, absl::MakeSpan(c.iov_));
+      c.msg_ = {};
+      c.msg_.msg_iov = c.iov_;
+      c.msg_.msg_iovlen = n;
+      io_uring_prep_sendmsg(sqe, c.transport_.fd(), &c.msg_, MSG_NOSIGNAL);
+      io_uring_sqe_set_data64(sqe, Encode(i, kSend));
+      c.send_busy_ = true;
+      ++in_flight_io_;
+      ++prepared;
+    }
+  }
+  return prepared;
+}
+
+void UringDriver::OnCompletion(const io_uring_cqe* cqe) {
+  UringConnection& c = *connections_[(cqe->user_data & ~kOurs) >> 2];
+  bool is_recv = (cqe->user_data & 3) == kRecv;
+  (is_recv ? c.recv_busy_ : c.send_busy_) = false;
+  --in_flight_io_;
+  IoResult r = IoResult::FromSyscall(cqe->res < 0 ? -1 : cqe->res,
+                                     cqe->res < 0 ? -cqe->res : 0);
+  // EINTR/ECANCELED without an end: nothing moved, the next Prepare retries.
+  if (r.error == EINTR) r.error = EAGAIN;
+  // After our own SHUT_RDWR the result says nothing about the server: the
+  // core is already closed or dead, and the Apply* calls ignore it.
+  if (is_recv) {
+    ApplyRecvResult(c.client_, r);
+  } else {
+    ApplySendResult(c.client_, r);
+  }
+  AfterProgress(c);
+}
+
+void UringDriver::AfterProgress(UringConnection& c) {
+  if (c.finished_) return;
+  if (IsTerminal(c.client_.phase()) && c.in_flight_io()) {
+    // Hold the events (completions) until the kernel lets go of buffers.
+    if (!c.forced_shutdown_) {
+      c.forced_shutdown_ = true;
+      ++counters_->shutdown;
+      ::shutdown(c.transport_.fd(), SHUT_RDWR);
+    }
+    return;
+  }
+  DrainEvents(c.client_, c.transport_, [&c](Event& e) { c.on_event_(e); });
+  if (IsTerminal(c.client_.phase())) {
+    c.finished_ = true;
+    c.transport_.Close();
+  }
+}
+
+void UringDriver::CheckDeadlines(absl::Time now) {
+  for (auto& c : connections_) {
+    if (c->finished_ || !c->deadline_.has_value() || now < *c->deadline_) {
+      continue;
+    }
+    if (!IsTerminal(c->client_.phase())) {
+      c->client_.FeedTransportError(
+          TimeoutStatus("waiting for the server to close"));
+    }
+    AfterProgress(*c);
+  }
+}
+
+std::optional<absl::Time> UringDriver::next_deadline() const {
+  std::optional<absl::Time> best;
+  for (const auto& c : connections_) {
+    if (c->finished_ || !c->deadline_.has_value()) continue;
+    if (!best.has_value() || *c->deadline_ < *best) best = c->deadline_;
+  }
+  return best;
+}
+
+}  // namespace nbd::adapters

@@ -1,0 +1,144 @@
+// The shared drive logic of every adapter: moving bytes between an
+// nbd::Client and a stream transport, and reacting to the events the core
+// raises for the transport (ShutdownWrite).
+//
+// Adapters differ only in how they wait (poll, epoll, io_uring); what they
+// do with a receive result, a send result or an event is defined once here:
+//   - receive: zero-copy, RecvBuffer() -> recv -> CommitRecv(n), so READ
+//     payloads land straight in the caller's buffer; 0 bytes is FeedEof();
+//     an error is FeedTransportError(errno status).
+//   - send: one sendmsg of the PeekOutput() gather list (MSG_NOSIGNAL), then
+//     ConsumeOutput(n).
+//   - events: ShutdownWrite -> shutdown(SHUT_WR); every event (ShutdownWrite
+//     included) is then handed to the adapter's sink, in order.
+// Readiness-based adapters call PumpOnce(); completion-based ones (io_uring)
+// issue the system calls themselves and call ApplyRecvResult /
+// ApplySendResult / DrainEvents.
+#ifndef NBD_ADAPTERS_PUMP_PUMP_H_
+#define NBD_ADAPTERS_PUMP_PUMP_H_
+
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "protocol/client.h"
+#include "protocol/events.h"
+
+namespace nbd::adapters {
+
+// System calls made on behalf of connections, so tests and benchmarks can
+// report syscalls per operation. Adapters bump the counters of the calls they
+// make; a counter struct may be shared by many connections.
+struct SyscallCounters {
+  uint64_t recv = 0;
+  uint64_t send = 0;
+  uint64_t shutdown = 0;
+  uint64_t close = 0;
+  uint64_t poll = 0;
+  uint64_t epoll_wait = 0;
+  uint64_t epoll_ctl = 0;
+  uint64_t io_uring_enter = 0;
+
+  uint64_t total() const {
+    return recv + send + shutdown + close + poll + epoll_wait + epoll_ctl +
+           io_uring_enter;
+  }
+};
+
+// The outcome of one transport call: `bytes` transferred (0 on a receive
+// means EOF), or `error` (an errno; EAGAIN means "would block").
+struct IoResult {
+  size_t bytes = 0;
+  int error = 0;
+
+  static IoResult FromSyscall(ssize_t r, int saved_errno);
+};
+
+// A byte stream. Recv/Send never block: they return EAGAIN instead.
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  virtual IoResult Recv(absl::Span<uint8_t> into) = 0;
+  virtual IoResult Send(absl::Span<const iovec> gather) = 0;
+  virtual void ShutdownWrite() = 0;  // errors are ignored, as libnbd does
+  virtual void Close() = 0;          // idempotent
+};
+
+// A non-blocking stream socket. Owns `fd` (closed by Close() or the
+// destructor). `counters` may be null.
+class SocketTransport : public Transport {
+ public:
+  SocketTransport(int fd, SyscallCounters* counters);
+  ~SocketTransport() override;
+  SocketTransport(const SocketTransport&) = delete;
+  SocketTransport& operator=(const SocketTransport&) = delete;
+
+  int fd() const { return fd_; }
+  SyscallCounters* counters() const { return counters_; }
+
+  IoResult Recv(absl::Span<uint8_t> into) override;
+  IoResult Send(absl::Span<const iovec> gather) override;
+  void ShutdownWrite() override;
+  void Close() override;
+
+ private:
+  int fd_;
+  SyscallCounters* counters_;
+  SyscallCounters unused_;  // when the caller passes no counters
+};
+
+// Most slices passed to one sendmsg (well below IOV_MAX).
+inline constexpr size_t kMaxGatherSlices = 64;
+
+using EventSink = absl::FunctionRef<void(Event&)>;
+
+// Fills `out` with the core's pending output; returns the slice count.
+size_t GatherOutput(const Client& client, absl::Span<iovec> out);
+
+// Hands a finished receive (into the span RecvBuffer() returned) to the core.
+// EAGAIN is ignored.
+void ApplyRecvResult(Client& client, IoResult result);
+
+// Hands a finished send of the gathered output to the core. EAGAIN is
+// ignored.
+void ApplySendResult(Client& client, IoResult result);
+
+// Pops every queued event: ShutdownWrite shuts down `transport`'s write side
+// first; then each event goes to `sink`.
+void DrainEvents(Client& client, Transport& transport, EventSink sink);
+
+// A dead-connection status for "gave up waiting": DeadlineExceeded carrying
+// ETIMEDOUT.
+absl::Status TimeoutStatus(absl::string_view what);
+
+// Gives up on a connection: the core becomes dead with `why` (every pending
+// command completes with ENOTCONN) and the events are drained. The caller
+// then closes the transport. No-op once closed or dead.
+void GiveUp(Client& client, Transport& transport, absl::Status why,
+            EventSink sink);
+
+// Moves bytes both ways until the transport would block or the connection
+// ended, draining events after each step. Sends whenever output is pending
+// (optimistically: a fresh socket is writable); receives only if
+// `maybe_readable` (the poller said so) and keeps receiving while receives
+// fill the buffer. Returns whether any byte moved or the phase changed.
+bool PumpOnce(Client& client, Transport& transport, bool maybe_readable,
+              EventSink sink);
+
+// poll(2)/epoll event bits for what the core wants.
+short PollEventsFor(Direction direction);  // NOLINT(runtime/int)
+
+// True once the connection can do nothing more.
+inline bool IsTerminal(Phase phase) {
+  return phase == Phase::kClosed || phase == Phase::kDead;
+}
+
+}  // namespace nbd::adapters
+
+#endif  // NBD_ADAPTERS_PUMP_PUMP_H_

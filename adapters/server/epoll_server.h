@@ -1,0 +1,93 @@
+// nbd::EpollServer: an NBD server on a Unix socket or a TCP port, serving
+// many connections from one epoll thread. Each connection is a
+// ServerConnection (a ServerSession plus synchronous Backend calls).
+//
+// Lifecycle: Create() binds and listens (so port()/uri() are known at
+// once); Start() runs the loop on a background thread; Stop() (also run by
+// the destructor) wakes the loop, closes every connection, joins the
+// thread and removes the Unix socket file. Run() is the loop itself, for
+// callers that bring their own thread; it returns after Stop().
+//
+// Note: adapters/pump and adapters/epoll drive nbd::Client objects
+// (PumpOnce(Client&), EpollConnection wraps a Client), so this loop is a
+// minimal one of its own.
+#ifndef NBD_ADAPTERS_SERVER_EPOLL_SERVER_H_
+#define NBD_ADAPTERS_SERVER_EPOLL_SERVER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "adapters/server/backend.h"
+#include "protocol/server/export.h"
+
+namespace nbd {
+
+struct ServedExport {
+  std::string name;
+  std::string description;
+  std::shared_ptr<Backend> backend;  // shared by every connection
+};
+
+struct EpollServerOptions {
+  // A Unix socket path (< 108 bytes; an existing socket file there is
+  // replaced), or, if empty, TCP on tcp_address:tcp_port (0: any free
+  // port).
+  std::string unix_path;
+  std::string tcp_address = "127.0.0.1";
+  uint16_t tcp_port = 0;
+
+  std::vector<ServedExport> exports;  // non-empty
+  // Limits and policy for each session; its `exports` are replaced by
+  // descriptions of `exports` (MakeExportInfo).
+  ServerOptions session;
+  // Connections beyond this are accepted and closed at once.
+  size_t max_connections = 256;
+};
+
+class EpollServer {
+ public:
+  static absl::StatusOr<std::unique_ptr<EpollServer>> Create(
+      EpollServerOptions options);
+  ~EpollServer();
+  EpollServer(const EpollServer&) = delete;
+  EpollServer& operator=(const EpollServer&) = delete;
+
+  // Runs Run() on a new thread. Fails if already started.
+  absl::Status Start();
+  // Idempotent; safe from any thread but the loop's own.
+  void Stop();
+  // Serves until Stop(). Returns the error that ended the loop, if any.
+  absl::Status Run();
+
+  const std::string& unix_path() const { return options_.unix_path; }
+  uint16_t port() const { return port_; }
+  // nbd+unix:///?socket=PATH or nbd://ADDRESS:PORT/ (default export).
+  std::string uri() const;
+  uint64_t connections_accepted() const { return accepted_.load(); }
+  size_t open_connections() const { return open_.load(); }
+
+ private:
+  explicit EpollServer(EpollServerOptions options);
+  absl::Status Listen();
+
+  EpollServerOptions options_;
+  std::vector<Backend*> backends_;
+  int listen_fd_ = -1;
+  int epoll_fd_ = -1;
+  int wake_fd_ = -1;
+  uint16_t port_ = 0;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::atomic<uint64_t> accepted_{0};
+  std::atomic<size_t> open_{0};
+};
+
+}  // namespace nbd
+
+#endif  // NBD_ADAPTERS_SERVER_EPOLL_SERVER_H_

@@ -1,0 +1,52 @@
+// nbd::ServerConnection: one accepted socket driven by a ServerSession,
+// with requests served synchronously from Backends (serve.h).
+//
+// Non-blocking I/O only: Pump() receives (zero-copy, straight into the
+// session's buffers: WRITE payloads land in the request's own buffer),
+// serves every request, and sends the gather list with sendmsg until the
+// socket would block or the session has finished. The caller waits for
+// readiness according to wants() (epoll_server.h does it with epoll).
+#ifndef NBD_ADAPTERS_SERVER_SERVER_CONNECTION_H_
+#define NBD_ADAPTERS_SERVER_SERVER_CONNECTION_H_
+
+#include <memory>
+#include <vector>
+
+#include "adapters/server/backend.h"
+#include "protocol/server/server.h"
+
+namespace nbd {
+
+class ServerConnection {
+ public:
+  // Takes ownership of the connected, non-blocking socket `fd`.
+  // `backends[i]` serves `options.exports[i]`; they must outlive this.
+  ServerConnection(int fd, ServerOptions options,
+                   std::vector<Backend*> backends);
+  ~ServerConnection();  // closes the socket
+  ServerConnection(const ServerConnection&) = delete;
+  ServerConnection& operator=(const ServerConnection&) = delete;
+
+  int fd() const { return fd_; }
+  ServerSession& session() { return session_; }
+  Direction wants() const { return session_.wants(); }
+
+  // Moves bytes and serves requests until nothing more can happen without
+  // waiting. Returns true once the session is closed or dead (close it by
+  // destroying this object).
+  bool Pump();
+
+ private:
+  bool ReceiveOnce();  // true if anything happened
+  bool SendOnce();
+  void ServeEvents();
+
+  const int fd_;
+  ServerSession session_;
+  std::vector<Backend*> backends_;
+  Backend* backend_ = nullptr;  // the export being served
+};
+
+}  // namespace nbd
+
+#endif  // NBD_ADAPTERS_SERVER_SERVER_CONNECTION_H_

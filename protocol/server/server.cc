@@ -1,0 +1,335 @@
+// nbd::ServerSession: public wrappers, queries, input plumbing, output and
+// lifecycle.
+#include "protocol/server/server.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "protocol/server/internal/session_impl.h"
+#include "protocol/status.h"
+
+namespace nbd {
+namespace {
+
+// Discarded input goes through a scratch buffer of at most this size.
+constexpr size_t kSkipChunk = 64 * 1024;
+// Payload buffers up to this size are kept for reuse, at most kPoolSize.
+constexpr size_t kPoolMaxBuffer = 1u << 20;
+constexpr size_t kPoolSize = 8;
+
+}  // namespace
+
+const char* ServerPhaseName(ServerPhase phase) {
+  switch (phase) {
+    case ServerPhase::kHandshake:
+      return "handshake";
+    case ServerPhase::kTransmission:
+      return "transmission";
+    case ServerPhase::kClosing:
+      return "closing";
+    case ServerPhase::kClosed:
+      return "closed";
+    case ServerPhase::kDead:
+      return "dead";
+  }
+  return "unknown";
+}
+
+uint16_t TransmissionFlags(const ExportInfo& e, bool structured_replies) {
+  const bool writable = !e.read_only;
+  uint16_t f = kTransmitHasFlags;
+  if (e.read_only) f |= kTransmitReadOnly;
+  if (e.can_flush) f |= kTransmitSendFlush;
+  if (e.can_fua && writable) f |= kTransmitSendFua;
+  if (e.rotational) f |= kTransmitRotational;
+  if (e.can_trim && writable) f |= kTransmitSendTrim;
+  if (e.can_zero && writable) {
+    f |= kTransmitSendWriteZeroes;
+    if (e.can_fast_zero) f |= kTransmitSendFastZero;
+  }
+  if (e.can_df && structured_replies) f |= kTransmitSendDf;
+  if (e.can_multi_conn) f |= kTransmitCanMultiConn;
+  if (e.can_cache) f |= kTransmitSendCache;
+  return f;
+}
+
+// ---- Impl: construction and lifecycle ---------------------------------------
+
+ServerSession::Impl::Impl(ServerOptions options) : opts_(std::move(options)) {
+  if (opts_.default_export >= opts_.exports.size()) opts_.default_export = 0;
+  opts_.max_in_flight = std::max<size_t>(opts_.max_in_flight, 1);
+  out_.PushCopy(EncodeNewstyleGreeting(
+      {static_cast<uint16_t>(kFlagFixedNewstyle | kFlagNoZeroes)}));
+  Expect(Unit::kClientFlags, kClientFlagsSize);
+}
+
+ServerPhase ServerSession::Impl::phase() const {
+  if (dead_) return ServerPhase::kDead;
+  if (closed_) return ServerPhase::kClosed;
+  if (closing_) return ServerPhase::kClosing;
+  return export_.has_value() ? ServerPhase::kTransmission
+                             : ServerPhase::kHandshake;
+}
+
+void ServerSession::Impl::Fail(absl::Status reason) {
+  if (terminal()) return;
+  dead_ = true;
+  dead_reason_ = reason;
+  out_.Clear();
+  rx_unit_ = Unit::kNone;
+  rx_scratch_.clear();
+  rx_scratch_.shrink_to_fit();
+  events_.push_back(SessionDead{std::move(reason)});
+}
+
+void ServerSession::Impl::StartClosing() {
+  if (terminal()) return;
+  closing_ = true;
+  rx_unit_ = Unit::kNone;
+  MaybeClose();
+}
+
+void ServerSession::Impl::MaybeClose() {
+  if (!closing_ || terminal() || !in_flight_.empty() || !out_.empty()) return;
+  closed_ = true;
+  events_.push_back(SessionClosed{});
+}
+
+std::unique_ptr<uint8_t[]> ServerSession::Impl::TakeBuffer(size_t n,
+                                                           size_t* capacity) {
+  for (size_t i = 0; i < buffer_pool_.size(); ++i) {
+    if (buffer_pool_[i].second >= n) {
+      std::unique_ptr<uint8_t[]> b = std::move(buffer_pool_[i].first);
+      *capacity = buffer_pool_[i].second;
+      buffer_pool_.erase(buffer_pool_.begin() + i);
+      return b;
+    }
+  }
+  // Small buffers are rounded up so they can be reused for similar sizes.
+  *capacity = n <= kPoolMaxBuffer ? std::min(n * 2, kPoolMaxBuffer) : n;
+  *capacity = std::max<size_t>(*capacity, n);
+  // Not value-initialized: every byte is received before it is read.
+  return std::unique_ptr<uint8_t[]>(new uint8_t[*capacity]);
+}
+
+void ServerSession::Impl::ReturnBuffer(std::unique_ptr<uint8_t[]> buffer,
+                                       size_t capacity) {
+  if (buffer == nullptr || capacity > kPoolMaxBuffer ||
+      buffer_pool_.size() >= kPoolSize) {
+    return;
+  }
+  buffer_pool_.emplace_back(std::move(buffer), capacity);
+}
+
+void ServerSession::Impl::Release(RequestHandle handle) {
+  auto it = in_flight_.find(handle);
+  if (it == in_flight_.end()) return;
+  std::unique_ptr<uint8_t[]> payload = std::move(it->second.payload);
+  const size_t capacity = it->second.payload_capacity;
+  in_flight_.erase(it);
+  ReturnBuffer(std::move(payload), capacity);
+}
+
+// ---- Impl: input plumbing
+// -----------------------------------------------------
+
+void ServerSession::Impl::Expect(Unit unit, size_t n) {
+  rx_unit_ = unit;
+  rx_want_ = n;
+  rx_got_ = 0;
+  rx_dst_ = nullptr;
+  rx_scratch_.resize(n);
+  if (n == 0) OnUnitComplete();
+}
+
+void ServerSession::Impl::ExpectInto(Unit unit, uint8_t* dst, size_t n) {
+  rx_unit_ = unit;
+  rx_want_ = n;
+  rx_got_ = 0;
+  rx_dst_ = dst;
+  if (n == 0) OnUnitComplete();
+}
+
+void ServerSession::Impl::ExpectSkip(uint64_t n, AfterSkip after) {
+  skip_left_ = n;
+  after_skip_ = after;
+  Expect(Unit::kSkip, static_cast<size_t>(std::min<uint64_t>(n, kSkipChunk)));
+}
+
+bool ServerSession::Impl::at_boundary() const {
+  return rx_got_ == 0 &&
+         (rx_unit_ == Unit::kClientFlags || rx_unit_ == Unit::kOptionHeader ||
+          rx_unit_ == Unit::kRequestHeader);
+}
+
+bool ServerSession::Impl::input_paused() const {
+  if (!at_boundary()) return false;
+  if (out_.pending_bytes() > opts_.output_high_water) return true;
+  return rx_unit_ == Unit::kRequestHeader &&
+         in_flight_.size() >= opts_.max_in_flight;
+}
+
+absl::Span<uint8_t> ServerSession::Impl::RecvBuffer() {
+  if (terminal() || closing_ || rx_unit_ == Unit::kNone || input_paused()) {
+    return {};
+  }
+  uint8_t* base = rx_dst_ != nullptr ? rx_dst_ : rx_scratch_.data();
+  return absl::Span<uint8_t>(base + rx_got_, rx_want_ - rx_got_);
+}
+
+absl::Status ServerSession::Impl::CommitRecv(size_t n) {
+  if (terminal()) {
+    return PreconditionStatus(EINVAL, "the session is closed or dead");
+  }
+  if (n > rx_want_ - rx_got_ || (n > 0 && RecvBuffer().empty())) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("CommitRecv(%d) exceeds the receive buffer", n));
+  }
+  rx_got_ += n;
+  if (n > 0 && rx_got_ == rx_want_) OnUnitComplete();
+  if (dead_) return dead_reason_;
+  return absl::OkStatus();
+}
+
+void ServerSession::Impl::OnUnitComplete() {
+  switch (rx_unit_) {
+    case Unit::kNone:
+      return;
+    case Unit::kClientFlags:
+      return OnClientFlags();
+    case Unit::kOptionHeader:
+      return OnOptionHeader();
+    case Unit::kOptionData:
+      return OnOptionData();
+    case Unit::kRequestHeader:
+      return OnRequestHeader();
+    case Unit::kPayload:
+      return OnPayload();
+    case Unit::kSkip: {
+      skip_left_ -= rx_want_;
+      if (skip_left_ > 0) {
+        rx_want_ =
+            static_cast<size_t>(std::min<uint64_t>(skip_left_, kSkipChunk));
+        rx_got_ = 0;
+        return;
+      }
+      switch (after_skip_) {
+        case AfterSkip::kOptionTooBig:
+          SendOptionError(option_.option, OptionReplyType::kErrTooBig,
+                          "option data too long");
+          return Expect(Unit::kOptionHeader, kOptionRequestHeaderSize);
+        case AfterSkip::kRequestError:
+          return FinishSkippedRequest();
+        case AfterSkip::kNothing:
+          return;
+      }
+      return;
+    }
+  }
+}
+
+// ---- Public API
+// -----------------------------------------------------------------
+
+ServerSession::ServerSession(ServerOptions options)
+    : impl_(std::make_unique<Impl>(std::move(options))) {}
+ServerSession::~ServerSession() = default;
+
+ServerPhase ServerSession::phase() const { return impl_->phase(); }
+
+Direction ServerSession::wants() const {
+  const Impl& s = *impl_;
+  if (s.terminal()) return Direction::kNone;
+  const bool read =
+      !s.closing_ && s.rx_unit_ != Impl::Unit::kNone && !s.input_paused();
+  const bool write = !s.out_.empty();
+  if (read && write) return Direction::kBoth;
+  if (read) return Direction::kRead;
+  if (write) return Direction::kWrite;
+  return Direction::kNone;
+}
+
+absl::Status ServerSession::dead_reason() const { return impl_->dead_reason_; }
+size_t ServerSession::in_flight() const { return impl_->in_flight_.size(); }
+std::optional<size_t> ServerSession::export_index() const {
+  return impl_->export_;
+}
+bool ServerSession::structured_replies() const { return impl_->structured_; }
+bool ServerSession::extended_headers() const { return impl_->extended_; }
+bool ServerSession::block_status_negotiated() const {
+  return impl_->meta_base_allocation_;
+}
+const ServerOptions& ServerSession::options() const { return impl_->opts_; }
+
+absl::StatusOr<size_t> ServerSession::Feed(absl::Span<const uint8_t> bytes) {
+  Impl& s = *impl_;
+  if (s.terminal()) {
+    return PreconditionStatus(EINVAL, "the session is closed or dead");
+  }
+  size_t used = 0;
+  while (used < bytes.size()) {
+    absl::Span<uint8_t> dst = s.RecvBuffer();
+    if (dst.empty()) break;
+    const size_t n = std::min(dst.size(), bytes.size() - used);
+    std::memcpy(dst.data(), bytes.data() + used, n);
+    used += n;
+    absl::Status st = s.CommitRecv(n);
+    if (!st.ok()) return st;
+  }
+  return used;
+}
+
+void ServerSession::FeedEof() {
+  Impl& s = *impl_;
+  if (s.terminal() || s.closing_) return;
+  if (s.at_boundary()) return s.StartClosing();
+  s.Fail(ErrnoStatus(ECONNRESET,
+                     absl::StrFormat("client closed the connection inside a "
+                                     "message (%d of %d bytes received)",
+                                     s.rx_got_, s.rx_want_)));
+}
+
+void ServerSession::FeedTransportError(absl::Status error) {
+  if (error.ok()) error = ErrnoStatus(EIO, "transport error");
+  impl_->Fail(std::move(error));
+}
+
+absl::Span<uint8_t> ServerSession::RecvBuffer() { return impl_->RecvBuffer(); }
+absl::Status ServerSession::CommitRecv(size_t n) {
+  return impl_->CommitRecv(n);
+}
+
+size_t ServerSession::PeekOutput(absl::Span<IoSlice> out) const {
+  return impl_->out_.Peek(out);
+}
+size_t ServerSession::pending_output_bytes() const {
+  return impl_->out_.pending_bytes();
+}
+
+absl::Status ServerSession::ConsumeOutput(size_t n) {
+  Impl& s = *impl_;
+  if (n > s.out_.pending_bytes()) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("ConsumeOutput(%d) with only %d bytes pending", n,
+                        s.out_.pending_bytes()));
+  }
+  s.out_.Consume(n, [&s](RequestHandle handle) {
+    if (s.opts_.report_reply_sent) s.events_.push_back(ReplySent{handle});
+  });
+  s.MaybeClose();
+  return absl::OkStatus();
+}
+
+std::optional<ServerEvent> ServerSession::PollEvent() {
+  if (impl_->events_.empty()) return std::nullopt;
+  ServerEvent e = std::move(impl_->events_.front());
+  impl_->events_.pop_front();
+  return e;
+}
+
+bool ServerSession::has_events() const { return !impl_->events_.empty(); }
+
+}  // namespace nbd

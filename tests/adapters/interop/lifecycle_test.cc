@@ -1,0 +1,151 @@
+// Disconnects, server death and servers that never close, through every
+// adapter. Assertions are about behaviour; every wait is bounded.
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <thread>
+
+#include "absl/time/clock.h"
+#include "tests/adapters/interop/interop_fixture.h"
+
+namespace nbd::test {
+namespace {
+
+using LifecycleTest = InteropTest;
+
+TEST_P(LifecycleTest, DisconnectWithCommandsInFlight) {
+  SkipUnless("nbdkit");
+  // One server thread, so requests are served in order before the DISC:
+  // a multi-threaded nbdkit answers requests it is still working on when
+  // DISC arrives with ESHUTDOWN, and the delay filter aborts its sleeps when
+  // the client's write side closes.
+  auto server = ServerProcess::StartNbdkit({"-t", "1", "memory", "1M"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto h = ConnectTo((*server)->socket_path());
+  ASSERT_NE(h, nullptr);
+  std::vector<uint8_t> data = Pattern(65536, 7);
+  std::vector<std::vector<uint8_t>> back(3, std::vector<uint8_t>(65536));
+  std::vector<Op> writes = {WriteOp(0, data), WriteOp(131072, data)};
+  ASSERT_TRUE(h->Run(writes, kTimeout).ok());
+  EXPECT_ALL_OK(writes);
+  std::vector<Op> ops = {ReadOp(0, back[0]), ReadOp(65536, back[1]),
+                         WriteOp(262144, data), ReadOp(131072, back[2]),
+                         SimpleOp(Op::kFlush)};
+  absl::Status s = h->RunThenDisconnect(ops, kTimeout);
+  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_ALL_OK(ops);
+  EXPECT_EQ(back[0], data);
+  EXPECT_EQ(back[1], std::vector<uint8_t>(65536, 0));
+  EXPECT_EQ(back[2], data);
+  EXPECT_EQ(h->client().phase(), Phase::kClosed);
+  EXPECT_EQ(h->client().in_flight(), 0u);
+  EXPECT_TRUE(h->finished());
+}
+
+TEST_P(LifecycleTest, ServerDeathFailsPendingCommandsOnce) {
+  SkipUnless("nbdkit");
+  auto server = ServerProcess::StartNbdkit(
+      {"--filter=delay", "memory", "1M", "delay-read=10", "delay-write=10"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto h = ConnectTo((*server)->socket_path());
+  ASSERT_NE(h, nullptr);
+  std::vector<uint8_t> data = Pattern(4096, 2);
+  std::vector<std::vector<uint8_t>> back(3, std::vector<uint8_t>(4096));
+  std::vector<Op> ops = {ReadOp(0, back[0]), WriteOp(4096, data),
+                         ReadOp(8192, back[1]), ReadOp(12288, back[2])};
+  ServerProcess* srv = server->get();
+  absl::Status s = h->RunWithInterruption(
+      ops, [srv] { srv->Kill(); }, absl::Milliseconds(200), kTimeout);
+  EXPECT_TRUE(s.ok()) << s;
+  int issued = 0;
+  for (const Op& op : ops) {
+    if (!op.issued) continue;  // blocking: refused once the connection died
+    ++issued;
+    EXPECT_EQ(op.completions, 1);
+    EXPECT_EQ(StatusErrno(op.status), ENOTCONN) << op.status;
+  }
+  EXPECT_GE(issued, 1);
+  Phase p = h->client().phase();
+  EXPECT_TRUE(p == Phase::kClosed || p == Phase::kDead) << PhaseName(p);
+  EXPECT_TRUE(h->finished());
+}
+
+// A fake oldstyle server that reads everything the client sends, records
+// whether it saw EOF (the client's SHUT_WR), and never closes its socket.
+class SilentServer {
+ public:
+  explicit SilentServer(int fd) : fd_(fd) {
+    thread_ = std::thread([this] { Serve(); });
+  }
+  ~SilentServer() {
+    stop_ = true;
+    thread_.join();
+    ::close(fd_);
+  }
+  size_t bytes_read() const { return bytes_; }
+  bool saw_eof() const { return eof_; }
+
+ private:
+  void Serve() {
+    uint8_t greeting[152] = {};
+    std::memcpy(greeting, "NBDMAGIC", 8);
+    const uint8_t oldstyle[8] = {0x00, 0x00, 0x42, 0x02,
+                                 0x81, 0x86, 0x12, 0x53};
+    std::memcpy(greeting + 8, oldstyle, 8);
+    greeting[16 + 5] = 0x10;  // size 1 MiB, big-endian
+    greeting[24 + 3] = 0x01;  // flags: HAS_FLAGS
+    if (::send(fd_, greeting, sizeof greeting, MSG_NOSIGNAL) < 0) return;
+    uint8_t buf[4096];
+    while (!stop_) {
+      ssize_t r = ::recv(fd_, buf, sizeof buf, MSG_DONTWAIT);
+      if (r > 0) bytes_ += r;
+      if (r == 0) eof_ = true;
+      if (r <= 0) absl::SleepFor(absl::Milliseconds(5));
+    }
+  }
+
+  int fd_;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::atomic<size_t> bytes_{0};
+  std::atomic<bool> eof_{false};
+};
+
+TEST_P(LifecycleTest, ShutdownGivesUpOnServerThatNeverCloses) {
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  SilentServer server(sv[1]);
+  auto fd = adapters::AdoptFd(sv[0]);
+  ASSERT_TRUE(fd.ok()) << fd.status();
+  std::unique_ptr<Harness> h = NewHarness();
+  ASSERT_TRUE(h->Connect(*fd, {}, kTimeout).ok());
+  absl::Status s = h->Shutdown(0, absl::Milliseconds(300));
+  EXPECT_EQ(StatusErrno(s), ETIMEDOUT) << s;
+  EXPECT_EQ(h->client().phase(), Phase::kDead);
+  EXPECT_TRUE(h->finished());
+  // The DISC request went out and the write side was shut down.
+  absl::Time give_up = absl::Now() + kTimeout;
+  while (!server.saw_eof() && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  EXPECT_EQ(server.bytes_read(), 28u);
+  EXPECT_TRUE(server.saw_eof());
+}
+
+TEST_P(LifecycleTest, ShutdownAbandonPendingFailsUnsentCommands) {
+  SkipUnless("nbdkit");
+  auto server = ServerProcess::StartNbdkit({"memory", "1M"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto h = ConnectTo((*server)->socket_path());
+  ASSERT_NE(h, nullptr);
+  // Nothing pending: the flag changes nothing and the close is clean.
+  EXPECT_TRUE(h->Shutdown(kShutdownAbandonPending, kTimeout).ok());
+  EXPECT_EQ(h->client().phase(), Phase::kClosed);
+}
+
+NBD_INSTANTIATE_FOR_ALL_ADAPTERS(LifecycleTest);
+
+}  // namespace
+}  // namespace nbd::test

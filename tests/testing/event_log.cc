@@ -1,0 +1,138 @@
+#include "tests/testing/event_log.h"
+
+#include <string>
+#include <variant>
+
+#include "absl/strings/str_cat.h"
+#include "tests/testing/script.h"
+
+namespace nbd::test {
+
+const char* OptionName(Option option) {
+  switch (option) {
+    case Option::kExportName:
+      return "EXPORT_NAME";
+    case Option::kAbort:
+      return "ABORT";
+    case Option::kList:
+      return "LIST";
+    case Option::kPeekExport:
+      return "PEEK_EXPORT";
+    case Option::kStartTls:
+      return "STARTTLS";
+    case Option::kInfo:
+      return "INFO";
+    case Option::kGo:
+      return "GO";
+    case Option::kStructuredReply:
+      return "STRUCTURED_REPLY";
+    case Option::kListMetaContext:
+      return "LIST_META_CONTEXT";
+    case Option::kSetMetaContext:
+      return "SET_META_CONTEXT";
+    case Option::kExtendedHeaders:
+      return "EXTENDED_HEADERS";
+  }
+  return "OPTION?";
+}
+
+const char* CommandName(Command command) {
+  switch (command) {
+    case Command::kRead:
+      return "READ";
+    case Command::kWrite:
+      return "WRITE";
+    case Command::kDisc:
+      return "DISC";
+    case Command::kFlush:
+      return "FLUSH";
+    case Command::kTrim:
+      return "TRIM";
+    case Command::kCache:
+      return "CACHE";
+    case Command::kWriteZeroes:
+      return "WRITE_ZEROES";
+    case Command::kBlockStatus:
+      return "BLOCK_STATUS";
+    case Command::kResize:
+      return "RESIZE";
+  }
+  return "COMMAND?";
+}
+
+namespace {
+
+const char* ChunkKindName(ReadChunkKind kind) {
+  switch (kind) {
+    case ReadChunkKind::kData:
+      return "data";
+    case ReadChunkKind::kHole:
+      return "hole";
+    case ReadChunkKind::kError:
+      return "error";
+  }
+  return "?";
+}
+
+struct Formatter {
+  std::string* message;
+
+  std::string WithStatus(std::string prefix, const absl::Status& status) {
+    *message = std::string(status.message());
+    return absl::StrCat(prefix, StatusText(status));
+  }
+
+  std::string operator()(const Connected&) { return "Connected"; }
+  std::string operator()(const Negotiating&) { return "Negotiating"; }
+  std::string operator()(const ExportListed& e) {
+    return absl::StrCat("ExportListed name=", e.name,
+                        " description=", e.description);
+  }
+  std::string operator()(const MetaContextListed& e) {
+    return absl::StrCat("MetaContextListed id=", e.context_id,
+                        " name=", e.name);
+  }
+  std::string operator()(const OptionCompleted& e) {
+    return WithStatus(
+        absl::StrCat("OptionCompleted ", OptionName(e.option), " "), e.status);
+  }
+  std::string operator()(const CommandCompleted& e) {
+    return WithStatus(absl::StrCat("CommandCompleted cookie=", e.cookie, " ",
+                                   CommandName(e.command), " "),
+                      e.status);
+  }
+  std::string operator()(const BlockStatusExtents& e) {
+    std::string out = absl::StrCat(
+        "BlockStatusExtents cookie=", e.cookie, " context=", e.context_id, ":",
+        e.context_name, " offset=", e.offset, " extents=");
+    for (size_t i = 0; i < e.extents.size(); ++i) {
+      absl::StrAppend(&out, i ? "," : "", e.extents[i].length, "/",
+                      e.extents[i].flags);
+    }
+    return out;
+  }
+  std::string operator()(const ReadChunk& e) {
+    std::string out =
+        absl::StrCat("ReadChunk cookie=", e.cookie, " ", ChunkKindName(e.kind),
+                     " offset=", e.offset, " length=", e.length);
+    if (e.kind == ReadChunkKind::kError) {
+      absl::StrAppend(&out, " error=", ErrnoName(e.error));
+    }
+    return out;
+  }
+  std::string operator()(const StartTls&) { return "StartTls"; }
+  std::string operator()(const ShutdownWrite&) { return "ShutdownWrite"; }
+  std::string operator()(const Closed&) { return "Closed"; }
+  std::string operator()(const Dead& e) {
+    return WithStatus("Dead ", e.reason);
+  }
+};
+
+}  // namespace
+
+std::string FormatEvent(const Event& event, std::string* message) {
+  message->clear();
+  return std::visit(Formatter{message}, event);
+}
+
+}  // namespace nbd::test

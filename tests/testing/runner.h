@@ -1,0 +1,126 @@
+// Replays a Scenario (tests/testing/script.h) against fresh nbd::Clients.
+//
+// RunAllModes() executes the scenario once per Mode. The modes differ only in
+// how bytes move: the server's bytes are fed whole (one Feed() per step), byte
+// by byte, or split at seeded random points, or go through the zero-copy
+// path (RecvBuffer()/CommitRecv()) with full, 1-byte and random commits;
+// output is drained whole or in random pieces. The core promises identical
+// results for any split, so RunAllModes() checks that every mode produced the
+// same log, the same client bytes and the same buffer contents, and returns the
+// first mode's result for the test's own assertions.
+//
+// After each step a run retries stalled input, drains the client's output
+// into a byte stream (checked by ClientSends steps), and pops every event
+// into the log. Each run also checks the core's invariants: every accepted
+// command completes at most once, and exactly once if the connection ends;
+// Closed/Dead is the last event; a closed or dead client wants nothing, has
+// nothing in flight and no output.
+#ifndef NBD_TESTS_TESTING_RUNNER_H_
+#define NBD_TESTS_TESTING_RUNNER_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "protocol/client.h"
+#include "tests/testing/script.h"
+
+namespace nbd::test {
+
+struct Mode {
+  enum class Input { kFeed, kZeroCopy };
+  enum class Split { kWhole, kOneByte, kRandom };
+  std::string name;
+  Input input = Input::kFeed;
+  Split split = Split::kWhole;
+  uint32_t seed = 0;
+};
+
+// Every mode RunAllModes() uses; the first is "feed-whole".
+std::vector<Mode> AllModes();
+
+struct RunResult {
+  std::string mode;
+  // One line per event, call, snapshot or stall; status messages are in
+  // `messages` at the same index ("" when there is none).
+  std::vector<std::string> log;
+  std::vector<std::string> messages;
+  std::map<std::string, Bytes> buffers;
+  Bytes client_sent;
+  std::vector<std::string> failures;
+
+  // The lines after the first "Connected" (all lines if there is none).
+  std::vector<std::string> AfterConnected() const;
+  // The message of the first line that starts with `prefix` ("" if none).
+  std::string MessageOf(std::string_view prefix) const;
+};
+
+// One replay of a scenario, kept alive so a test can keep poking the client.
+class ScenarioRun {
+ public:
+  ScenarioRun(const Scenario& scenario, Mode mode);
+  ~ScenarioRun();
+
+  // Executes every step of the scenario, then the end-of-run checks.
+  void RunAll();
+  // Retries stalled input, drains output (unless held) and logs events.
+  void Settle();
+
+  Client& client() { return *client_; }
+  RunContext& context() { return ctx_; }
+  const RunResult& result() const { return result_; }
+  RunResult TakeResult() { return std::move(result_); }
+
+ private:
+  void Execute(size_t index, const Step& step);
+  void FeedPending();
+  void TakeOutput(size_t limit);
+  void PollEvents();
+  void CheckInvariants();
+  void FinalChecks();
+  size_t Piece(size_t available);
+  void Log(std::string line, std::string message = "");
+  void Failure(std::string what);
+
+  const Scenario& scenario_;
+  Mode mode_;
+  std::mt19937 rng_;
+  std::unique_ptr<Client> client_;
+  RunContext ctx_;
+  RunResult result_;
+  Bytes pending_input_;
+  ClientStream sent_;
+  bool output_held_ = false;
+  bool terminal_event_seen_ = false;
+  size_t step_index_ = 0;
+  std::map<Cookie, int> completions_;
+};
+
+// Runs `scenario` in every mode and checks that all runs agree (see above).
+RunResult RunAllModes(const Scenario& scenario);
+
+// Lines of `log` that start with `prefix`.
+std::vector<std::string> LinesStartingWith(const std::vector<std::string>& log,
+                                           std::string_view prefix);
+
+// Matches a log that contains `lines` in this order (not necessarily
+// adjacent).
+MATCHER_P(ContainsInOrder, lines, "contains these lines in order") {
+  size_t next = 0;
+  for (const std::string& line : arg) {
+    if (next < lines.size() && line == lines[next]) ++next;
+  }
+  if (next == lines.size()) return true;
+  *result_listener << "missing \"" << lines[next] << "\" (in order)";
+  return false;
+}
+
+}  // namespace nbd::test
+
+#endif  // NBD_TESTS_TESTING_RUNNER_H_
