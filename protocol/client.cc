@@ -126,10 +126,11 @@ void Client::Impl::OnUnitComplete() {
 }
 
 absl::StatusOr<size_t> Client::Impl::Feed(absl::Span<const uint8_t> bytes) {
-  if (dead_) return dead_reason_;
-  if (closed_) {
-    return PreconditionStatus(EINVAL,
-                              "cannot feed input: the connection is closed");
+  if (terminal()) {
+    return PreconditionStatus(
+        EINVAL, absl::StrCat(
+                    "cannot feed input: the connection is ", PhaseName(phase()),
+                    dead_ ? absl::StrCat(": ", dead_reason_.message()) : ""));
   }
   size_t used = 0;
   while (used < bytes.size() && !input_blocked()) {
@@ -145,9 +146,6 @@ absl::StatusOr<size_t> Client::Impl::Feed(absl::Span<const uint8_t> bytes) {
     if (rx_got_ == rx_want_) OnUnitComplete();
   }
   if (dead_) return dead_reason_;
-  if (closed_ && used < bytes.size()) {
-    return ErrnoStatus(EINVAL, "input after the connection closed");
-  }
   return used;
 }
 
@@ -201,6 +199,14 @@ void Client::Impl::FeedEof() {
                             "server closed the connection during the "
                             "handshake"));
   }
+  bool inside_reply =
+      std::any_of(commands_.begin(), commands_.end(),
+                  [](const auto& entry) { return entry.second.reply_started; });
+  if (inside_reply) {
+    return Fail(ErrnoStatus(ECONNRESET,
+                            "server disconnected before the last chunk "
+                            "(NBD_REPLY_FLAG_DONE) of a reply"));
+  }
   if (rx_unit_ == Unit::kReplyHeader && rx_got_ == 0) return Close();
   Fail(ErrnoStatus(ECONNRESET, "server disconnected in the middle of a reply"));
 }
@@ -214,10 +220,11 @@ void Client::Impl::FailAllCommands(const absl::Status& why) {
   for (auto& [cookie, cmd] : pending) {
     events_.push_back(CommandCompleted{cookie, cmd.type, why});
   }
-  if (option_.has_value() && option_->from_user) {
-    events_.push_back(OptionCompleted{option_->option, why});
+  if (std::optional<Option> user = PendingUserOption()) {
+    events_.push_back(OptionCompleted{*user, why});
   }
   option_.reset();
+  go_after_meta_ = false;
   disc_queued_ = false;
   out_.Clear();
   rx_unit_ = Unit::kNone;
@@ -356,6 +363,16 @@ absl::Status Client::ConsumeOutput(size_t n) {
       !impl->fail_after_abort_.ok()) {
     impl->Fail(impl->fail_after_abort_);
   }
+  return absl::OkStatus();
+}
+
+absl::Status Client::PinOutput(size_t n) {
+  if (n > impl_->out_.pending_bytes()) {
+    return ErrnoStatus(
+        EINVAL, absl::StrFormat("PinOutput(%d) exceeds the %d bytes pending", n,
+                                impl_->out_.pending_bytes()));
+  }
+  impl_->out_.Pin(n);
   return absl::OkStatus();
 }
 

@@ -43,7 +43,15 @@
 //  - Slices from PeekOutput() stay valid until ConsumeOutput() covers them,
 //    whatever else is called in between, except that entering kClosed or
 //    kDead drops all pending output.
-//  - The span from RecvBuffer() is valid until the next non-const call.
+//  - The span from RecvBuffer() stays valid, and the core does not look at
+//    it, until the next input call (Feed, FeedEof, FeedTransportError,
+//    CommitRecv, RecvBuffer) or until the connection ends (a call such as
+//    Shutdown(kShutdownAbandonPending) cannot move it). So an asynchronous
+//    receive (io_uring) may be in the kernel while commands are issued,
+//    output is consumed and events are polled.
+//  - A command is "on the wire" once any of its bytes were consumed or
+//    pinned (PinOutput); Shutdown(kShutdownAbandonPending) withdraws only
+//    commands that are not.
 #ifndef NBD_PROTOCOL_CLIENT_H_
 #define NBD_PROTOCOL_CLIENT_H_
 
@@ -60,16 +68,11 @@
 #include "absl/types/span.h"
 #include "protocol/constants.h"
 #include "protocol/events.h"
+#include "protocol/io.h"
 #include "protocol/options.h"
 #include "protocol/wire.h"
 
 namespace nbd {
-
-// Layout-compatible with struct iovec (checked in the adapters).
-struct IoSlice {
-  const uint8_t* data;
-  size_t size;
-};
 
 enum class Phase {
   kConnecting,
@@ -80,9 +83,6 @@ enum class Phase {
   kDead,
 };
 const char* PhaseName(Phase phase);
-
-// What the transport should wait for.
-enum class Direction { kNone = 0, kRead = 1, kWrite = 2, kBoth = 3 };
 
 enum class ProtocolVariant { kUnknown, kOldstyle, kNewstyle, kFixedNewstyle };
 const char* ProtocolVariantName(ProtocolVariant variant);
@@ -155,9 +155,10 @@ class Client {
   // ---- Input ----------------------------------------------------------------
   // Copying path. Consumes bytes and returns how many. It consumes all of
   // `bytes` except: at the end of a STARTTLS acknowledgement (the rest is
-  // TLS), and when the connection dies, which returns the reason (also
-  // reported as a Dead event). In kClosed/kDead it returns
-  // FailedPrecondition.
+  // TLS), and when the connection ends during this call: if it dies, the
+  // call returns the reason (also reported as a Dead event); if the server
+  // ended it cleanly (the reply to NBD_OPT_ABORT), the bytes used so far.
+  // Called in kClosed/kDead it returns FailedPrecondition (EINVAL).
   absl::StatusOr<size_t> Feed(absl::Span<const uint8_t> bytes);
   // The peer closed its side. At a message boundary this closes the
   // connection; inside a message (or during the handshake) it kills it.
@@ -176,6 +177,13 @@ class Client {
   size_t pending_output_bytes() const;
   // The transport took `n` bytes. n must not exceed pending_output_bytes().
   absl::Status ConsumeOutput(size_t n);
+  // For asynchronous senders (io_uring): the first `n` pending bytes were
+  // handed to a send that has not completed. They are never withdrawn (by
+  // Shutdown(kShutdownAbandonPending)) while pinned; ConsumeOutput()
+  // releases them. Synchronous senders, which consume before calling
+  // anything else, need not call it. n must not exceed
+  // pending_output_bytes().
+  absl::Status PinOutput(size_t n);
 
   // ---- Events ---------------------------------------------------------------
   std::optional<Event> PollEvent();
@@ -229,11 +237,11 @@ class Client {
   // accepted still complete normally.
   absl::Status Disconnect(uint32_t flags = 0);
   // Graceful end in any phase. In transmission: with
-  // kShutdownAbandonPending, commands with no byte on the wire complete
-  // with ENOTCONN; then NBD_CMD_DISC is sent once nothing else is in flight.
-  // During negotiation: NBD_OPT_ABORT (after the current option's reply).
-  // After Disconnect() it succeeds and changes nothing. In kClosed/kDead it
-  // fails with FailedPrecondition.
+  // kShutdownAbandonPending, commands with no byte consumed or pinned
+  // complete with ENOTCONN; then NBD_CMD_DISC is sent once nothing else is in
+  // flight. During negotiation: NBD_OPT_ABORT (after the current option's
+  // reply). After Disconnect() it succeeds and changes nothing. In
+  // kClosed/kDead it fails with FailedPrecondition.
   absl::Status Shutdown(uint32_t flags = 0);
 
  private:

@@ -301,6 +301,13 @@ void Client::Impl::FinishOption(absl::Status status) {
   AdvanceHandshake();
 }
 
+std::optional<Option> Client::Impl::PendingUserOption() const {
+  if (!option_.has_value()) return std::nullopt;
+  if (option_->from_user) return option_->option;
+  if (go_after_meta_) return Option::kGo;
+  return std::nullopt;
+}
+
 void Client::Impl::ResetNegotiatedState() {
   // After STARTTLS everything negotiated in plaintext is void.
   structured_ = false;
@@ -411,10 +418,11 @@ void Client::Impl::OnOptReply() {
                                  message.empty() ? "" : ": ", message));
     if (static_cast<OptionReplyType>(type) == OptionReplyType::kErrShutdown) {
       // The spec requires a soft disconnect.
-      if (option_->from_user) {
-        events_.push_back(OptionCompleted{option, error});
+      if (std::optional<Option> user = PendingUserOption()) {
+        events_.push_back(OptionCompleted{*user, error});
       }
       option_.reset();
+      go_after_meta_ = false;
       fail_after_abort_ = error;
       return SendAbort();
     }
@@ -645,6 +653,9 @@ absl::Status Client::OptList() {
 
 absl::Status Client::OptInfo() {
   if (absl::Status s = impl_->CheckNegotiating(); !s.ok()) return s;
+  if (impl_->export_name_.size() > kMaxStringLength) {
+    return ErrnoStatus(ENAMETOOLONG, "export name exceeds 4096 bytes");
+  }
   impl_->SendGo(Option::kInfo, true);
   return absl::OkStatus();
 }
@@ -652,6 +663,9 @@ absl::Status Client::OptInfo() {
 absl::Status Client::OptGo() {
   Impl& s = *impl_;
   if (absl::Status st = s.CheckNegotiating(); !st.ok()) return st;
+  if (s.export_name_.size() > kMaxStringLength) {
+    return ErrnoStatus(ENAMETOOLONG, "export name exceeds 4096 bytes");
+  }
   s.go_from_user_ = true;
   bool want_meta =
       s.opts_.request_base_allocation || !s.opts_.meta_contexts.empty();

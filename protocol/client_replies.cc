@@ -353,7 +353,10 @@ void Client::Impl::FinishChunk() {
   if (terminal()) return;
   const Cookie cookie = chunk_.cookie;
   const bool done = chunk_.flags & kReplyFlagDone;
-  if (!done) return ExpectReplyHeader();
+  if (!done) {
+    if (PendingCommand* cmd = CurrentCommand()) cmd->reply_started = true;
+    return ExpectReplyHeader();
+  }
   PendingCommand* current = CurrentCommand();
   if (current == nullptr) return;
   ExpectReplyHeader();

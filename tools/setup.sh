@@ -30,6 +30,8 @@ PACKAGES=(
   nbd-server
   libnbd-dev
   libnbd-bin
+  # nbdsh (Python bindings), used by the server tests.
+  python3-libnbd
 )
 
 missing=()

@@ -84,6 +84,11 @@ int UringDriver::Prepare() {
       io_uring_sqe* sqe = io_uring_get_sqe(ring_);
       if (sqe == nullptr) break;
       size_t n = GatherOutput(c.client_, absl::MakeSpan(c.iov_));
+      // The kernel reads these bytes after we return: pin them so that
+      // Shutdown(kShutdownAbandonPending) cannot withdraw them meanwhile.
+      size_t bytes = 0;
+      for (size_t k = 0; k < n; ++k) bytes += c.iov_[k].iov_len;
+      (void)c.client_.PinOutput(bytes);
       c.msg_ = {};
       c.msg_.msg_iov = c.iov_;
       c.msg_.msg_iovlen = n;

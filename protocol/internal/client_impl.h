@@ -52,6 +52,7 @@ class Client::Impl {
     bool report_chunks = false;
     absl::Status error;  // first error seen; OK otherwise
     uint64_t data_seen = 0;
+    bool reply_started = false;  // a chunk without DONE has arrived
   };
 
   // An option in flight (one at a time, as the spec requires).
@@ -90,6 +91,9 @@ class Client::Impl {
   void SendExportName();
   void SendAbort();
   void FinishOption(absl::Status status);
+  // The user's Opt* call that the option in flight is part of, if any: the
+  // option itself, or OptGo() while its automatic SET_META_CONTEXT runs.
+  std::optional<Option> PendingUserOption() const;
   void EnterTransmission(uint64_t size, uint16_t flags);
   void Park();
   absl::Status CheckNegotiating() const;

@@ -35,18 +35,33 @@ size_t OutputQueue::Peek(absl::Span<IoSlice> out) const {
     const Segment& s = *segments_[i];
     size_t skip = (i == 0) ? front_offset_ : 0;
     out[i] = IoSlice{s.data + skip, s.size - skip};
-    max_exposed_cookie_ = std::max(max_exposed_cookie_, s.cookie);
   }
-  peeked_segments_ = std::max(peeked_segments_, n);
   return n;
 }
 
+void OutputQueue::Pin(size_t n) {
+  n = std::min(n, pending_bytes_);
+  pinned_bytes_ = std::max(pinned_bytes_, n);
+  size_t covered = 0;
+  for (size_t i = 0; i < segments_.size() && covered < pinned_bytes_; ++i) {
+    const Segment& s = *segments_[i];
+    max_exposed_cookie_ = std::max(max_exposed_cookie_, s.cookie);
+    covered += s.size - (i == 0 ? front_offset_ : 0);
+  }
+}
+
 std::vector<Cookie> OutputQueue::RemoveUnexposedCommands() {
-  // A partly consumed front segment counts as exposed too.
-  size_t keep = peeked_segments_;
+  // Keep every segment with a byte consumed (the front, if partly sent) or
+  // pinned by an asynchronous send.
+  size_t keep = 0;
+  size_t covered = 0;
+  while (keep < segments_.size() && covered < pinned_bytes_) {
+    covered += segments_[keep]->size - (keep == 0 ? front_offset_ : 0);
+    ++keep;
+  }
   if (front_offset_ > 0) keep = std::max<size_t>(keep, 1);
   // Extend `keep` to the end of the last exposed command: its payload must
-  // follow its header even if the payload was not peeked yet.
+  // follow its header even if no payload byte was sent yet.
   while (keep < segments_.size() &&
          segments_[keep]->kind == SegmentKind::kWritePayload) {
     ++keep;
@@ -70,7 +85,7 @@ void OutputQueue::Clear() {
   segments_.clear();
   front_offset_ = 0;
   pending_bytes_ = 0;
-  peeked_segments_ = 0;
+  pinned_bytes_ = 0;
 }
 
 }  // namespace nbd::internal

@@ -56,8 +56,12 @@ class OutputQueue {
   template <typename OnDone>
   void Consume(size_t n, OnDone on_done) {
     pending_bytes_ -= n;
+    pinned_bytes_ = n >= pinned_bytes_ ? 0 : pinned_bytes_ - n;
     while (n > 0) {
       Segment& front = *segments_.front();
+      if (front.cookie > max_exposed_cookie_) {
+        max_exposed_cookie_ = front.cookie;
+      }
       size_t left = front.size - front_offset_;
       if (n < left) {
         front_offset_ += n;
@@ -67,19 +71,22 @@ class OutputQueue {
       std::unique_ptr<Segment> done = std::move(segments_.front());
       segments_.pop_front();
       front_offset_ = 0;
-      if (peeked_segments_ > 0) --peeked_segments_;
       on_done(*done);
     }
   }
 
+  // The first n pending bytes are in an asynchronous send: they must not be
+  // withdrawn. n <= pending_bytes().
+  void Pin(size_t n);
+
   // Removes every command that the transport cannot have seen yet: the
-  // commands whose header segment lies wholly beyond what PeekOutput()
-  // has exposed. Returns their cookies in queue order, DISC included.
+  // commands with no byte consumed or pinned. Returns their cookies in queue
+  // order, DISC included.
   std::vector<Cookie> RemoveUnexposedCommands();
 
   void Clear();
 
-  // The highest command cookie whose bytes Peek() has handed out. Cookies
+  // The highest command cookie with bytes consumed or pinned. Cookies
   // are queued in increasing order, so a server reply to a larger cookie
   // answers a request the server cannot have received.
   Cookie max_exposed_cookie() const { return max_exposed_cookie_; }
@@ -88,9 +95,8 @@ class OutputQueue {
   std::deque<std::unique_ptr<Segment>> segments_;
   size_t front_offset_ = 0;
   size_t pending_bytes_ = 0;
-  // Segments (from the front) that Peek() has handed out, at least in part.
-  mutable size_t peeked_segments_ = 0;
-  mutable Cookie max_exposed_cookie_ = 0;
+  size_t pinned_bytes_ = 0;  // counted from the first unconsumed byte
+  Cookie max_exposed_cookie_ = 0;
 };
 
 }  // namespace nbd::internal

@@ -66,7 +66,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
-#include "protocol/client.h"  // IoSlice, Direction
+#include "protocol/io.h"
 #include "protocol/constants.h"
 #include "protocol/server/export.h"
 #include "protocol/server/server_events.h"

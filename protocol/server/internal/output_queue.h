@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "absl/types/span.h"
-#include "protocol/client.h"
+#include "protocol/io.h"
 #include "protocol/server/server_events.h"
 
 namespace nbd::server_internal {
