@@ -51,9 +51,8 @@
 //   length (0: u16, 1: u8 * 512, 2: u32, 3: u64). Read and Write lengths are
 //   taken modulo kMaxBuffer + 1 (they size fuzzer-owned buffers).
 //
-// Environment: NBD_CLIENT_FUZZ_TRACE=1 prints each operation and event;
-// NBD_CLIENT_FUZZ_IGNORE_LOST_OPTIONS=1 tolerates the known core bug kept in
-// client_crashers/. Run libFuzzer with -entropic=0: with entropic scheduling
+// Environment: NBD_CLIENT_FUZZ_TRACE=1 prints each operation and event.
+// Run libFuzzer with -entropic=0: with entropic scheduling
 // this target spends ~80% of its time in libFuzzer's feature bookkeeping.
 
 #include <algorithm>
@@ -100,15 +99,6 @@ constexpr size_t kMaxDrainRounds = 64;
 // NBD_CLIENT_FUZZ_TRACE=1 prints every operation and event to stderr.
 bool Tracing() {
   static const bool on = std::getenv("NBD_CLIENT_FUZZ_TRACE") != nullptr;
-  return on;
-}
-
-// NBD_CLIENT_FUZZ_IGNORE_LOST_OPTIONS=1 tolerates a known core bug (see
-// tests/fuzz/client_crashers/): an OptGo()/OptInfo() call that never gets its
-// OptionCompleted when the connection ends. Lets fuzzing go past it.
-bool IgnoreLostOptions() {
-  static const bool on =
-      std::getenv("NBD_CLIENT_FUZZ_IGNORE_LOST_OPTIONS") != nullptr;
   return on;
 }
 
@@ -646,7 +636,6 @@ class Harness {
                    "Closed/Dead does not match phase()");
     FUZZ_CHECK_MSG(pending_.empty(),
                    "Closed/Dead while commands are still uncompleted");
-    if (!options_.empty() && IgnoreLostOptions()) options_.clear();
     FUZZ_CHECK_MSG(options_.empty(),
                    "Closed/Dead while an option call is still uncompleted");
     FUZZ_CHECK_MSG(!client_->has_events(), "events queued after Closed/Dead");
