@@ -7,60 +7,12 @@
 #include "absl/strings/str_format.h"
 #include "protocol/client.h"
 #include "protocol/internal/client_impl.h"
+#include "protocol/names.h"
 #include "protocol/status.h"
 #include "protocol/wire.h"
 
 namespace nbd {
-namespace {
-
-const char* CommandName(Command c) {
-  switch (c) {
-    case Command::kRead:
-      return "NBD_CMD_READ";
-    case Command::kWrite:
-      return "NBD_CMD_WRITE";
-    case Command::kDisc:
-      return "NBD_CMD_DISC";
-    case Command::kFlush:
-      return "NBD_CMD_FLUSH";
-    case Command::kTrim:
-      return "NBD_CMD_TRIM";
-    case Command::kCache:
-      return "NBD_CMD_CACHE";
-    case Command::kWriteZeroes:
-      return "NBD_CMD_WRITE_ZEROES";
-    case Command::kBlockStatus:
-      return "NBD_CMD_BLOCK_STATUS";
-    case Command::kResize:
-      return "NBD_CMD_RESIZE";
-  }
-  return "NBD_CMD_?";
-}
-
-// Flags that make sense for each command.
-uint16_t AllowedFlags(Command c) {
-  switch (c) {
-    case Command::kRead:
-      return kCmdFlagDf;
-    case Command::kWrite:
-      return kCmdFlagFua | kCmdFlagPayloadLen;
-    case Command::kTrim:
-      return kCmdFlagFua;
-    case Command::kWriteZeroes:
-      return kCmdFlagFua | kCmdFlagNoHole | kCmdFlagFastZero;
-    case Command::kBlockStatus:
-      return kCmdFlagReqOne;
-    default:
-      return 0;
-  }
-}
-
-bool IsWriteLike(Command c) {
-  return c == Command::kWrite || c == Command::kTrim ||
-         c == Command::kWriteZeroes;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 absl::Status Client::Impl::CheckCanIssue() const {
   if (terminal()) {
@@ -90,19 +42,19 @@ absl::Status Client::Impl::Validate(Command type, uint16_t flags,
     return ErrnoStatus(EINVAL, absl::StrFormat("%s: unknown flags 0x%x", name,
                                                flags & ~kCmdFlagsKnown));
   }
-  if ((flags & ~AllowedFlags(type) & kCmdFlagsKnown) != 0 &&
+  if ((flags & ~AllowedCommandFlags(type) & kCmdFlagsKnown) != 0 &&
       (strict & kStrictFlags)) {
-    return ErrnoStatus(EINVAL,
-                       absl::StrFormat("%s: flags 0x%x are not valid for "
-                                       "this command",
-                                       name, flags & ~AllowedFlags(type)));
+    return ErrnoStatus(
+        EINVAL, absl::StrFormat("%s: flags 0x%x are not valid for "
+                                "this command",
+                                name, flags & ~AllowedCommandFlags(type)));
   }
   if (type == Command::kRead && (flags & kCmdFlagPayloadLen)) {
     return ErrnoStatus(EINVAL, "NBD_CMD_READ cannot carry PAYLOAD_LEN");
   }
 
   if (strict & kStrictCommands) {
-    if (IsWriteLike(type) && (tflags_ & kTransmitReadOnly)) {
+    if (IsWriteLikeCommand(type) && (tflags_ & kTransmitReadOnly)) {
       return ErrnoStatus(EPERM,
                          absl::StrCat(name, ": the export is read-only"));
     }
@@ -168,7 +120,7 @@ absl::Status Client::Impl::Validate(Command type, uint16_t flags,
   if (strict & kStrictBounds) {
     uint64_t size = size_.value_or(0);
     if (offset > size || length > size - offset) {
-      return ErrnoStatus(IsWriteLike(type) ? ENOSPC : EINVAL,
+      return ErrnoStatus(IsWriteLikeCommand(type) ? ENOSPC : EINVAL,
                          absl::StrFormat("%s: request [%d, +%d) is outside "
                                          "the export of %d bytes",
                                          name, offset, length, size));

@@ -8,6 +8,7 @@
 #include "protocol/client.h"
 #include "protocol/endian.h"
 #include "protocol/internal/client_impl.h"
+#include "protocol/names.h"
 #include "protocol/status.h"
 #include "protocol/wire.h"
 
@@ -16,34 +17,6 @@ namespace {
 
 constexpr uint64_t kMaxExportSize =
     static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
-
-const char* OptionName(Option o) {
-  switch (o) {
-    case Option::kExportName:
-      return "NBD_OPT_EXPORT_NAME";
-    case Option::kAbort:
-      return "NBD_OPT_ABORT";
-    case Option::kList:
-      return "NBD_OPT_LIST";
-    case Option::kPeekExport:
-      return "NBD_OPT_PEEK_EXPORT";
-    case Option::kStartTls:
-      return "NBD_OPT_STARTTLS";
-    case Option::kInfo:
-      return "NBD_OPT_INFO";
-    case Option::kGo:
-      return "NBD_OPT_GO";
-    case Option::kStructuredReply:
-      return "NBD_OPT_STRUCTURED_REPLY";
-    case Option::kListMetaContext:
-      return "NBD_OPT_LIST_META_CONTEXT";
-    case Option::kSetMetaContext:
-      return "NBD_OPT_SET_META_CONTEXT";
-    case Option::kExtendedHeaders:
-      return "NBD_OPT_EXTENDED_HEADERS";
-  }
-  return "NBD_OPT_?";
-}
 
 // libnbd-like errno for an option error reply.
 int OptionErrorErrno(uint32_t type) {

@@ -45,15 +45,21 @@ absl::StatusCode CodeForErrno(int e) {
 
 absl::Status ErrnoStatus(int errno_value, absl::string_view message) {
   if (errno_value == 0) errno_value = EIO;
-  absl::Status s(CodeForErrno(errno_value), message);
-  s.SetPayload(kErrnoPayloadUrl, absl::Cord(std::to_string(errno_value)));
-  return s;
+  return WithErrno(absl::Status(CodeForErrno(errno_value), message),
+                   errno_value);
+}
+
+absl::Status WithErrno(absl::Status status, int errno_value) {
+  if (!status.ok()) {
+    status.SetPayload(kErrnoPayloadUrl,
+                      absl::Cord(std::to_string(errno_value)));
+  }
+  return status;
 }
 
 absl::Status PreconditionStatus(int errno_value, absl::string_view message) {
-  absl::Status s(absl::StatusCode::kFailedPrecondition, message);
-  s.SetPayload(kErrnoPayloadUrl, absl::Cord(std::to_string(errno_value)));
-  return s;
+  return WithErrno(absl::Status(absl::StatusCode::kFailedPrecondition, message),
+                   errno_value);
 }
 
 int StatusErrno(const absl::Status& status) {

@@ -30,6 +30,9 @@ namespace nbd {
 // errno attached. `errno_value` must be non-zero.
 absl::Status ErrnoStatus(int errno_value, absl::string_view message);
 
+// `status` (if not OK) with `errno_value` attached.
+absl::Status WithErrno(absl::Status status, int errno_value);
+
 // A FailedPrecondition status (a call made in the wrong phase) carrying
 // `errno_value`.
 absl::Status PreconditionStatus(int errno_value, absl::string_view message);

@@ -4,26 +4,15 @@
 #include <cstring>
 #include <string>
 
-#include "absl/strings/cord.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "adapters/connect/connect.h"
+#include "protocol/status.h"
 
 namespace nbd::adapters {
-namespace {
-
-constexpr char kErrnoPayloadUrl[] = "nbd-engine/errno";
-
-}  // namespace
-
 namespace internal {
 
 absl::Status WithErrno(absl::Status status, int errno_value) {
-  if (!status.ok()) {
-    status.SetPayload(kErrnoPayloadUrl,
-                      absl::Cord(std::to_string(errno_value)));
-  }
-  return status;
+  return nbd::WithErrno(std::move(status), errno_value);
 }
 
 absl::Status SystemError(int errno_value, absl::string_view context) {
@@ -44,14 +33,7 @@ absl::Status InvalidArgument(absl::string_view message, int errno_value) {
 }  // namespace internal
 
 int ErrnoFromStatus(const absl::Status& status) {
-  if (status.ok()) return 0;
-  auto payload = status.GetPayload(kErrnoPayloadUrl);
-  int value = 0;
-  if (payload.has_value() && absl::SimpleAtoi(std::string(*payload), &value) &&
-      value > 0) {
-    return value;
-  }
-  return EIO;
+  return nbd::StatusErrno(status);
 }
 
 }  // namespace nbd::adapters

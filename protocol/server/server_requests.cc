@@ -10,6 +10,7 @@
 #include <limits>
 
 #include "absl/strings/str_format.h"
+#include "protocol/names.h"
 #include "protocol/server/internal/session_impl.h"
 #include "protocol/status.h"
 #include "protocol/wire.h"
@@ -20,28 +21,6 @@ namespace {
 // READ/WRITE payloads are never larger than this, whatever max_block says,
 // so chunk lengths always fit the 32-bit fields.
 constexpr uint64_t kPayloadCeiling = uint64_t{1} << 31;
-
-uint16_t AllowedFlags(Command c) {
-  switch (c) {
-    case Command::kRead:
-      return kCmdFlagDf;
-    case Command::kWrite:
-      return kCmdFlagFua | kCmdFlagPayloadLen;
-    case Command::kTrim:
-      return kCmdFlagFua;
-    case Command::kWriteZeroes:
-      return kCmdFlagFua | kCmdFlagNoHole | kCmdFlagFastZero;
-    case Command::kBlockStatus:
-      return kCmdFlagReqOne;
-    default:
-      return 0;
-  }
-}
-
-bool IsWriteLike(Command c) {
-  return c == Command::kWrite || c == Command::kTrim ||
-         c == Command::kWriteZeroes;
-}
 
 const char* ErrorText(int e) {
   switch (e) {
@@ -164,14 +143,14 @@ int ServerSession::Impl::Validate(const ServerRequest& r) const {
       return EINVAL;  // unknown (or unsupported RESIZE)
   }
   // Flags: known, meaningful for the command, and advertised.
-  if ((r.flags & ~AllowedFlags(c)) != 0) return EINVAL;
+  if ((r.flags & ~AllowedCommandFlags(c)) != 0) return EINVAL;
   if ((r.flags & kCmdFlagPayloadLen) && !extended_) return EINVAL;
   if ((r.flags & kCmdFlagFua) && !(tflags_ & kTransmitSendFua)) return EINVAL;
   if ((r.flags & kCmdFlagDf) && !(tflags_ & kTransmitSendDf)) return EINVAL;
   if ((r.flags & kCmdFlagFastZero) && !(tflags_ & kTransmitSendFastZero)) {
     return EINVAL;
   }
-  if (IsWriteLike(c) && e.read_only) return EPERM;
+  if (IsWriteLikeCommand(c) && e.read_only) return EPERM;
   // Commands that were not advertised.
   if ((c == Command::kFlush && !(tflags_ & kTransmitSendFlush)) ||
       (c == Command::kTrim && !(tflags_ & kTransmitSendTrim)) ||
@@ -186,7 +165,7 @@ int ServerSession::Impl::Validate(const ServerRequest& r) const {
     if (r.length > ceiling) return EOVERFLOW;
   }
   if (r.offset > e.size || r.length > e.size - r.offset) {
-    return IsWriteLike(c) ? ENOSPC : EINVAL;
+    return IsWriteLikeCommand(c) ? ENOSPC : EINVAL;
   }
   if (c == Command::kBlockStatus && r.length == 0) return EINVAL;
   if (e.min_block > 1 &&

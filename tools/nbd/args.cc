@@ -1,0 +1,151 @@
+#include "tools/nbd/args.h"
+
+#include <cctype>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <string>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
+
+namespace nbd::tool {
+
+absl::StatusOr<uint64_t> ParseSize(std::string_view text) {
+  size_t digits = 0;
+  while (digits < text.size() &&
+         std::isdigit(static_cast<unsigned char>(text[digits]))) {
+    ++digits;
+  }
+  uint64_t value = 0;
+  if (digits == 0 || !absl::SimpleAtoi(text.substr(0, digits), &value)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid size '", text, "'"));
+  }
+  std::string_view suffix = text.substr(digits);
+  int shift = 0;
+  if (suffix.size() > 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid size '", text, "': unknown suffix"));
+  }
+  if (suffix.size() == 1) {
+    switch (std::tolower(static_cast<unsigned char>(suffix[0]))) {
+      case 'b': shift = 0; break;
+      case 's': shift = 9; break;
+      case 'k': shift = 10; break;
+      case 'm': shift = 20; break;
+      case 'g': shift = 30; break;
+      case 't': shift = 40; break;
+      case 'p': shift = 50; break;
+      case 'e': shift = 60; break;
+      default:
+        return absl::InvalidArgumentError(
+            absl::StrCat("invalid size '", text, "': unknown suffix"));
+    }
+  }
+  if (shift > 0 && value > (std::numeric_limits<uint64_t>::max() >> shift)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid size '", text, "': too large"));
+  }
+  return value << shift;
+}
+
+absl::StatusOr<absl::Duration> ParseSeconds(std::string_view text) {
+  double seconds = 0;
+  if (text.empty() || !absl::SimpleAtod(text, &seconds) || !(seconds >= 0) ||
+      seconds > 1e9) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid number of seconds '", text, "'"));
+  }
+  return absl::Seconds(seconds);
+}
+
+absl::Status ExtractGlobalOptions(std::vector<std::string>& args,
+                                  GlobalOptions* options, bool* help) {
+  std::vector<std::string> rest;
+  bool options_ended = false;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (options_ended) {
+      rest.push_back(a);
+      continue;
+    }
+    if (a == "--") {
+      options_ended = true;
+      rest.push_back(a);
+    } else if (a == "--debug") {
+      options->debug = true;
+    } else if (a == "--help" || a == "-h") {
+      *help = true;
+    } else if (a == "--timeout" || absl::StartsWith(a, "--timeout=")) {
+      std::string value;
+      if (a == "--timeout") {
+        if (i + 1 >= args.size()) {
+          return absl::InvalidArgumentError("--timeout needs a value");
+        }
+        value = args[++i];
+      } else {
+        value = a.substr(std::string_view("--timeout=").size());
+      }
+      absl::StatusOr<absl::Duration> d = ParseSeconds(value);
+      if (!d.ok()) return absl::InvalidArgumentError(
+          absl::StrCat("--timeout: ", d.status().message()));
+      if (*d <= absl::ZeroDuration()) {
+        return absl::InvalidArgumentError("--timeout must be positive");
+      }
+      options->timeout = *d;
+    } else {
+      rest.push_back(a);
+    }
+  }
+  args = std::move(rest);
+  return absl::OkStatus();
+}
+
+const std::string* ParsedArgs::Value(const std::string& option) const {
+  auto it = values.find(option);
+  return it == values.end() ? nullptr : &it->second;
+}
+
+absl::StatusOr<ParsedArgs> ParseArgs(const std::vector<std::string>& args,
+                                     const std::set<std::string>& flags,
+                                     const std::set<std::string>& valued) {
+  ParsedArgs out;
+  bool options_ended = false;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (options_ended || a.size() < 2 || a[0] != '-') {
+      out.positional.push_back(a);
+      continue;
+    }
+    if (a == "--") {
+      options_ended = true;
+      continue;
+    }
+    std::string name = a;
+    std::optional<std::string> inline_value;
+    if (size_t eq = a.find('='); eq != std::string::npos) {
+      name = a.substr(0, eq);
+      inline_value = a.substr(eq + 1);
+    }
+    if (flags.count(name) > 0 && !inline_value) {
+      out.flags.insert(name);
+    } else if (valued.count(name) > 0) {
+      if (inline_value) {
+        out.values[name] = *inline_value;
+      } else if (i + 1 < args.size()) {
+        out.values[name] = args[++i];
+      } else {
+        return absl::InvalidArgumentError(
+            absl::StrCat("option ", name, " needs a value"));
+      }
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown option '", a, "'"));
+    }
+  }
+  return out;
+}
+
+}  // namespace nbd::tool

@@ -1,0 +1,62 @@
+#include "tools/nbd/connect_blocking.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "adapters/connect/connect.h"
+#include "tools/nbd/diag.h"
+
+namespace nbd::tool {
+
+absl::StatusOr<std::unique_ptr<adapters::BlockingClient>> ConnectBlocking(
+    const std::string& uri, ClientOptions options, const GlobalOptions& g) {
+  Debug(g, absl::StrCat("connecting to ", uri));
+  absl::StatusOr<adapters::Connection> conn =
+      adapters::ConnectUri(uri, g.timeout);
+  if (!conn.ok()) return conn.status();
+  Debug(g, absl::StrCat("connected; handshake (export \"",
+                        conn->export_name, "\"",
+                        options.option_mode ? ", option mode" : "", ")"));
+  absl::StatusOr<std::unique_ptr<adapters::BlockingClient>> client =
+      adapters::BlockingClient::Connect(std::move(*conn), std::move(options),
+                                        g.timeout);
+  if (!client.ok()) {
+    return absl::Status(client.status().code(),
+                        absl::StrCat("handshake: ", StatusText(client.status())));
+  }
+  const Client& c = (*client)->client();
+  Debug(g, absl::StrCat("handshake done: protocol ", ProtocolName(c),
+                        ", structured replies ", c.structured_replies(),
+                        ", extended headers ", c.extended_headers(),
+                        ", phase ", PhaseName(c.phase())));
+  return client;
+}
+
+void DisconnectBlocking(adapters::BlockingClient& client,
+                        const GlobalOptions& g) {
+  const bool negotiating = client.client().phase() == Phase::kNegotiating;
+  Debug(g, negotiating ? "-> NBD_OPT_ABORT" : "-> NBD_CMD_DISC");
+  absl::Status s = client.Shutdown(0, g.timeout);
+  if (s.ok()) {
+    Debug(g, "server closed the connection");
+  } else {
+    Debug(g, absl::StrCat("disconnect: ", StatusText(s),
+                          " (connection closed by us)"));
+  }
+}
+
+const char* ProtocolName(const Client& client) {
+  switch (client.protocol()) {
+    case ProtocolVariant::kOldstyle:
+      return "oldstyle";
+    case ProtocolVariant::kNewstyle:
+      return "newstyle";
+    case ProtocolVariant::kFixedNewstyle:
+      return "newstyle-fixed";
+    case ProtocolVariant::kUnknown:
+      break;
+  }
+  return "unknown";
+}
+
+}  // namespace nbd::tool

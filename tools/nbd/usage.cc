@@ -1,0 +1,40 @@
+#include "tools/nbd/usage.h"
+
+namespace nbd::tool {
+
+const char kMainUsage[] =
+    "usage: nbd [--timeout SECONDS] [--debug] [--help] COMMAND ARGS...\n"
+    "commands:\n"
+    "  info URI [--json] [--list]    show an export (or list the exports)\n"
+    "  map URI [--json]              show allocation extents\n"
+    "  copy SRC DST [options]        copy one export to another\n"
+    "  bench URI [options]           measure an adapter against a server\n"
+    "  serve (--memory SIZE | --file PATH | --null SIZE)\n"
+    "        (--socket PATH | --port N) [--read-only] [--name NAME]\n"
+    "                                run the embedded NBD server\n"
+    "  demo                          embedded server + every adapter\n"
+    "global options (anywhere): --timeout SECONDS (default 30), --debug,\n"
+    "  --help\n";
+
+namespace {
+
+const char kInfoUsage[] = "usage: nbd info URI [--json] [--list]\n";
+const char kMapUsage[] = "usage: nbd map URI [--json]\n";
+const char kServeUsage[] =
+    "usage: nbd serve (--memory SIZE | --file PATH | --null SIZE)\n"
+    "                 (--socket PATH | --port N) [--read-only] [--name "
+    "NAME]\n"
+    "  SIZE: bytes, or with a suffix K, M, G, T (1M = 1048576)\n";
+const char kDemoUsage[] = "usage: nbd demo [--size SIZE]\n";
+
+}  // namespace
+
+const char* UsageFor(std::string_view command) {
+  if (command == "info") return kInfoUsage;
+  if (command == "map") return kMapUsage;
+  if (command == "serve") return kServeUsage;
+  if (command == "demo") return kDemoUsage;
+  return kMainUsage;
+}
+
+}  // namespace nbd::tool
