@@ -6,13 +6,13 @@
 #include <optional>
 #include <string>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/match.h"
 
 namespace nbd::tool {
 
-absl::StatusOr<uint64_t> ParseSize(std::string_view text) {
+absl::StatusOr<uint64_t> ParseSize(absl::string_view text) {
   size_t digits = 0;
   while (digits < text.size() &&
          std::isdigit(static_cast<unsigned char>(text[digits]))) {
@@ -23,7 +23,7 @@ absl::StatusOr<uint64_t> ParseSize(std::string_view text) {
     return absl::InvalidArgumentError(
         absl::StrCat("invalid size '", text, "'"));
   }
-  std::string_view suffix = text.substr(digits);
+  absl::string_view suffix = text.substr(digits);
   int shift = 0;
   if (suffix.size() > 1) {
     return absl::InvalidArgumentError(
@@ -31,14 +31,30 @@ absl::StatusOr<uint64_t> ParseSize(std::string_view text) {
   }
   if (suffix.size() == 1) {
     switch (std::tolower(static_cast<unsigned char>(suffix[0]))) {
-      case 'b': shift = 0; break;
-      case 's': shift = 9; break;
-      case 'k': shift = 10; break;
-      case 'm': shift = 20; break;
-      case 'g': shift = 30; break;
-      case 't': shift = 40; break;
-      case 'p': shift = 50; break;
-      case 'e': shift = 60; break;
+      case 'b':
+        shift = 0;
+        break;
+      case 's':
+        shift = 9;
+        break;
+      case 'k':
+        shift = 10;
+        break;
+      case 'm':
+        shift = 20;
+        break;
+      case 'g':
+        shift = 30;
+        break;
+      case 't':
+        shift = 40;
+        break;
+      case 'p':
+        shift = 50;
+        break;
+      case 'e':
+        shift = 60;
+        break;
       default:
         return absl::InvalidArgumentError(
             absl::StrCat("invalid size '", text, "': unknown suffix"));
@@ -51,7 +67,7 @@ absl::StatusOr<uint64_t> ParseSize(std::string_view text) {
   return value << shift;
 }
 
-absl::StatusOr<absl::Duration> ParseSeconds(std::string_view text) {
+absl::StatusOr<absl::Duration> ParseSeconds(absl::string_view text) {
   double seconds = 0;
   if (text.empty() || !absl::SimpleAtod(text, &seconds) || !(seconds >= 0) ||
       seconds > 1e9) {
@@ -86,11 +102,12 @@ absl::Status ExtractGlobalOptions(std::vector<std::string>& args,
         }
         value = args[++i];
       } else {
-        value = a.substr(std::string_view("--timeout=").size());
+        value = a.substr(absl::string_view("--timeout=").size());
       }
       absl::StatusOr<absl::Duration> d = ParseSeconds(value);
-      if (!d.ok()) return absl::InvalidArgumentError(
-          absl::StrCat("--timeout: ", d.status().message()));
+      if (!d.ok())
+        return absl::InvalidArgumentError(
+            absl::StrCat("--timeout: ", d.status().message()));
       if (*d <= absl::ZeroDuration()) {
         return absl::InvalidArgumentError("--timeout must be positive");
       }

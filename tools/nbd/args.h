@@ -8,11 +8,11 @@
 #include <map>
 #include <set>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "tools/nbd/command.h"
 
@@ -20,12 +20,12 @@ namespace nbd::tool {
 
 // A byte count like nbdkit's: decimal digits, optionally followed by one
 // suffix (case-insensitive) K, M, G, T, P or E (powers of 1024; "1M" is
-// 1048576) or s (512-byte sectors). InvalidArgument on anything else or on
-// overflow.
-absl::StatusOr<uint64_t> ParseSize(std::string_view text);
+// 1048576), s (512-byte sectors) or b (bytes). InvalidArgument on anything else
+// or on overflow.
+absl::StatusOr<uint64_t> ParseSize(absl::string_view text);
 
 // A non-negative number of seconds, possibly fractional ("1", "0.5").
-absl::StatusOr<absl::Duration> ParseSeconds(std::string_view text);
+absl::StatusOr<absl::Duration> ParseSeconds(absl::string_view text);
 
 // Removes the global options (--timeout SECONDS, --timeout=SECONDS,
 // --debug, --help/-h) from anywhere in `args` (up to a "--") and records

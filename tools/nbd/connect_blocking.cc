@@ -14,21 +14,21 @@ absl::StatusOr<std::unique_ptr<adapters::BlockingClient>> ConnectBlocking(
   absl::StatusOr<adapters::Connection> conn =
       adapters::ConnectUri(uri, g.timeout);
   if (!conn.ok()) return conn.status();
-  Debug(g, absl::StrCat("connected; handshake (export \"",
-                        conn->export_name, "\"",
-                        options.option_mode ? ", option mode" : "", ")"));
+  Debug(g, absl::StrCat("connected; handshake (export \"", conn->export_name,
+                        "\"", options.option_mode ? ", option mode" : "", ")"));
   absl::StatusOr<std::unique_ptr<adapters::BlockingClient>> client =
       adapters::BlockingClient::Connect(std::move(*conn), std::move(options),
                                         g.timeout);
   if (!client.ok()) {
-    return absl::Status(client.status().code(),
-                        absl::StrCat("handshake: ", StatusText(client.status())));
+    return absl::Status(
+        client.status().code(),
+        absl::StrCat("handshake: ", StatusText(client.status())));
   }
   const Client& c = (*client)->client();
   Debug(g, absl::StrCat("handshake done: protocol ", ProtocolName(c),
                         ", structured replies ", c.structured_replies(),
-                        ", extended headers ", c.extended_headers(),
-                        ", phase ", PhaseName(c.phase())));
+                        ", extended headers ", c.extended_headers(), ", phase ",
+                        PhaseName(c.phase())));
   return client;
 }
 

@@ -37,8 +37,8 @@ struct CopyOptions {
 
 // What a copy did, for tests and --debug.
 struct CopyStats {
-  uint64_t size = 0;           // bytes covered
-  uint64_t reads = 0;          // read requests to the source
+  uint64_t size = 0;   // bytes covered
+  uint64_t reads = 0;  // read requests to the source
   uint64_t bytes_read = 0;
   uint64_t writes = 0;         // data writes to the destination
   uint64_t zero_requests = 0;  // Zero() calls on the destination

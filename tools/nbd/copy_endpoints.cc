@@ -20,7 +20,7 @@
 namespace nbd::tool {
 namespace {
 
-absl::Status Errno(std::string_view what) {
+absl::Status Errno(absl::string_view what) {
   return ErrnoStatus(errno, absl::StrCat(what, ": ", strerror(errno)));
 }
 
@@ -56,10 +56,9 @@ class NbdSource : public Source {
   void Read(size_t lane, uint64_t offset, absl::Span<uint8_t> buffer,
             std::function<void(const absl::Status&, size_t)> done) override {
     size_t n = buffer.size();
-    absl::Status s = exp_->Read(lane, offset, buffer,
-                                [done, n](const absl::Status& st) {
-                                  done(st, st.ok() ? n : 0);
-                                });
+    absl::Status s = exp_->Read(
+        lane, offset, buffer,
+        [done, n](const absl::Status& st) { done(st, st.ok() ? n : 0); });
     if (!s.ok()) done(s, 0);
   }
 
@@ -80,10 +79,10 @@ class NbdSink : public Sink {
       return ErrnoStatus(EPERM, "the export is read-only");
     }
     if (size.has_value() && *size > exp_->size()) {
-      return ErrnoStatus(ENOSPC,
-                         absl::StrCat("the destination (", exp_->size(),
-                                      " bytes) is smaller than the source (",
-                                      *size, " bytes)"));
+      return ErrnoStatus(
+          ENOSPC, absl::StrCat("the destination (", exp_->size(),
+                               " bytes) is smaller than the source (", *size,
+                               " bytes)"));
     }
     return absl::OkStatus();
   }
@@ -128,7 +127,8 @@ class NbdSink : public Sink {
   Export* exp_;
 };
 
-// ---- Local files --------------------------------------------------------------
+// ---- Local files
+// --------------------------------------------------------------
 
 class FileSource : public Source {
  public:
@@ -173,8 +173,7 @@ class FileSource : public Source {
       if (r < 0 && errno == EINTR) continue;
       if (r < 0) return done(Errno("pread"), 0);
       if (r == 0) {
-        return done(ErrnoStatus(EIO, "unexpected end of file (truncated?)"),
-                    0);
+        return done(ErrnoStatus(EIO, "unexpected end of file (truncated?)"), 0);
       }
       got += static_cast<size_t>(r);
     }
@@ -301,6 +300,8 @@ class StreamSink : public Sink {
  public:
   StreamSink(std::string name, int fd) : name_(std::move(name)), fd_(fd) {}
   const std::string& name() const override { return name_; }
+  // Zero() writes zeros in order itself, without a buffer per request.
+  bool can_zero() const override { return true; }
   absl::Status Start(std::optional<uint64_t>) override {
     return absl::OkStatus();
   }
@@ -411,9 +412,9 @@ void Sink::Zero(size_t, uint64_t, uint64_t, bool, Done done) {
 bool IsNbdUri(std::string_view arg) {
   size_t colon = arg.find(':');
   if (colon == std::string_view::npos) return false;
-  std::string scheme = absl::AsciiStrToLower(arg.substr(0, colon));
-  return scheme == "nbd" || scheme == "nbds" || absl::StartsWith(scheme, "nbd+") ||
-         absl::StartsWith(scheme, "nbds+");
+  std::string scheme = absl::AsciiStrToLower(std::string(arg.substr(0, colon)));
+  return scheme == "nbd" || scheme == "nbds" ||
+         absl::StartsWith(scheme, "nbd+") || absl::StartsWith(scheme, "nbds+");
 }
 
 absl::StatusOr<std::unique_ptr<Source>> OpenSource(std::string_view arg,

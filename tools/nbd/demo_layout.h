@@ -24,7 +24,8 @@ struct DemoRegion {
 
 class DemoLayout {
  public:
-  // `size` is a non-zero multiple of kDemoSizeUnit.
+  // `size` is a non-zero multiple of kDemoSizeUnit. Keeps the expected
+  // image (`size` bytes) in memory.
   DemoLayout(uint64_t size, uint8_t seed);
 
   uint64_t size() const { return size_; }
@@ -49,9 +50,12 @@ class DemoLayout {
  private:
   bool InRegion(uint64_t offset) const;
 
+  uint8_t Compute(uint64_t offset) const;
+
   uint64_t size_;
   uint8_t seed_;
   std::vector<DemoRegion> regions_;
+  std::vector<uint8_t> image_;  // the whole expected export
 };
 
 }  // namespace nbd::tool

@@ -48,11 +48,11 @@ std::string FormatExtentsJson(const std::vector<MappedExtent>& map) {
   std::string out = "[\n";
   for (size_t i = 0; i < map.size(); ++i) {
     const MappedExtent& e = map[i];
-    absl::StrAppend(&out, "{ \"offset\": ", e.offset,
-                    ", \"length\": ", e.length, ", \"type\": ", e.type,
-                    ", \"description\": ",
-                    JsonString(ExtentDescription(e.type)), "}",
-                    i + 1 < map.size() ? "," : "", "\n");
+    absl::StrAppend(
+        &out, "{ \"offset\": ", e.offset, ", \"length\": ", e.length,
+        ", \"type\": ", e.type,
+        ", \"description\": ", JsonString(ExtentDescription(e.type)), "}",
+        i + 1 < map.size() ? "," : "", "\n");
   }
   out += "]\n";
   return out;

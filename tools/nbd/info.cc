@@ -136,14 +136,20 @@ void PrintText(const Report& r) {
     std::printf("\turi: %s\n", e.uri.c_str());
     if (!e.contexts.empty()) {
       std::printf("\tcontexts:\n");
-      for (const std::string& c : e.contexts) std::printf("\t\t%s\n", c.c_str());
+      for (const std::string& c : e.contexts)
+        std::printf("\t\t%s\n", c.c_str());
     }
     const std::pair<const char*, bool> flags[] = {
-        {"is_rotational", e.is_rotational}, {"is_read_only", e.is_read_only},
-        {"can_cache", e.can_cache},         {"can_df", e.can_df},
-        {"can_fast_zero", e.can_fast_zero}, {"can_flush", e.can_flush},
-        {"can_fua", e.can_fua},             {"can_multi_conn", e.can_multi_conn},
-        {"can_trim", e.can_trim},           {"can_zero", e.can_zero},
+        {"is_rotational", e.is_rotational},
+        {"is_read_only", e.is_read_only},
+        {"can_cache", e.can_cache},
+        {"can_df", e.can_df},
+        {"can_fast_zero", e.can_fast_zero},
+        {"can_flush", e.can_flush},
+        {"can_fua", e.can_fua},
+        {"can_multi_conn", e.can_multi_conn},
+        {"can_trim", e.can_trim},
+        {"can_zero", e.can_zero},
     };
     for (const auto& [name, value] : flags) {
       std::printf("\t%s: %s\n", name, JsonBool(value));
@@ -162,8 +168,8 @@ void PrintJson(const Report& r) {
   absl::StrAppend(&out, "\"TLS\": ", JsonBool(r.tls), ",\n");
   absl::StrAppend(&out, "\"structured\": ", JsonBool(r.structured_replies),
                   ",\n");
-  absl::StrAppend(&out, "\"structured_replies\": ",
-                  JsonBool(r.structured_replies), ",\n");
+  absl::StrAppend(
+      &out, "\"structured_replies\": ", JsonBool(r.structured_replies), ",\n");
   absl::StrAppend(&out, "\"extended_headers\": ", JsonBool(r.extended_headers),
                   ",\n");
   out += "\"exports\": [";
@@ -178,31 +184,36 @@ void PrintJson(const Report& r) {
     absl::StrAppend(&out, "\t\"uri\": ", JsonString(e.uri), ",\n");
     std::vector<std::string> quoted;
     for (const std::string& c : e.contexts) quoted.push_back(JsonString(c));
-    absl::StrAppend(&out, "\t\"contexts\": [",
-                    quoted.empty() ? ""
-                                   : absl::StrCat("\n\t\t",
-                                                  absl::StrJoin(quoted,
-                                                                ",\n\t\t"),
-                                                  "\n\t"),
-                    "],\n");
+    absl::StrAppend(
+        &out, "\t\"contexts\": [",
+        quoted.empty()
+            ? ""
+            : absl::StrCat("\n\t\t", absl::StrJoin(quoted, ",\n\t\t"), "\n\t"),
+        "],\n");
     const std::pair<const char*, bool> flags[] = {
-        {"is_rotational", e.is_rotational}, {"is_read_only", e.is_read_only},
-        {"can_cache", e.can_cache},         {"can_df", e.can_df},
-        {"can_fast_zero", e.can_fast_zero}, {"can_flush", e.can_flush},
-        {"can_fua", e.can_fua},             {"can_multi_conn", e.can_multi_conn},
-        {"can_trim", e.can_trim},           {"can_zero", e.can_zero},
+        {"is_rotational", e.is_rotational},
+        {"is_read_only", e.is_read_only},
+        {"can_cache", e.can_cache},
+        {"can_df", e.can_df},
+        {"can_fast_zero", e.can_fast_zero},
+        {"can_flush", e.can_flush},
+        {"can_fua", e.can_fua},
+        {"can_multi_conn", e.can_multi_conn},
+        {"can_trim", e.can_trim},
+        {"can_zero", e.can_zero},
     };
     for (const auto& [name, value] : flags) {
       absl::StrAppend(&out, "\t\"", name, "\": ", JsonBool(value), ",\n");
     }
     if (e.block_size.minimum != 0) {
       absl::StrAppend(&out, "\t\"block_size_minimum\": ", e.block_size.minimum,
-                      ",\n\t\"block_size_preferred\": ",
-                      e.block_size.preferred, ",\n\t\"block_size_maximum\": ",
-                      e.block_size.maximum, ",\n");
+                      ",\n\t\"block_size_preferred\": ", e.block_size.preferred,
+                      ",\n\t\"block_size_maximum\": ", e.block_size.maximum,
+                      ",\n");
     }
     absl::StrAppend(&out, "\t\"export-size\": ", e.size, ",\n");
-    absl::StrAppend(&out, "\t\"export-size-str\": ", JsonString(HumanSize(e.size)),
+    absl::StrAppend(&out,
+                    "\t\"export-size-str\": ", JsonString(HumanSize(e.size)),
                     "\n\t}");
   }
   out += " ]\n}\n";
@@ -222,9 +233,9 @@ absl::Status ListExports(adapters::BlockingClient& client,
   absl::StatusOr<std::vector<adapters::ExportEntry>> entries =
       client.OptList(g.timeout);
   if (!entries.ok()) {
-    return absl::Status(entries.status().code(),
-                        absl::StrCat("NBD_OPT_LIST: ",
-                                     StatusText(entries.status())));
+    return absl::Status(
+        entries.status().code(),
+        absl::StrCat("NBD_OPT_LIST: ", StatusText(entries.status())));
   }
   for (const adapters::ExportEntry& entry : *entries) {
     Debug(g, absl::StrCat("<- export \"", entry.name, "\""));
@@ -232,9 +243,9 @@ absl::Status ListExports(adapters::BlockingClient& client,
     std::vector<std::string> contexts = ListContexts(client, g);
     Debug(g, absl::StrCat("-> NBD_OPT_INFO \"", entry.name, "\""));
     if (absl::Status s = client.OptInfo(g.timeout); !s.ok()) {
-      return absl::Status(s.code(), absl::StrCat("NBD_OPT_INFO for export \"",
-                                                 entry.name,
-                                                 "\": ", StatusText(s)));
+      return absl::Status(s.code(),
+                          absl::StrCat("NBD_OPT_INFO for export \"", entry.name,
+                                       "\": ", StatusText(s)));
     }
     ExportReport e = Describe(client.client(), entry.name,
                               ExportUri(uri, entry.name), std::move(contexts));
@@ -257,7 +268,7 @@ int InfoCommand(const std::vector<std::string>& args, const GlobalOptions& g) {
   const std::string& uri = parsed->positional[0];
   const bool list = parsed->Has("--list");
   auto fail = [&](const absl::Status& s) {
-    return Fail(absl::StrCat("info ", uri, ": ", StatusText(s)));
+    return Fail(Describe("info", uri, s));
   };
 
   ClientOptions options;
@@ -275,13 +286,13 @@ int InfoCommand(const std::vector<std::string>& args, const GlobalOptions& g) {
   } else {
     std::vector<std::string> contexts = ListContexts(bc, g);
     if (bc.client().phase() == Phase::kNegotiating) {
-      Debug(g, absl::StrCat("-> NBD_OPT_GO \"", bc.client().export_name(),
-                            "\""));
+      Debug(g,
+            absl::StrCat("-> NBD_OPT_GO \"", bc.client().export_name(), "\""));
       if (absl::Status s = bc.OptGo(g.timeout); !s.ok()) {
-        return fail(absl::Status(s.code(),
-                                 absl::StrCat("NBD_OPT_GO for export \"",
-                                              bc.client().export_name(),
-                                              "\": ", StatusText(s))));
+        return fail(absl::Status(
+            s.code(),
+            absl::StrCat("NBD_OPT_GO for export \"", bc.client().export_name(),
+                         "\": ", StatusText(s))));
       }
       Debug(g, "<- ready for transmission");
     }

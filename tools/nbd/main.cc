@@ -3,10 +3,10 @@
 
 #include <cstdio>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "tools/nbd/args.h"
 #include "tools/nbd/command.h"
 #include "tools/nbd/diag.h"
@@ -18,7 +18,7 @@ using Handler = int (*)(const std::vector<std::string>&,
                         const nbd::tool::GlobalOptions&);
 
 struct Subcommand {
-  std::string_view name;
+  absl::string_view name;
   Handler handler;
 };
 
@@ -40,7 +40,7 @@ int main(int argc, char** argv) {
   bool help = false;
   if (absl::Status s = nbd::tool::ExtractGlobalOptions(args, &g, &help);
       !s.ok()) {
-    return nbd::tool::UsageError(s.message(), kMainUsage);
+    return nbd::tool::UsageError(s.message(), nbd::tool::kShortUsage);
   }
   // The subcommand is the first argument that is not an option.
   size_t at = 0;
@@ -50,7 +50,7 @@ int main(int argc, char** argv) {
       std::fputs(kMainUsage, stdout);
       return nbd::tool::kExitOk;
     }
-    return nbd::tool::UsageError("no command given", kMainUsage);
+    return nbd::tool::UsageError("no command given", nbd::tool::kShortUsage);
   }
   const std::string name = args[at];
   args.erase(args.begin() + static_cast<std::ptrdiff_t>(at));
@@ -63,5 +63,5 @@ int main(int argc, char** argv) {
     return sub.handler(args, g);
   }
   return nbd::tool::UsageError(absl::StrCat("unknown command '", name, "'"),
-                               kMainUsage);
+                               nbd::tool::kShortUsage);
 }

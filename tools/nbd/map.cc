@@ -38,7 +38,7 @@ int MapCommand(const std::vector<std::string>& args, const GlobalOptions& g) {
   absl::StatusOr<std::unique_ptr<adapters::BlockingClient>> client =
       ConnectBlocking(uri, ClientOptions{}, g);
   if (!client.ok()) {
-    return Fail(absl::StrCat("map ", uri, ": ", StatusText(client.status())));
+    return Fail(Describe("map", uri, client.status()));
   }
   adapters::BlockingClient& bc = **client;
   const uint64_t size = bc.client().export_size().value_or(0);

@@ -7,6 +7,7 @@
 #include <variant>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "adapters/blocking/blocking_client.h"
@@ -114,6 +115,21 @@ const char* AdapterName(Adapter adapter) {
   return "?";
 }
 
+absl::Status Named(std::string_view name, std::string_view what,
+                   const absl::Status& status) {
+  std::string message(status.message());
+  if (message.empty()) {
+    message = std::string(absl::StatusCodeToString(status.code()));
+  }
+  if (absl::StartsWith(message, std::string(name))) {
+    message = message.substr(name.size());
+    if (absl::StartsWith(message, ": ")) message = message.substr(2);
+  }
+  return absl::Status(
+      status.code(),
+      absl::StrCat(std::string(name), ": ", std::string(what), ": ", message));
+}
+
 // ---- Export -----------------------------------------------------------------
 
 Export::Export(Engine* engine, std::string uri)
@@ -202,11 +218,10 @@ absl::Status Export::Issue(size_t index, Op op) {
   }
   Conn& c = *conns_[index];
   if (engine_->options_.debug) {
-    std::fprintf(stderr,
-                 "nbd: debug: %s [%zu]: %s offset=%" PRIu64 " length=%" PRIu64
-                 "\n",
-                 uri_.c_str(), index, CommandName(op.command), op.offset,
-                 op.length);
+    std::fprintf(
+        stderr,
+        "nbd: debug: %s [%zu]: %s offset=%" PRIu64 " length=%" PRIu64 "\n",
+        uri_.c_str(), index, CommandName(op.command), op.offset, op.length);
   }
   if (engine_->in_flight() == 0) engine_->last_progress_ = absl::Now();
   if (c.blocking != nullptr) {
@@ -310,8 +325,8 @@ absl::StatusOr<Export*> Engine::Open(std::string_view uri, size_t connections,
                  "nbd: debug: %s: %zu connection(s) via %s, size %" PRIu64
                  ", max payload %u, block status %s\n",
                  exp->uri().c_str(), exp->connections(),
-                 AdapterName(options_.adapter), exp->size(),
-                 info.max_payload(), info.can_block_status() ? "yes" : "no");
+                 AdapterName(options_.adapter), exp->size(), info.max_payload(),
+                 info.can_block_status() ? "yes" : "no");
   }
   exports_.push_back(std::move(exp));
   return exports_.back().get();
@@ -353,8 +368,8 @@ absl::Status Engine::OpenOne(Export& exp, std::string_view uri,
       break;
   }
   exp.conns_.push_back(std::move(conn));
-  absl::Status s = RunUntil([c] { return c->connected || c->ended; },
-                            options_.timeout);
+  absl::Status s =
+      RunUntil([c] { return c->connected || c->ended; }, options_.timeout);
   if (!s.ok()) return s;
   if (!c->connected) {
     return c->end_reason.ok() ? ErrnoStatus(ECONNRESET,
@@ -385,8 +400,7 @@ void Engine::OnEvent(Export::Conn& c, Event& event) {
     if (it == c.pending.end() || bs->context_name != kBaseAllocation) return;
     Export::Op& op = it->second;
     if (op.extents.empty()) op.extents_offset = bs->offset;
-    op.extents.insert(op.extents.end(), bs->extents.begin(),
-                      bs->extents.end());
+    op.extents.insert(op.extents.end(), bs->extents.begin(), bs->extents.end());
   } else if (auto* dead = std::get_if<Dead>(&event)) {
     c.ended = true;
     c.end_reason = dead->reason;
@@ -466,8 +480,8 @@ void Engine::RunBlocking() {
           s = b.Flush(0, t);
           break;
         case Command::kBlockStatus: {
-          auto extents = b.BlockStatus(op.offset, op.length, 0,
-                                       kBaseAllocation, t);
+          auto extents =
+              b.BlockStatus(op.offset, op.length, 0, kBaseAllocation, t);
           if (extents.ok()) {
             op.extents = std::move(*extents);
           } else {
@@ -479,7 +493,7 @@ void Engine::RunBlocking() {
         default:
           s = ErrnoStatus(EINVAL, "unsupported command");
       }
-      if (IsTerminal(b.client().phase())) {
+      if (adapters::IsTerminal(b.client().phase())) {
         c->ended = true;
         c->end_reason = b.client().dead_reason();
       }
@@ -507,8 +521,8 @@ absl::Status Engine::Poll() {
                          absl::StrCat("no reply from the server for ",
                                       absl::FormatDuration(options_.timeout)));
     }
-    absl::Status s = epoll_ != nullptr ? epoll_->RunOnce(left)
-                                       : uring_->RunOnce(left);
+    absl::Status s =
+        epoll_ != nullptr ? epoll_->RunOnce(left) : uring_->RunOnce(left);
     if (!s.ok()) return s;
   }
   Dispatch();
@@ -543,7 +557,7 @@ absl::Status Engine::Shutdown() {
       }
       if (c->ended) continue;
       Client& core = *c->core();
-      if (IsTerminal(core.phase())) continue;
+      if (adapters::IsTerminal(core.phase())) continue;
       core.Shutdown().IgnoreError();
       if (c->epoll != nullptr) {
         c->epoll->SetDeadline(deadline);

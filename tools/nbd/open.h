@@ -59,13 +59,19 @@ enum class Adapter { kBlocking, kEpoll, kIoUring };
 std::optional<Adapter> ParseAdapter(std::string_view name);
 const char* AdapterName(Adapter adapter);
 
+// `status` with its message prefixed by "NAME: WHAT: ", or only by
+// "WHAT: " if the message already starts with NAME (connect errors from
+// adapters/connect name the URI themselves).
+absl::Status Named(std::string_view name, std::string_view what,
+                   const absl::Status& status);
+
 // Runs with the command's status (OK, the server's error with its errno, or
 // ENOTCONN if the connection ended first).
 using Done = std::function<void(const absl::Status&)>;
 // Block status: the base:allocation extents, consecutive from `offset`
 // (possibly covering less than asked for, never more).
-using ExtentsDone = std::function<void(
-    const absl::Status&, uint64_t offset, const std::vector<Extent>& extents)>;
+using ExtentsDone = std::function<void(const absl::Status&, uint64_t offset,
+                                       const std::vector<Extent>& extents)>;
 
 class Engine;
 

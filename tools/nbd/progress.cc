@@ -30,12 +30,10 @@ std::string Progress::Render(uint64_t done, uint64_t total,
   }
   double fraction = std::min(1.0, static_cast<double>(done) / total);
   int filled = static_cast<int>(fraction * kBarWidth);
-  return absl::StrFormat("[%s%s] %5.1f%% %.1f/%.1f MiB, %.1f MiB/s",
-                         std::string(filled, '#'),
-                         std::string(kBarWidth - filled, '.'),
-                         fraction * 100, mib,
-                         static_cast<double>(total) / (1 << 20),
-                         mib / seconds);
+  return absl::StrFormat(
+      "[%s%s] %5.1f%% %.1f/%.1f MiB, %.1f MiB/s", std::string(filled, '#'),
+      std::string(kBarWidth - filled, '.'), fraction * 100, mib,
+      static_cast<double>(total) / (1 << 20), mib / seconds);
 }
 
 void Progress::Draw(uint64_t done) {

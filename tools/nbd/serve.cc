@@ -30,8 +30,8 @@ namespace {
 absl::StatusOr<std::shared_ptr<Backend>> MakeBackend(const ParsedArgs& a,
                                                      std::string* what) {
   const bool read_only = a.Has("--read-only");
-  int kinds = (a.Value("--memory") != nullptr) + (a.Value("--file") != nullptr) +
-              (a.Value("--null") != nullptr);
+  int kinds = (a.Value("--memory") != nullptr) +
+              (a.Value("--file") != nullptr) + (a.Value("--null") != nullptr);
   if (kinds != 1) {
     return absl::InvalidArgumentError(
         "serve: give exactly one of --memory SIZE, --file PATH, --null SIZE");
@@ -48,8 +48,8 @@ absl::StatusOr<std::shared_ptr<Backend>> MakeBackend(const ParsedArgs& a,
     return std::shared_ptr<Backend>(std::move(*file));
   }
   const bool memory = a.Value("--memory") != nullptr;
-  const std::string& size_text = memory ? *a.Value("--memory")
-                                        : *a.Value("--null");
+  const std::string& size_text =
+      memory ? *a.Value("--memory") : *a.Value("--null");
   absl::StatusOr<uint64_t> size = ParseSize(size_text);
   if (!size.ok()) {
     return absl::InvalidArgumentError(
@@ -74,10 +74,10 @@ absl::StatusOr<std::shared_ptr<Backend>> MakeBackend(const ParsedArgs& a,
 }  // namespace
 
 int ServeCommand(const std::vector<std::string>& args, const GlobalOptions& g) {
-  absl::StatusOr<ParsedArgs> parsed = ParseArgs(
-      args, {"--read-only"},
-      {"--memory", "--file", "--null", "--socket", "--port", "--name",
-       "--description"});
+  absl::StatusOr<ParsedArgs> parsed =
+      ParseArgs(args, {"--read-only"},
+                {"--memory", "--file", "--null", "--socket", "--port", "--name",
+                 "--description"});
   if (!parsed.ok()) {
     return UsageError(parsed.status().message(), UsageFor("serve"));
   }
@@ -107,7 +107,8 @@ int ServeCommand(const std::vector<std::string>& args, const GlobalOptions& g) {
     options.tcp_port = static_cast<uint16_t>(port);
   }
   std::string what;
-  absl::StatusOr<std::shared_ptr<Backend>> backend = MakeBackend(*parsed, &what);
+  absl::StatusOr<std::shared_ptr<Backend>> backend =
+      MakeBackend(*parsed, &what);
   if (!backend.ok()) {
     if (backend.status().code() == absl::StatusCode::kInvalidArgument) {
       return UsageError(backend.status().message(), UsageFor("serve"));
@@ -136,8 +137,8 @@ int ServeCommand(const std::vector<std::string>& args, const GlobalOptions& g) {
   absl::StatusOr<std::unique_ptr<EpollServer>> server =
       EpollServer::Create(std::move(options));
   if (!server.ok()) {
-    return Fail(absl::StrCat("serve on ", where, ": ",
-                             StatusText(server.status())));
+    return Fail(
+        absl::StrCat("serve on ", where, ": ", StatusText(server.status())));
   }
   if (absl::Status s = (*server)->Start(); !s.ok()) {
     return Fail(absl::StrCat("serve on ", where, ": ", StatusText(s)));

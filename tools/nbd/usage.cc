@@ -16,6 +16,10 @@ const char kMainUsage[] =
     "global options (anywhere): --timeout SECONDS (default 30), --debug,\n"
     "  --help\n";
 
+const char kShortUsage[] =
+    "usage: nbd [--timeout SECONDS] [--debug] COMMAND ARGS... "
+    "(commands: info, map, copy, bench, serve, demo; see nbd --help)\n";
+
 namespace {
 
 const char kInfoUsage[] = "usage: nbd info URI [--json] [--list]\n";
@@ -29,7 +33,7 @@ const char kDemoUsage[] = "usage: nbd demo [--size SIZE]\n";
 
 }  // namespace
 
-const char* UsageFor(std::string_view command) {
+const char* UsageFor(absl::string_view command) {
   if (command == "info") return kInfoUsage;
   if (command == "map") return kMapUsage;
   if (command == "serve") return kServeUsage;

@@ -2,14 +2,16 @@
 #ifndef NBD_TOOLS_NBD_USAGE_H_
 #define NBD_TOOLS_NBD_USAGE_H_
 
-#include <string_view>
+#include "absl/strings/string_view.h"
 
 namespace nbd::tool {
 
 // The overall usage (every subcommand and the global options).
 extern const char kMainUsage[];
+// One line for usage errors without a command.
+extern const char kShortUsage[];
 // The usage of one subcommand ("info", "map", ...); kMainUsage if unknown.
-const char* UsageFor(std::string_view command);
+const char* UsageFor(absl::string_view command);
 
 }  // namespace nbd::tool
 
