@@ -89,8 +89,11 @@ void Bench::Issue(size_t conn, uint8_t* buffer) {
 }
 
 absl::StatusOr<BenchResult> Bench::Run() {
-  absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(
-      {.adapter = o_.adapter, .timeout = o_.timeout, .debug = o_.debug});
+  absl::StatusOr<std::unique_ptr<Engine>> engine =
+      Engine::Create({.adapter = o_.adapter,
+                      .timeout = o_.timeout,
+                      .debug = o_.debug,
+                      .recv_readahead = ReadaheadFor(o_.block_size)});
   if (!engine.ok()) return engine.status();
   engine_ = std::move(*engine);
   absl::StatusOr<Export*> exp = engine_->Open(o_.uri, o_.connections);

@@ -116,8 +116,11 @@ uint8_t* Copier::GetBuffer() {
 }
 
 absl::Status Copier::Open() {
-  absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(
-      {.adapter = o_.adapter, .timeout = o_.timeout, .debug = o_.debug});
+  absl::StatusOr<std::unique_ptr<Engine>> engine =
+      Engine::Create({.adapter = o_.adapter,
+                      .timeout = o_.timeout,
+                      .debug = o_.debug,
+                      .recv_readahead = ReadaheadFor(o_.request_size)});
   if (!engine.ok()) return engine.status();
   engine_ = std::move(*engine);
   stats_.adapter = engine_->adapter();

@@ -262,6 +262,11 @@ absl::Status Export::Issue(size_t index, Op op) {
 
 // ---- Engine -----------------------------------------------------------------
 
+size_t ReadaheadFor(uint64_t request_size) {
+  constexpr size_t kSmallRequest = 64 * 1024;
+  return request_size <= kSmallRequest ? kSmallRequest : 0;
+}
+
 Engine::Engine(EngineOptions options) : options_(std::move(options)) {}
 
 Engine::~Engine() {
@@ -338,6 +343,9 @@ absl::Status Engine::OpenOne(Export& exp, std::string_view uri,
       adapters::ConnectUri(uri, options_.timeout);
   if (!connection.ok()) return connection.status();
   ClientOptions options = base;
+  if (options.recv_readahead == 0) {
+    options.recv_readahead = options_.recv_readahead;
+  }
   if (options.export_name.empty()) {
     options.export_name = connection->export_name;
   }

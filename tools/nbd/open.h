@@ -128,7 +128,17 @@ struct EngineOptions {
   // the wait for the server to close after Shutdown().
   absl::Duration timeout = absl::Seconds(30);
   bool debug = false;  // notes and a line per command on stderr
+  // ClientOptions::recv_readahead for every connection (unless the
+  // ClientOptions given to Open() set one). See ReadaheadFor().
+  size_t recv_readahead = 0;
 };
+
+// The read-ahead that suits requests of `request_size` bytes. Small requests
+// are bound by receive calls (a structured reply is 3-4 dependent receives
+// without read-ahead), so they read ahead 64 KiB and pay a copy of their
+// small payload; large requests read exactly each header so their payload
+// lands in the caller's buffer without a copy.
+size_t ReadaheadFor(uint64_t request_size);
 
 class Engine {
  public:
