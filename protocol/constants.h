@@ -22,6 +22,12 @@ inline constexpr uint32_t kExtendedRequestMagic = 0x21e41c71;
 inline constexpr uint32_t kSimpleReplyMagic = 0x67446698;
 inline constexpr uint32_t kStructuredReplyMagic = 0x668e33ef;
 inline constexpr uint32_t kExtendedReplyMagic = 0x6e8a278c;
+// Reserved by the spec and never valid on the wire: the request and reply
+// magics of nbd before 2.1.116, and nbd-server's transaction-log magic. A
+// decoder meeting one reports a bad magic like any other value.
+inline constexpr uint32_t kReservedOldRequestMagic = 0x12560953;
+inline constexpr uint32_t kReservedOldReplyMagic = 0x96744668;
+inline constexpr uint32_t kReservedLogMagic = 0x25609514;
 
 // ---- Handshake flags (server, 16 bits) -----------------------------------
 inline constexpr uint16_t kFlagFixedNewstyle = 1u << 0;
@@ -155,8 +161,14 @@ inline constexpr char kContextBaseAllocation[] = "base:allocation";
 
 // ---- Sizes and limits ---------------------------------------------------
 inline constexpr size_t kMaxStringLength = 4096;  // names, descriptions, msgs
+// What a string SHOULD stay within for interoperability; longer ones up to
+// kMaxStringLength are still accepted.
+inline constexpr size_t kRecommendedStringLength = 256;
 inline constexpr uint16_t kDefaultPort = 10809;
 inline constexpr uint32_t kDefaultMinBlockSize = 1;
+// The minimum block size a client assumes for interoperability when the
+// server sent no NBD_INFO_BLOCK_SIZE and it wants to be conservative.
+inline constexpr uint32_t kInteropMinBlockSize = 512;
 inline constexpr uint32_t kDefaultPreferredBlockSize = 4096;
 inline constexpr uint32_t kDefaultMaxPayload = 32u << 20;  // 32 MiB
 inline constexpr uint32_t kHardMaxPayload = 64u << 20;     // 64 MiB

@@ -350,6 +350,17 @@ absl::StatusOr<ExportNameReply> DecodeExportNameReply(ByteSpan in) {
   return r;
 }
 
+absl::StatusOr<ExportNameReply> DecodeExportNameReply(ByteSpan in,
+                                                      bool no_zeroes) {
+  if (auto s = NeedFixed(
+          in, no_zeroes ? kExportNameReplyNoZeroesSize : kExportNameReplySize,
+          "export-name reply");
+      !s.ok()) {
+    return s;
+  }
+  return DecodeExportNameReply(in.first(kExportNameReplyNoZeroesSize));
+}
+
 Bytes EncodeInfoRequest(const InfoRequest& r) {
   const size_t n = std::min<size_t>(r.info_requests.size(),
                                     std::numeric_limits<uint16_t>::max());

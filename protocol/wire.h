@@ -105,8 +105,10 @@ std::array<uint8_t, kOptionReplyHeaderSize> EncodeOptionReplyHeader(
 absl::StatusOr<OptionReplyHeader> DecodeOptionReplyHeader(ByteSpan in);
 
 // NBD_OPT_EXPORT_NAME success reply: size8, flags2, then 124 zero bytes
-// unless NO_ZEROES was agreed. Decoding reads 10 bytes; the padding is the
-// caller's to skip.
+// unless NO_ZEROES was agreed. The one-argument decoder reads the 10-byte
+// head only (a streaming client skips the padding itself); the two-argument
+// one needs the whole form for `no_zeroes` and ignores the padding's
+// content, which the spec reserves.
 struct ExportNameReply {
   uint64_t export_size = 0;
   uint16_t transmission_flags = 0;
@@ -114,6 +116,8 @@ struct ExportNameReply {
 };
 Bytes EncodeExportNameReply(const ExportNameReply& r, bool no_zeroes);
 absl::StatusOr<ExportNameReply> DecodeExportNameReply(ByteSpan in);
+absl::StatusOr<ExportNameReply> DecodeExportNameReply(ByteSpan in,
+                                                      bool no_zeroes);
 
 // NBD_OPT_INFO / NBD_OPT_GO data: namelen4, name, nreq2, req2 x nreq.
 struct InfoRequest {
@@ -289,6 +293,9 @@ struct BlockStatusChunk {
   std::vector<Extent> extents;
   bool operator==(const BlockStatusChunk&) const = default;
 };
+// EncodeBlockStatus writes the low 32 bits of each length and flags word: a
+// compact-header server never has more (its requests carry 32-bit lengths
+// and base:allocation's flags fit), so it clamps before encoding.
 Bytes EncodeBlockStatus(const BlockStatusChunk& c);     // 32-bit lengths
 Bytes EncodeBlockStatusExt(const BlockStatusChunk& c);  // 64-bit lengths
 // `max_extents` bounds what is allocated; more extents is an error.

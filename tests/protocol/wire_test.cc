@@ -134,6 +134,9 @@ TEST(WireConstants, MatchTheSpec) {
   EXPECT_EQ(kSimpleReplyMagic, 0x67446698u);
   EXPECT_EQ(kStructuredReplyMagic, 0x668e33efu);
   EXPECT_EQ(kExtendedReplyMagic, 0x6e8a278cu);
+  EXPECT_EQ(kReservedOldRequestMagic, 0x12560953u);
+  EXPECT_EQ(kReservedOldReplyMagic, 0x96744668u);
+  EXPECT_EQ(kReservedLogMagic, 0x25609514u);
 
   EXPECT_EQ(kFlagFixedNewstyle, 1);
   EXPECT_EQ(kFlagNoZeroes, 2);
@@ -236,6 +239,8 @@ TEST(WireConstants, MatchTheSpec) {
   EXPECT_EQ(kStateZero, 2u);
   EXPECT_STREQ(kContextBaseAllocation, "base:allocation");
   EXPECT_EQ(kMaxStringLength, 4096u);
+  EXPECT_EQ(kRecommendedStringLength, 256u);
+  EXPECT_EQ(kInteropMinBlockSize, 512u);
   EXPECT_EQ(kDefaultPort, 10809);
 }
 
@@ -453,18 +458,33 @@ TEST(WireOptions, ExportNameReply) {
   auto encode_long = [](const ExportNameReply& r) {
     return EncodeExportNameReply(r, /*no_zeroes=*/false);
   };
-  CheckGolden(value, no_zeroes, encode_short, DecodeExportNameReply);
-  EXPECT_EQ(encode_long(value), padded);
-  auto decoded = DecodeExportNameReply(padded);
+  auto decode_head = [](ByteSpan in) { return DecodeExportNameReply(in); };
+  auto decode_short = [](ByteSpan in) {
+    return DecodeExportNameReply(in, /*no_zeroes=*/true);
+  };
+  auto decode_long = [](ByteSpan in) {
+    return DecodeExportNameReply(in, /*no_zeroes=*/false);
+  };
+  CheckGolden(value, no_zeroes, encode_short, decode_head);
+  CheckGolden(value, no_zeroes, encode_short, decode_short);
+  CheckGolden(value, padded, encode_long, decode_long);
+  auto decoded = decode_head(padded);
   ASSERT_TRUE(decoded.ok()) << decoded.status();
   EXPECT_EQ(*decoded, value);
-  CheckRoundTrip(ExportNameReply{~0ull, 0xffff}, encode_long,
-                 DecodeExportNameReply);
-  // Only the first 10 bytes are needed; the padding is the caller's.
-  CheckPrefixes(padded, DecodeExportNameReply, kOutOfRange,
+  CheckRoundTrip(ExportNameReply{~0ull, 0xffff}, encode_long, decode_long);
+  CheckRoundTrip(ExportNameReply{~0ull, 0xffff}, encode_short, decode_short);
+  // The streaming form needs only the first 10 bytes; the padding is the
+  // caller's. The full forms need every byte of their form.
+  CheckPrefixes(padded, decode_head, kOutOfRange,
                 [](size_t len) { return len >= 10; });
-  ExpectError(DecodeExportNameReply(Bytes(9, 0)), kOutOfRange,
-              "need 10 bytes, got 9");
+  CheckPrefixes(padded, decode_long, kOutOfRange);
+  CheckPrefixes(no_zeroes, decode_short, kOutOfRange);
+  ExpectError(decode_head(Bytes(9, 0)), kOutOfRange, "need 10 bytes, got 9");
+  ExpectError(decode_long(no_zeroes), kOutOfRange, "need 134 bytes, got 10");
+  // The reserved padding's content is not checked.
+  auto junk = decode_long(Concat({no_zeroes, Bytes(124, 0xaa)}));
+  ASSERT_TRUE(junk.ok()) << junk.status();
+  EXPECT_EQ(*junk, value);
 }
 
 const Bytes kInfoRequestGolden = {
@@ -870,6 +890,41 @@ TEST(WireReplies, ExtendedReplyHeader) {
   ExpectError(DecodeExtendedReplyHeader(
                   Concat({kStructuredReplyHeaderGolden, Zeros(12)})),
               kInvalid, "0x668e33ef");
+}
+
+// Fixed-size headers read exactly their own bytes: whatever follows in the
+// span (the next message, a payload) changes nothing.
+template <typename T, typename Decode>
+void CheckIgnoresTrailing(const Bytes& golden, Decode decode) {
+  auto exact = DecodeCopy(decode, golden);
+  ASSERT_TRUE(exact.ok()) << exact.status();
+  for (const Bytes& tail : {Bytes{0x00}, Bytes(7, 0xff), Bytes(200, 0x5a)}) {
+    auto longer = DecodeCopy(decode, Concat({golden, tail}));
+    ASSERT_TRUE(longer.ok()) << longer.status();
+    EXPECT_TRUE(static_cast<T>(*longer) == static_cast<T>(*exact))
+        << "tail of " << tail.size();
+  }
+}
+
+TEST(WireFixedHeaders, TrailingBytesAreIgnored) {
+  CheckIgnoresTrailing<OldstyleGreeting>(kOldstyleGolden,
+                                         DecodeOldstyleGreeting);
+  CheckIgnoresTrailing<NewstyleGreeting>(kNewstyleGolden,
+                                         DecodeNewstyleGreeting);
+  CheckIgnoresTrailing<uint32_t>(Bytes{0x00, 0x00, 0x00, 0x03},
+                                 DecodeClientFlags);
+  CheckIgnoresTrailing<OptionRequestHeader>(kOptionRequestHeaderGolden,
+                                            DecodeOptionRequestHeader);
+  CheckIgnoresTrailing<OptionReplyHeader>(kOptionReplyHeaderGolden,
+                                          DecodeOptionReplyHeader);
+  CheckIgnoresTrailing<Request>(kRequestGolden, DecodeRequest);
+  CheckIgnoresTrailing<ExtendedRequest>(kExtendedRequestGolden,
+                                        DecodeExtendedRequest);
+  CheckIgnoresTrailing<SimpleReply>(kSimpleReplyGolden, DecodeSimpleReply);
+  CheckIgnoresTrailing<StructuredReplyHeader>(kStructuredReplyHeaderGolden,
+                                              DecodeStructuredReplyHeader);
+  CheckIgnoresTrailing<ExtendedReplyHeader>(kExtendedReplyHeaderGolden,
+                                            DecodeExtendedReplyHeader);
 }
 
 // ---- Chunk payloads
