@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -126,6 +127,7 @@ void Client::Impl::OnUnitComplete() {
 }
 
 absl::StatusOr<size_t> Client::Impl::Feed(absl::Span<const uint8_t> bytes) {
+  probe_out_ = false;
   if (terminal()) {
     return PreconditionStatus(
         EINVAL, absl::StrCat(
@@ -150,7 +152,16 @@ absl::StatusOr<size_t> Client::Impl::Feed(absl::Span<const uint8_t> bytes) {
 }
 
 absl::Span<uint8_t> Client::Impl::RecvBuffer() {
-  if (input_blocked() || rx_unit_ == Unit::kNone) return {};
+  probe_out_ = false;
+  if (input_blocked()) return {};
+  if (rx_unit_ == Unit::kNone) {
+    // Nothing is expected (parked in option mode), yet wants() says read so
+    // that the transport notices EOF or stray bytes. Hand out a byte of our
+    // own that no later call moves: an asynchronous receive may still be in
+    // the kernel when an Opt*() call sets up the next unit.
+    probe_out_ = true;
+    return absl::MakeSpan(probe_, 1);
+  }
   // Read-ahead only where no TLS boundary can follow: waiting for a reply
   // header in the transmission phase.
   if (opts_.recv_readahead > 0 && rx_unit_ == Unit::kReplyHeader &&
@@ -163,6 +174,16 @@ absl::Span<uint8_t> Client::Impl::RecvBuffer() {
 }
 
 absl::Status Client::Impl::CommitRecv(size_t n) {
+  if (std::exchange(probe_out_, false) && !input_blocked()) {
+    if (n > 1)
+      return ErrnoStatus(EINVAL, "CommitRecv beyond the receive buffer");
+    if (n == 0) return absl::OkStatus();
+    // The byte went to the probe: whatever is expected now (perhaps the
+    // reply to an option issued meanwhile) gets it through the copying path.
+    absl::StatusOr<size_t> used = Feed(absl::MakeConstSpan(probe_, 1));
+    if (!used.ok()) return used.status();
+    return absl::OkStatus();
+  }
   if (input_blocked() || rx_unit_ == Unit::kNone) {
     if (n == 0) return absl::OkStatus();
     return ErrnoStatus(EINVAL, "CommitRecv without a receive buffer");
@@ -188,6 +209,7 @@ absl::Status Client::Impl::CommitRecv(size_t n) {
 }
 
 void Client::Impl::FeedEof() {
+  probe_out_ = false;
   if (terminal()) return;
   if (abort_sent_) {
     // After NBD_OPT_ABORT the server may close without replying.

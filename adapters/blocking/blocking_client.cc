@@ -123,9 +123,12 @@ absl::Status BlockingClient::Wait(absl::StatusOr<Cookie> cookie,
   absl::Status s =
       RunUntil([&] { return command_status_.has_value(); }, timeout, what);
   waiting_for_ = 0;
-  // A connection that ended still completes the command (ENOTCONN).
-  if (command_status_.has_value()) return *command_status_;
-  return s;
+  // The wait itself failed (timeout, poll error): the core was given up and
+  // completed the command with ENOTCONN, but the caller needs the real cause.
+  if (!s.ok()) return s;
+  // Otherwise the command completed: OK, the server's error, or ENOTCONN if
+  // the connection ended first.
+  return command_status_.value_or(ConnectionEnded());
 }
 
 absl::Status BlockingClient::Pread(absl::Span<uint8_t> buffer, uint64_t offset,
@@ -176,8 +179,9 @@ absl::Status BlockingClient::WaitOption(absl::Status started,
   if (!started.ok()) return started;
   absl::Status s =
       RunUntil([&] { return option_status_.has_value(); }, timeout, what);
-  if (option_status_.has_value()) return *std::exchange(option_status_, {});
-  return s;
+  std::optional<absl::Status> done = std::exchange(option_status_, {});
+  if (!s.ok()) return s;  // timeout or poll error, as in Wait()
+  return done.value_or(ConnectionEnded());
 }
 
 absl::StatusOr<std::vector<ExportEntry>> BlockingClient::OptList(

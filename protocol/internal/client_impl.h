@@ -148,6 +148,10 @@ class Client::Impl {
   uint8_t* rx_dst_ = nullptr;  // caller memory, or nullptr for scratch
   std::vector<uint8_t> rx_scratch_;
   std::vector<uint8_t> readahead_;
+  // RecvBuffer() handed out probe_ (nothing was expected); the next
+  // CommitRecv() takes its byte from there.
+  uint8_t probe_[1] = {};
+  bool probe_out_ = false;
 
   internal::OutputQueue out_;
   std::deque<Event> events_;

@@ -18,6 +18,7 @@
 namespace nbd::test {
 namespace {
 
+using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
@@ -459,6 +460,82 @@ TEST(ClientOptionMode, ParksAfterStructuredReply) {
   RunResult r = RunAllModes(Parked());
   EXPECT_THAT(r.log,
               ElementsAre("Negotiating", "phase=negotiating in_flight=0"));
+}
+
+// Parked, the client still reads: EOF or stray bytes from the server end the
+// connection at once instead of going unnoticed until the next option.
+TEST(ClientOptionMode, EofWhileParkedKillsTheConnection) {
+  Scenario s = Parked();
+  s.Eof().Snapshot();
+  RunResult r = RunAllModes(s);
+  EXPECT_THAT(r.log, ContainsInOrder(std::vector<std::string>{
+                         "Negotiating", "phase=negotiating in_flight=0"}));
+  ASSERT_FALSE(r.log.empty());
+  EXPECT_THAT(r.log, Contains(StartsWith("Dead ECONNRESET")));
+  EXPECT_EQ(r.log.back(), "phase=dead in_flight=0");
+}
+
+TEST(ClientOptionMode, StrayBytesWhileParkedKillTheConnection) {
+  Scenario s = Parked();
+  s.Send(Server().Raw({0x12, 0x34})).Snapshot();
+  RunResult r = RunAllModes(s);
+  EXPECT_THAT(r.log, Contains("Dead EPROTO"));
+  EXPECT_EQ(r.log.back(), "phase=dead in_flight=0");
+}
+
+// An asynchronous receive (io_uring) posted while parked may complete after
+// the caller started an option: its byte belongs to that option's reply.
+TEST(ClientOptionMode, ProbeByteFromBeforeAnOptionFeedsItsReply) {
+  ClientOptions o;
+  o.option_mode = true;
+  Client c(o);
+  RunContext ctx;
+  Bytes greeting = Server().Greeting().Build(ctx);
+  ASSERT_TRUE(c.Feed(greeting).ok());
+  auto drain = [&c] {
+    IoSlice slices[8];
+    size_t n = c.PeekOutput(absl::MakeSpan(slices));
+    size_t bytes = 0;
+    for (size_t i = 0; i < n; ++i) bytes += slices[i].size;
+    ASSERT_TRUE(c.ConsumeOutput(bytes).ok());
+  };
+  drain();
+  ASSERT_TRUE(
+      c.Feed(Server()
+                 .RepError(Option::kExtendedHeaders, OptionReplyType::kErrUnsup)
+                 .Build(ctx))
+          .ok());
+  drain();
+  ASSERT_TRUE(
+      c.Feed(Server().RepAck(Option::kStructuredReply).Build(ctx)).ok());
+  ASSERT_EQ(c.phase(), Phase::kNegotiating);
+  EXPECT_EQ(c.wants(), Direction::kRead);
+
+  absl::Span<uint8_t> probe = c.RecvBuffer();  // "posted" to the kernel
+  ASSERT_EQ(probe.size(), 1u);
+  ASSERT_TRUE(c.OptList().ok());
+  drain();
+  Bytes reply = Server().RepServer("x").RepAck(Option::kList).Build(ctx);
+  probe[0] = reply[0];  // the receive completes with one byte
+  ASSERT_TRUE(c.CommitRecv(1).ok());
+  ASSERT_TRUE(c.Feed(absl::MakeConstSpan(reply).subspan(1)).ok());
+  std::vector<std::string> names;
+  std::optional<absl::Status> done;
+  while (auto e = c.PollEvent()) {
+    if (auto* l = std::get_if<ExportListed>(&*e)) names.push_back(l->name);
+    if (auto* d = std::get_if<OptionCompleted>(&*e)) done = d->status;
+  }
+  EXPECT_THAT(names, ElementsAre("x"));
+  ASSERT_TRUE(done.has_value());
+  EXPECT_TRUE(done->ok()) << *done;
+  EXPECT_EQ(c.phase(), Phase::kNegotiating);
+  // A probe that saw nothing (CommitRecv(0)) changes nothing; more than the
+  // probe's one byte is a caller error.
+  ASSERT_EQ(c.RecvBuffer().size(), 1u);
+  EXPECT_TRUE(c.CommitRecv(0).ok());
+  ASSERT_EQ(c.RecvBuffer().size(), 1u);
+  EXPECT_EQ(c.CommitRecv(2).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(c.phase(), Phase::kNegotiating);
 }
 
 TEST(ClientOptionMode, OptList) {
