@@ -252,9 +252,14 @@ void Client::Impl::FailAllCommands(const absl::Status& why) {
   rx_unit_ = Unit::kNone;
 }
 
+void Client::Impl::TraceLine(std::string line) {
+  events_.push_back(Trace{std::move(line)});
+}
+
 void Client::Impl::Fail(absl::Status reason) {
   if (terminal()) return;
   if (reason.ok()) reason = ErrnoStatus(EIO, "connection failed");
+  if (tracing()) TraceLine(absl::StrCat("dead: ", reason.message()));
   FailAllCommands(ErrnoStatus(
       ENOTCONN, absl::StrCat("connection is dead: ", reason.message())));
   dead_ = true;
@@ -266,6 +271,7 @@ void Client::Impl::Fail(absl::Status reason) {
 
 void Client::Impl::Close() {
   if (terminal()) return;
+  if (tracing()) TraceLine("closed: the server ended the connection cleanly");
   FailAllCommands(ErrnoStatus(ENOTCONN, "connection closed by the server"));
   closed_ = true;
   parked_ = false;
@@ -276,11 +282,22 @@ void Client::Impl::Close() {
 void Client::Impl::OnSegmentSent(const internal::Segment& segment) {
   switch (segment.kind) {
     case internal::SegmentKind::kDiscHeader:
+      if (tracing()) TraceLine("NBD_CMD_DISC sent: shut down the write side");
       events_.push_back(ShutdownWrite{});
       return;
     case internal::SegmentKind::kAbortOption:
       events_.push_back(ShutdownWrite{});
       return;
+    case internal::SegmentKind::kWritePayload: {
+      auto it = commands_.find(segment.cookie);
+      if (it == commands_.end()) return;
+      it->second.payload_pending = false;
+      // The reply came first; now the buffer is free to hand back.
+      if (it->second.reply_status.has_value()) {
+        CompleteCommand(segment.cookie, *it->second.reply_status);
+      }
+      return;
+    }
     default:
       return;
   }

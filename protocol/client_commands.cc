@@ -145,6 +145,11 @@ Cookie Client::Impl::Queue(Command type, uint16_t flags, uint64_t offset,
                            absl::Span<const uint8_t> write_payload,
                            bool report_chunks) {
   Cookie cookie = next_cookie_++;
+  if (tracing()) {
+    TraceLine(absl::StrFormat("-> %s cookie=%d offset=%d length=%d flags=0x%x",
+                              CommandName(type), cookie, offset, length,
+                              flags));
+  }
   const auto kind = type == Command::kDisc
                         ? internal::SegmentKind::kDiscHeader
                         : internal::SegmentKind::kRequestHeader;
@@ -168,6 +173,7 @@ Cookie Client::Impl::Queue(Command type, uint16_t flags, uint64_t offset,
     cmd.length = length;
     cmd.read_buffer = read_buffer;
     cmd.report_chunks = report_chunks;
+    cmd.payload_pending = !write_payload.empty();
     commands_.emplace(cookie, std::move(cmd));
   }
   return cookie;

@@ -2,9 +2,14 @@
 #include <cerrno>
 #include <cstring>
 #include <limits>
+#include <string>
+#include <string_view>
+#include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "protocol/client.h"
 #include "protocol/endian.h"
 #include "protocol/internal/client_impl.h"
@@ -37,31 +42,9 @@ int OptionErrorErrno(uint32_t type) {
   }
 }
 
-const char* OptionErrorName(uint32_t type) {
-  switch (static_cast<OptionReplyType>(type)) {
-    case OptionReplyType::kErrUnsup:
-      return "NBD_REP_ERR_UNSUP";
-    case OptionReplyType::kErrPolicy:
-      return "NBD_REP_ERR_POLICY";
-    case OptionReplyType::kErrInvalid:
-      return "NBD_REP_ERR_INVALID";
-    case OptionReplyType::kErrPlatform:
-      return "NBD_REP_ERR_PLATFORM";
-    case OptionReplyType::kErrTlsReqd:
-      return "NBD_REP_ERR_TLS_REQD";
-    case OptionReplyType::kErrUnknown:
-      return "NBD_REP_ERR_UNKNOWN";
-    case OptionReplyType::kErrShutdown:
-      return "NBD_REP_ERR_SHUTDOWN";
-    case OptionReplyType::kErrBlockSizeReqd:
-      return "NBD_REP_ERR_BLOCK_SIZE_REQD";
-    case OptionReplyType::kErrTooBig:
-      return "NBD_REP_ERR_TOO_BIG";
-    case OptionReplyType::kErrExtHeaderReqd:
-      return "NBD_REP_ERR_EXT_HEADER_REQD";
-    default:
-      return "unknown option error";
-  }
+// A name for the trace: quoted, with control and non-ASCII bytes escaped.
+std::string Quoted(absl::string_view s) {
+  return absl::StrCat("\"", absl::CHexEscape(s), "\"");
 }
 
 bool IsPowerOfTwo(uint32_t v) { return v != 0 && (v & (v - 1)) == 0; }
@@ -112,6 +95,11 @@ void Client::Impl::OnOldstyleRest() {
   uint64_t size = LoadBe64(p);
   uint16_t global_flags = LoadBe16(p + 8);
   uint16_t flags = LoadBe16(p + 10);
+  if (tracing()) {
+    TraceLine(absl::StrFormat(
+        "<- oldstyle greeting: size=%d flags=0x%x global_flags=0x%x", size,
+        flags, global_flags));
+  }
   if (global_flags != 0) {
     return Fail(ProtocolError(absl::StrFormat(
         "oldstyle server sent unknown global flags 0x%x", global_flags)));
@@ -125,6 +113,11 @@ void Client::Impl::OnHandshakeFlags() {
   no_zeroes_ = handshake_flags_ & kFlagNoZeroes;
   protocol_ =
       fixed ? ProtocolVariant::kFixedNewstyle : ProtocolVariant::kNewstyle;
+  if (tracing()) {
+    TraceLine(absl::StrFormat("<- %s greeting: handshake flags 0x%x",
+                              ProtocolVariantName(protocol_),
+                              handshake_flags_));
+  }
   if (!fixed && opts_.tls == TlsPolicy::kRequire) {
     return Fail(
         ErrnoStatus(ENOTSUP,
@@ -133,6 +126,9 @@ void Client::Impl::OnHandshakeFlags() {
   }
   uint32_t client_flags = (fixed ? kClientFlagFixedNewstyle : 0) |
                           (no_zeroes_ ? kClientFlagNoZeroes : 0);
+  if (tracing()) {
+    TraceLine(absl::StrFormat("-> client flags 0x%x", client_flags));
+  }
   out_.PushOwned(internal::SegmentKind::kClientFlags, 0,
                  EncodeClientFlags(client_flags));
   if (!fixed) {
@@ -180,7 +176,8 @@ void Client::Impl::Park() {
 }
 
 void Client::Impl::SendOption(Option option, absl::Span<const uint8_t> data,
-                              bool from_user) {
+                              bool from_user, absl::string_view detail) {
+  if (tracing()) TraceLine(absl::StrCat("-> ", OptionName(option), detail));
   parked_ = false;
   option_ = OptionInFlight{};
   option_->option = option;
@@ -209,7 +206,14 @@ void Client::Impl::SendGo(Option option, bool from_user) {
   size_.reset();
   tflags_ = 0;
   block_size_ = {};
-  SendOption(option, EncodeInfoRequest(request), from_user);
+  std::string detail;
+  if (tracing()) {
+    std::vector<std::string> infos;
+    for (uint16_t t : request.info_requests) infos.push_back(InfoTypeName(t));
+    detail = absl::StrCat(" export=", Quoted(export_name_), " info=[",
+                          absl::StrJoin(infos, ","), "]");
+  }
+  SendOption(option, EncodeInfoRequest(request), from_user, detail);
 }
 
 void Client::Impl::SendSetMeta(std::vector<std::string> queries, Option option,
@@ -224,12 +228,22 @@ void Client::Impl::SendSetMeta(std::vector<std::string> queries, Option option,
   MetaContextRequest request;
   request.export_name = export_name_;
   request.queries = std::move(queries);
-  SendOption(option, EncodeMetaContextRequest(request), from_user);
+  std::string detail;
+  if (tracing()) {
+    std::vector<std::string> quoted;
+    for (const std::string& q : request.queries) quoted.push_back(Quoted(q));
+    detail = absl::StrCat(" export=", Quoted(export_name_), " queries=[",
+                          absl::StrJoin(quoted, ","), "]");
+  }
+  SendOption(option, EncodeMetaContextRequest(request), from_user, detail);
 }
 
 void Client::Impl::SendExportName() {
   if (export_name_.size() > kMaxStringLength) {
     return Fail(ErrnoStatus(ENAMETOOLONG, "export name exceeds 4096 bytes"));
+  }
+  if (tracing()) {
+    TraceLine(absl::StrCat("-> NBD_OPT_EXPORT_NAME ", Quoted(export_name_)));
   }
   parked_ = false;
   option_ = OptionInFlight{};
@@ -245,6 +259,7 @@ void Client::Impl::SendExportName() {
 }
 
 void Client::Impl::SendAbort() {
+  if (tracing()) TraceLine("-> NBD_OPT_ABORT");
   abort_requested_ = true;
   abort_sent_ = true;
   parked_ = false;
@@ -306,6 +321,11 @@ void Client::Impl::OnOptReplyHeader() {
   }
   opt_reply_ = *header;
   Option expected = option_->option;
+  if (tracing()) {
+    TraceLine(absl::StrFormat(
+        "<- %s to %s, %d bytes", OptionReplyName(header->type),
+        OptionName(static_cast<Option>(header->option)), header->length));
+  }
   if (header->option != static_cast<uint32_t>(expected)) {
     return Fail(ProtocolError(
         absl::StrFormat("option reply for option %d while waiting for %s",
@@ -341,28 +361,46 @@ absl::Status Client::Impl::HandleInfo(absl::Span<const uint8_t> payload) {
       }
       size_ = info->export_size;
       tflags_ = info->transmission_flags;
+      if (tracing()) {
+        TraceLine(absl::StrFormat("   NBD_INFO_EXPORT size=%d flags=0x%x",
+                                  info->export_size, info->transmission_flags));
+      }
       return absl::OkStatus();
     }
     case InfoType::kName: {
       absl::StatusOr<InfoName> info = DecodeInfoName(payload);
       if (!info.ok()) return info.status();
       canonical_name_ = info->name;
+      if (tracing()) TraceLine("   NBD_INFO_NAME " + Quoted(info->name));
       return absl::OkStatus();
     }
     case InfoType::kDescription: {
       absl::StatusOr<InfoDescription> info = DecodeInfoDescription(payload);
       if (!info.ok()) return info.status();
       description_ = info->description;
+      if (tracing()) {
+        TraceLine("   NBD_INFO_DESCRIPTION " + Quoted(info->description));
+      }
       return absl::OkStatus();
     }
     case InfoType::kBlockSize: {
       absl::StatusOr<InfoBlockSize> info = DecodeInfoBlockSize(payload);
       if (!info.ok()) return info.status();
-      if (ValidBlockSize(*info)) {
+      const bool valid = ValidBlockSize(*info);
+      if (valid) {
         block_size_ = {info->minimum, info->preferred, info->maximum};
+      }
+      if (tracing()) {
+        TraceLine(absl::StrFormat(
+            "   NBD_INFO_BLOCK_SIZE minimum=%d preferred=%d maximum=%d%s",
+            info->minimum, info->preferred, info->maximum,
+            valid ? "" : " (invalid, ignored)"));
       }
       return absl::OkStatus();
     }
+  }
+  if (tracing()) {
+    TraceLine(absl::StrFormat("   unknown info type %d, ignored", *type));
   }
   return absl::OkStatus();  // Unknown info types MUST be ignored.
 }
@@ -384,10 +422,13 @@ void Client::Impl::OnOptReply() {
   if (IsOptionReplyError(type)) {
     std::string message(payload.begin(), payload.end());
     if (message.size() > kMaxStringLength) message.resize(kMaxStringLength);
+    if (tracing() && !message.empty()) {
+      TraceLine("   message " + Quoted(message));
+    }
     absl::Status error =
         ErrnoStatus(OptionErrorErrno(type),
                     absl::StrCat(OptionName(option), ": server replied ",
-                                 OptionErrorName(type),
+                                 OptionReplyName(type),
                                  message.empty() ? "" : ": ", message));
     if (static_cast<OptionReplyType>(type) == OptionReplyType::kErrShutdown) {
       // The spec requires a soft disconnect.
@@ -443,6 +484,10 @@ void Client::Impl::OnOptReply() {
         return Fail(ProtocolError(
             absl::StrCat("bad NBD_REP_SERVER: ", reply.status().message())));
       }
+      if (tracing()) {
+        TraceLine(absl::StrCat("   export ", Quoted(reply->name), " ",
+                               Quoted(reply->description)));
+      }
       events_.push_back(ExportListed{reply->name, reply->description});
       return expect_next();
     }
@@ -455,6 +500,10 @@ void Client::Impl::OnOptReply() {
       if (!reply.ok()) {
         return Fail(ProtocolError(absl::StrCat("bad NBD_REP_META_CONTEXT: ",
                                                reply.status().message())));
+      }
+      if (tracing()) {
+        TraceLine(absl::StrFormat("   context id=%d %s", reply->context_id,
+                                  Quoted(reply->name)));
       }
       if (option == Option::kSetMetaContext) {
         option_->contexts.push_back({reply->context_id, reply->name});
@@ -496,6 +545,8 @@ void Client::Impl::OnOptReply() {
       tls_negotiated_ = true;
       ResetNegotiatedState();
       tls_paused_ = true;
+      if (tracing())
+        TraceLine("STARTTLS acknowledged: the TLS layer starts now");
       events_.push_back(StartTls{});
       return;
     case Option::kExtendedHeaders:
@@ -534,6 +585,10 @@ void Client::Impl::OnOptReply() {
 void Client::Impl::OnExportNameReply() {
   absl::StatusOr<ExportNameReply> reply = DecodeExportNameReply(rx_scratch_);
   if (!reply.ok()) return Fail(ProtocolError(reply.status().message()));
+  if (tracing()) {
+    TraceLine(absl::StrFormat("<- export-name reply: size=%d flags=0x%x",
+                              reply->export_size, reply->transmission_flags));
+  }
   size_ = reply->export_size;
   tflags_ = reply->transmission_flags;
   if (!no_zeroes_) return Expect(Unit::kExportNamePadding, 124);
@@ -556,6 +611,14 @@ void Client::Impl::EnterTransmission(uint64_t size, uint16_t flags) {
   }
   size_ = size;
   tflags_ = flags;
+  if (tracing()) {
+    TraceLine(absl::StrFormat(
+        "transmission: size=%d flags=0x%x, %s, %d meta context(s)", size, flags,
+        extended_     ? "extended headers"
+        : structured_ ? "structured replies"
+                      : "simple replies",
+        contexts_.size()));
+  }
   in_transmission_ = true;
   parked_ = false;
   if (option_.has_value()) {

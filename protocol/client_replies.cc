@@ -8,12 +8,15 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <iterator>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "protocol/client.h"
 #include "protocol/endian.h"
 #include "protocol/internal/client_impl.h"
+#include "protocol/names.h"
 #include "protocol/status.h"
 #include "protocol/wire.h"
 
@@ -60,8 +63,13 @@ void Client::Impl::OnReplyHeader() {
   if (magic == kSimpleReplyMagic) {
     absl::StatusOr<SimpleReply> r = DecodeSimpleReply(rx_scratch_);
     if (!r.ok()) return Fail(ProtocolError(r.status().message()));
+    if (tracing()) {
+      TraceLine(absl::StrFormat("<- simple reply cookie=%d error=%d", r->cookie,
+                                r->error));
+    }
     auto it = commands_.find(r->cookie);
-    if (it == commands_.end() || r->cookie > out_.max_exposed_cookie()) {
+    if (it == commands_.end() || r->cookie > out_.max_exposed_cookie() ||
+        it->second.reply_status.has_value()) {
       return Fail(ProtocolError(absl::StrFormat(
           "simple reply for cookie %d, which matches no command in flight",
           r->cookie)));
@@ -122,8 +130,14 @@ void Client::Impl::OnChunkHeader(uint16_t flags, uint16_t type, Cookie cookie,
   chunk_.type = type;
   chunk_.cookie = cookie;
   chunk_len_ = length;
+  if (tracing()) {
+    TraceLine(absl::StrFormat("<- %s cookie=%d flags=0x%x length=%d%s",
+                              ChunkTypeName(type), cookie, flags, length,
+                              (flags & kReplyFlagDone) ? " (done)" : ""));
+  }
   auto it = commands_.find(cookie);
-  if (it == commands_.end() || cookie > out_.max_exposed_cookie()) {
+  if (it == commands_.end() || cookie > out_.max_exposed_cookie() ||
+      it->second.reply_status.has_value()) {
     return Fail(ProtocolError(absl::StrFormat(
         "reply chunk (type %d) for cookie %d, which matches no command in "
         "flight",
@@ -211,6 +225,11 @@ void Client::Impl::OnChunkPayload() {
             "OFFSET_HOLE [%d, +%d) is outside the request [%d, +%d)",
             hole->offset, hole->length, cmd.offset, cmd.length)));
       }
+      if (!AddCoverage(cmd, hole->offset, hole->length)) {
+        return Fail(ProtocolError(absl::StrFormat(
+            "OFFSET_HOLE [%d, +%d) overlaps an earlier chunk of the reply",
+            hole->offset, hole->length)));
+      }
       std::memset(cmd.read_buffer + (hole->offset - cmd.offset), 0,
                   hole->length);
       cmd.data_seen += hole->length;
@@ -292,6 +311,11 @@ void Client::Impl::OnDataOffset() {
         "OFFSET_DATA [%d, +%d) is outside the request [%d, +%d)", offset,
         length, cmd.offset, cmd.length)));
   }
+  if (!AddCoverage(cmd, offset, length)) {
+    return Fail(ProtocolError(absl::StrFormat(
+        "OFFSET_DATA [%d, +%d) overlaps an earlier chunk of the reply", offset,
+        length)));
+  }
   data_offset_ = offset;
   ExpectInto(Unit::kDataPayload, cmd.read_buffer + (offset - cmd.offset),
              length);
@@ -371,9 +395,39 @@ void Client::Impl::FinishChunk() {
   CompleteCommand(cookie, std::move(status));
 }
 
+bool Client::Impl::AddCoverage(PendingCommand& cmd, uint64_t offset,
+                               uint64_t length) {
+  // Ranges are kept merged, so an in-order reply is one entry however many
+  // chunks it has; a server that scatters chunks can grow the map to at most
+  // one entry per chunk, and each chunk costs it a header on the wire.
+  std::map<uint64_t, uint64_t>& m = cmd.covered;
+  uint64_t start = offset;
+  uint64_t end = offset + length;
+  auto next = m.lower_bound(start);
+  if (next != m.end() && next->first < end) return false;
+  if (next != m.begin()) {
+    auto prev = std::prev(next);
+    if (prev->second > start) return false;
+    if (prev->second == start) {
+      start = prev->first;
+      m.erase(prev);
+    }
+  }
+  if (next != m.end() && next->first == end) {
+    end = next->second;
+    m.erase(next);
+  }
+  m.emplace(start, end);
+  return true;
+}
+
 void Client::Impl::CompleteCommand(Cookie cookie, absl::Status status) {
   auto it = commands_.find(cookie);
   if (it == commands_.end()) return;
+  if (it->second.payload_pending) {
+    it->second.reply_status = std::move(status);
+    return;  // completed by OnSegmentSent once the payload is sent
+  }
   Command type = it->second.type;
   commands_.erase(it);
   if (StatusErrno(status) == ESHUTDOWN) {

@@ -8,6 +8,8 @@
 //    MetaContextListed events, then exactly one OptionCompleted.
 //  - ShutdownWrite comes at most once, after the last byte of NBD_CMD_DISC
 //    or NBD_OPT_ABORT left the output queue.
+//  - Trace events (only if asked for) may come between any others, but
+//    never after Closed or Dead.
 //  - Closed or Dead comes exactly once and is the last event. All commands
 //    still pending complete (with ENOTCONN) before it.
 #ifndef NBD_PROTOCOL_EVENTS_H_
@@ -117,6 +119,15 @@ struct Closed {
   bool operator==(const Closed&) const = default;
 };
 
+// One line of the protocol trace, queued only with ClientOptions::trace:
+// "-> " a message queued for the server, "<- " one received from it, and
+// plain text for state changes, in the order they happen. For people, not
+// parsers: the wording may change.
+struct Trace {
+  std::string message;
+  bool operator==(const Trace&) const = default;
+};
+
 // The connection failed: a protocol violation, EOF inside a message, a
 // failed handshake, or a transport error reported by the caller. Final.
 struct Dead {
@@ -127,7 +138,7 @@ struct Dead {
 using Event =
     std::variant<Connected, Negotiating, ExportListed, MetaContextListed,
                  OptionCompleted, CommandCompleted, BlockStatusExtents,
-                 ReadChunk, StartTls, ShutdownWrite, Closed, Dead>;
+                 ReadChunk, StartTls, ShutdownWrite, Trace, Closed, Dead>;
 
 }  // namespace nbd
 

@@ -54,6 +54,74 @@ const char* OptionName(Option o) {
   return "NBD_OPT_?";
 }
 
+const char* OptionReplyName(uint32_t type) {
+  switch (static_cast<OptionReplyType>(type)) {
+    case OptionReplyType::kAck:
+      return "NBD_REP_ACK";
+    case OptionReplyType::kServer:
+      return "NBD_REP_SERVER";
+    case OptionReplyType::kInfo:
+      return "NBD_REP_INFO";
+    case OptionReplyType::kMetaContext:
+      return "NBD_REP_META_CONTEXT";
+    case OptionReplyType::kErrUnsup:
+      return "NBD_REP_ERR_UNSUP";
+    case OptionReplyType::kErrPolicy:
+      return "NBD_REP_ERR_POLICY";
+    case OptionReplyType::kErrInvalid:
+      return "NBD_REP_ERR_INVALID";
+    case OptionReplyType::kErrPlatform:
+      return "NBD_REP_ERR_PLATFORM";
+    case OptionReplyType::kErrTlsReqd:
+      return "NBD_REP_ERR_TLS_REQD";
+    case OptionReplyType::kErrUnknown:
+      return "NBD_REP_ERR_UNKNOWN";
+    case OptionReplyType::kErrShutdown:
+      return "NBD_REP_ERR_SHUTDOWN";
+    case OptionReplyType::kErrBlockSizeReqd:
+      return "NBD_REP_ERR_BLOCK_SIZE_REQD";
+    case OptionReplyType::kErrTooBig:
+      return "NBD_REP_ERR_TOO_BIG";
+    case OptionReplyType::kErrExtHeaderReqd:
+      return "NBD_REP_ERR_EXT_HEADER_REQD";
+  }
+  return "NBD_REP_?";
+}
+
+const char* ChunkTypeName(uint16_t type) {
+  switch (static_cast<ChunkType>(type)) {
+    case ChunkType::kNone:
+      return "NBD_REPLY_TYPE_NONE";
+    case ChunkType::kOffsetData:
+      return "NBD_REPLY_TYPE_OFFSET_DATA";
+    case ChunkType::kOffsetHole:
+      return "NBD_REPLY_TYPE_OFFSET_HOLE";
+    case ChunkType::kBlockStatus:
+      return "NBD_REPLY_TYPE_BLOCK_STATUS";
+    case ChunkType::kBlockStatusExt:
+      return "NBD_REPLY_TYPE_BLOCK_STATUS_EXT";
+    case ChunkType::kError:
+      return "NBD_REPLY_TYPE_ERROR";
+    case ChunkType::kErrorOffset:
+      return "NBD_REPLY_TYPE_ERROR_OFFSET";
+  }
+  return "NBD_REPLY_TYPE_?";
+}
+
+const char* InfoTypeName(uint16_t type) {
+  switch (static_cast<InfoType>(type)) {
+    case InfoType::kExport:
+      return "NBD_INFO_EXPORT";
+    case InfoType::kName:
+      return "NBD_INFO_NAME";
+    case InfoType::kDescription:
+      return "NBD_INFO_DESCRIPTION";
+    case InfoType::kBlockSize:
+      return "NBD_INFO_BLOCK_SIZE";
+  }
+  return "NBD_INFO_?";
+}
+
 uint16_t AllowedCommandFlags(Command c) {
   switch (c) {
     case Command::kRead:

@@ -12,6 +12,12 @@ namespace nbd {
 // "NBD_CMD_READ", "NBD_OPT_GO", ...; unknown values give "NBD_CMD_?" etc.
 const char* CommandName(Command command);
 const char* OptionName(Option option);
+// "NBD_REP_ACK", "NBD_REP_ERR_UNSUP", ...; "NBD_REP_?" if unknown.
+const char* OptionReplyName(uint32_t type);
+// "NBD_REPLY_TYPE_OFFSET_DATA", ...; "NBD_REPLY_TYPE_?" if unknown.
+const char* ChunkTypeName(uint16_t type);
+// "NBD_INFO_EXPORT", ...; "NBD_INFO_?" if unknown.
+const char* InfoTypeName(uint16_t type);
 
 // The command flags that mean something for `command` (proto.md "Request
 // message"): DF for READ; FUA and PAYLOAD_LEN for WRITE; FUA for TRIM;

@@ -61,6 +61,11 @@ struct ClientOptions {
   // saves receives for small requests, but payload bytes that arrive with
   // a header are copied once.
   size_t recv_readahead = 0;
+
+  // Queue a Trace event for every protocol message sent or received and
+  // every state change (like libnbd's debug output, but as events, so the
+  // core still calls no user code). Off by default: it formats strings.
+  bool trace = false;
 };
 
 }  // namespace nbd

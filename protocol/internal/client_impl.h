@@ -11,10 +11,12 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "protocol/client.h"
 #include "protocol/internal/output_queue.h"
 
@@ -53,6 +55,17 @@ class Client::Impl {
     absl::Status error;  // first error seen; OK otherwise
     uint64_t data_seen = 0;
     bool reply_started = false;  // a chunk without DONE has arrived
+    // READ: the byte ranges (start -> end, merged) that data and hole
+    // chunks already filled. Chunks must not overlap (proto.md), and a
+    // byte count alone cannot tell a gap from a double write.
+    std::map<uint64_t, uint64_t> covered;
+    // WRITE: part of the payload is still in the output queue, so the
+    // caller's buffer is still referenced. A reply that arrives before it
+    // was all sent (an eager server) is parked in `reply_status` and the
+    // completion waits until the payload left the queue: completing earlier
+    // would let the caller free memory the transport is about to send.
+    bool payload_pending = false;
+    std::optional<absl::Status> reply_status;
   };
 
   // An option in flight (one at a time, as the spec requires).
@@ -83,8 +96,9 @@ class Client::Impl {
   void OnOptReply();
   void OnExportNameReply();
   void AdvanceHandshake();
-  void SendOption(Option option, absl::Span<const uint8_t> data,
-                  bool from_user);
+  // `detail` follows the option's name in the trace.
+  void SendOption(Option option, absl::Span<const uint8_t> data, bool from_user,
+                  absl::string_view detail = {});
   void SendGo(Option option, bool from_user);
   void SendSetMeta(std::vector<std::string> queries, Option option,
                    bool from_user);
@@ -126,8 +140,16 @@ class Client::Impl {
   void HandleBlockStatus(PendingCommand& cmd, const BlockStatusChunk& chunk);
   void SetCommandError(PendingCommand& cmd, absl::Status error);
   void FinishChunk();
+  // Records that [offset, +length) of `cmd`'s buffer was filled; false (and
+  // nothing recorded) if it overlaps a range filled before.
+  bool AddCoverage(PendingCommand& cmd, uint64_t offset, uint64_t length);
   void CompleteCommand(Cookie cookie, absl::Status status);
   void ExpectReplyHeader();
+
+  // ---- Trace (client.cc) ------------------------------------------------
+  // Callers test tracing() first, so nothing is formatted when it is off.
+  bool tracing() const { return opts_.trace; }
+  void TraceLine(std::string line);
 
   // ---- Lifecycle (client.cc)
   // -------------------------------------------------

@@ -13,7 +13,8 @@
 //     u8  bits: 0 option_mode, 1 request_extended_headers,
 //               2 request_structured_replies, 3 request_base_allocation,
 //               4 request_block_size, 5 full_info,
-//               6 extra meta context "qemu:dirty-bitmap:fuzz"
+//               6 extra meta context "qemu:dirty-bitmap:fuzz",
+//               7 trace (Trace events)
 //     u8  bits 0-1: tls policy (% 3: disable, allow, require); bits 2-3: final
 //         action (0/3 FeedTransportError, 1 FeedEof, 2 none)
 //     u8  strict bits (& kStrictAll)
@@ -203,6 +204,8 @@ class Harness {
     o.request_block_size = bits & 0x10;
     o.full_info = bits & 0x20;
     if (bits & 0x40) o.meta_contexts.push_back("qemu:dirty-bitmap:fuzz");
+    o.trace = bits & 0x80;
+    trace_ = o.trace;
     const uint8_t tls = in_.U8();
     o.tls = static_cast<nbd::TlsPolicy>((tls & 3) % 3);
     final_action_ = (tls >> 2) & 3;
@@ -623,6 +626,10 @@ class Harness {
     saw_shutdown_write_ = true;
   }
 
+  void OnEvent(const nbd::Trace& e) {
+    FUZZ_CHECK_MSG(trace_, "a Trace event without ClientOptions::trace");
+    FUZZ_CHECK_MSG(!e.message.empty(), "an empty Trace line");
+  }
   void OnEvent(const nbd::Closed&) { OnTerminalEvent(Phase::kClosed); }
 
   void OnEvent(const nbd::Dead& e) {
@@ -1003,6 +1010,7 @@ class Harness {
   std::unique_ptr<Client> client_;
 
   bool option_mode_ = false;
+  bool trace_ = false;
   nbd::TlsPolicy tls_policy_ = nbd::TlsPolicy::kDisable;
   uint32_t max_payload_option_ = 0;
   int final_action_ = 0;

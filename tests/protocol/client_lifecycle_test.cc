@@ -143,6 +143,46 @@ TEST(ClientLifecycle, DisconnectQueuesBehindUnsentCommands) {
                           "ShutdownWrite", "disc cookie=3"));
 }
 
+// An eager server answers a WRITE whose payload is still partly in the
+// output queue. The completion waits until the payload has left the queue:
+// once CommandCompleted is popped the caller may free the buffer, and the
+// transport must not send freed memory.
+TEST(ClientLifecycle, WriteReplyBeforeItsPayloadWasSentCompletesAfterIt) {
+  Scenario s = ConnectedScenario();
+  s.HoldOutput()
+      .Issue("w", [](Client& c, RunContext&) { return c.Write(0, Data4k()); })
+      .Consume(kRequestSize + 100)  // header and part of the payload
+      .Send(Server().Simple("w", static_cast<uint32_t>(NbdError::kIo)))
+      .Do(InFlight)
+      .Do([](Client&, RunContext&) { return "payload sent"; })
+      .ReleaseOutput()
+      .Do(InFlight)
+      .Expect(ClientSends()
+                  .Req("w", Command::kWrite, 0, 0, 4096)
+                  .Payload(Data4k())
+                  .Nothing());
+  RunResult r = RunAllModes(s);
+  EXPECT_THAT(
+      r.AfterConnected(),
+      ElementsAre("issue w -> cookie=1", "in_flight=1", "payload sent",
+                  "CommandCompleted cookie=1 WRITE EIO", "in_flight=0"));
+}
+
+// A second reply to that WRITE while its completion waits is a duplicate.
+TEST(ClientLifecycle, SecondReplyToAWriteAwaitingItsPayloadIsFatal) {
+  Scenario s = ConnectedScenario();
+  s.HoldOutput()
+      .Issue("w", [](Client& c, RunContext&) { return c.Write(0, Data4k()); })
+      .Consume(kRequestSize)
+      .Send(Server().Simple("w").Simple("w"))
+      .Snapshot();
+  RunResult r = RunAllModes(s);
+  std::vector<std::string> tail = r.AfterConnected();
+  ASSERT_EQ(tail.size(), 4u) << ::testing::PrintToString(tail);
+  EXPECT_EQ(tail[1], "CommandCompleted cookie=1 WRITE ENOTCONN");
+  EXPECT_EQ(tail[2], "Dead EPROTO");
+}
+
 // ShutdownWrite only once the last DISC byte has been consumed.
 TEST(ClientLifecycle, ShutdownWriteWaitsForTheWholeDisc) {
   Scenario s = ConnectedScenario();

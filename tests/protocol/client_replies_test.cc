@@ -366,6 +366,45 @@ TEST(ClientFatalReplies, DataAtWrappingOffset) {
                   Server().ChunkData("r", ~uint64_t{0}, Pattern(16), true));
 }
 
+// Chunks must not overlap (proto.md): a byte count alone would accept two
+// chunks for the same half and leave the other half unwritten.
+TEST(ClientFatalReplies, OverlappingDataChunks) {
+  ExpectDeadAfter(Connected(),
+                  Server()
+                      .ChunkData("r", 4096, Pattern(256, 1))
+                      .ChunkData("r", 4096, Pattern(256, 2), true));
+}
+
+TEST(ClientFatalReplies, HoleOverlappingData) {
+  ExpectDeadAfter(Connected(true), Server()
+                                       .ChunkData("r", 4096, Pattern(256, 1))
+                                       .ChunkHole("r", 4096 + 255, 257, true));
+}
+
+TEST(ClientFatalReplies, DataOverlappingAHole) {
+  ExpectDeadAfter(Connected(),
+                  Server()
+                      .ChunkHole("r", 4096 + 256, 256)
+                      .ChunkData("r", 4096 + 100, Pattern(200), true));
+}
+
+// Adjacent chunks in any order are not overlaps, however they arrive.
+TEST_P(ClientReadReplies, AdjacentChunksOutOfOrderAreAccepted) {
+  Scenario s = Connected(GetParam());
+  IssueRead(s, "r", 0, 1024)
+      .Send(Server()
+                .ChunkData("r", 768, Pattern(256, 4))
+                .ChunkHole("r", 256, 256)
+                .ChunkData("r", 512, Pattern(256, 3))
+                .ChunkData("r", 0, Pattern(256, 2), true));
+  RunResult r = RunAllModes(s);
+  EXPECT_THAT(
+      r.AfterConnected(),
+      ElementsAre("issue r -> cookie=1", "CommandCompleted cookie=1 READ ok"));
+  EXPECT_EQ(r.buffers["r"], Concat({Pattern(256, 2), Bytes(256, 0),
+                                    Pattern(256, 3), Pattern(256, 4)}));
+}
+
 TEST(ClientFatalReplies, HolePastTheRequestEnd) {
   ExpectDeadAfter(Connected(true), Server().ChunkHole("r", 4096, 513, true));
 }

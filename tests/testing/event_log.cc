@@ -122,6 +122,7 @@ struct Formatter {
   }
   std::string operator()(const StartTls&) { return "StartTls"; }
   std::string operator()(const ShutdownWrite&) { return "ShutdownWrite"; }
+  std::string operator()(const Trace& e) { return "Trace " + e.message; }
   std::string operator()(const Closed&) { return "Closed"; }
   std::string operator()(const Dead& e) {
     return WithStatus("Dead ", e.reason);
