@@ -29,8 +29,8 @@
 //   kClosed       the server closed cleanly. Only queries and PollEvent().
 //   kDead         the connection failed; dead_reason() says why. Same as
 //                 kClosed.
-// A call outside its phases fails with FailedPrecondition (errno EINVAL,
-// or ENOTCONN for commands before the handshake finished) and changes
+// A call outside its phases fails with FailedPrecondition (errno EINVAL, as
+// libnbd's calls on a handle that has started connecting) and changes
 // nothing. See docs/protocol-core.md for the full table.
 //
 // ---- Ownership -------------------------------------------------------------

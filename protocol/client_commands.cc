@@ -21,9 +21,11 @@ absl::Status Client::Impl::CheckCanIssue() const {
                              ": the connection must be connected"));
   }
   if (!in_transmission_) {
+    // libnbd answers ENOTCONN only before a connection exists at all; a
+    // Client is built on a connected transport, so this is its EINVAL.
     return PreconditionStatus(
-        ENOTCONN, absl::StrCat("invalid state: ", PhaseName(phase()),
-                               ": the handshake has not finished"));
+        EINVAL, absl::StrCat("invalid state: ", PhaseName(phase()),
+                             ": the handshake has not finished"));
   }
   if (disc_queued_ || disc_when_drained_) {
     return PreconditionStatus(

@@ -101,7 +101,7 @@ std::map<std::string, Want> Table(Want connecting, Want negotiating,
 
 std::vector<CallCase> Calls() {
   const auto command =
-      Table(Want::kEnotconn, Want::kEnotconn, Want::kOk, Want::kEinval);
+      Table(Want::kEinval, Want::kEinval, Want::kOk, Want::kEinval);
   const auto option =
       Table(Want::kEinval, Want::kOk, Want::kEinval, Want::kEinval);
   static const Bytes* const data = new Bytes(Pattern(512));
@@ -125,7 +125,7 @@ std::vector<CallCase> Calls() {
        [](Client& c, RunContext&) { return Of(c.BlockStatus(0, 512)); },
        command},
       {"Disconnect", [](Client& c, RunContext&) { return c.Disconnect(); },
-       Table(Want::kRejected, Want::kRejected, Want::kOk, Want::kEinval)},
+       Table(Want::kEinval, Want::kEinval, Want::kOk, Want::kEinval)},
       {"Shutdown", [](Client& c, RunContext&) { return c.Shutdown(); },
        Table(Want::kOk, Want::kOk, Want::kOk, Want::kEinval)},
       {"ShutdownAbandon",
@@ -166,6 +166,33 @@ std::vector<CallCase> Calls() {
        },
        Table(Want::kError, Want::kError, Want::kError, Want::kError),
        /*mutates=*/true},
+      {"ConsumeNothing",
+       [](Client& c, RunContext&) { return c.ConsumeOutput(0); },
+       Table(Want::kOk, Want::kOk, Want::kOk, Want::kOk)},
+      {"PinAllPending",
+       [](Client& c, RunContext&) {
+         return c.PinOutput(c.pending_output_bytes());
+       },
+       Table(Want::kOk, Want::kOk, Want::kOk, Want::kOk)},
+      {"PinTooMuch",
+       [](Client& c, RunContext&) {
+         return c.PinOutput(c.pending_output_bytes() + 1);
+       },
+       Table(Want::kError, Want::kError, Want::kError, Want::kError)},
+      {"CommitNothing",
+       [](Client& c, RunContext&) {
+         (void)c.RecvBuffer();
+         return c.CommitRecv(0);
+       },
+       Table(Want::kOk, Want::kOk, Want::kOk, Want::kOk), /*mutates=*/true},
+      {"PollEvent",
+       [](Client& c, RunContext&) {
+         while (c.PollEvent().has_value()) {
+         }
+         return c.has_events() ? absl::InternalError("events left")
+                               : absl::OkStatus();
+       },
+       Table(Want::kOk, Want::kOk, Want::kOk, Want::kOk), /*mutates=*/true},
       {"FeedEof",
        [](Client& c, RunContext&) {
          c.FeedEof();
@@ -297,8 +324,8 @@ TEST(ClientPhaseTable, EveryCallInEveryPhase) {
   }
 }
 
-// A command before the handshake finished fails with ENOTCONN, as libnbd's
-// calls on a handle that is not connected yet.
+// A command before the handshake finished fails with EINVAL, as libnbd's
+// calls on a handle that has started connecting.
 TEST(ClientPhaseTable, FreshClientWantsToRead) {
   Client c({});
   EXPECT_EQ(c.phase(), Phase::kConnecting);
@@ -308,7 +335,7 @@ TEST(ClientPhaseTable, FreshClientWantsToRead) {
   EXPECT_FALSE(c.has_events());
   EXPECT_FALSE(c.export_size().has_value());
   EXPECT_TRUE(c.dead_reason().ok());
-  EXPECT_EQ(StatusErrno(c.Flush().status()), ENOTCONN);
+  EXPECT_EQ(StatusErrno(c.Flush().status()), EINVAL);
 }
 
 }  // namespace
