@@ -593,6 +593,50 @@ TEST(ClientOptionMode, OptInfoFillsExportDetails) {
                   "size=12345 flush=1"}));
 }
 
+// INFO must carry NBD_INFO_EXPORT before its ACK, and a size the client can
+// represent; either failure fails just that option.
+TEST(ClientOptionMode, OptInfoWithoutExportOrWithHugeSizeFails) {
+  Scenario s = Parked();
+  s.Call("OptInfo", [](Client& c, RunContext&) { return c.OptInfo(); })
+      .Expect(ClientSends().SkipAll())
+      .Send(Server().RepInfoName(Option::kInfo, "x").RepAck(Option::kInfo))
+      .Snapshot()
+      .Call("OptInfo", [](Client& c, RunContext&) { return c.OptInfo(); })
+      .Expect(ClientSends().SkipAll())
+      .Send(Server()
+                .RepInfoExport(Option::kInfo, uint64_t{1} << 63, kFlags)
+                .RepAck(Option::kInfo))
+      .Snapshot();
+  RunResult r = RunAllModes(s);
+  EXPECT_THAT(
+      r.log,
+      ContainsInOrder(std::vector<std::string>{
+          "OptionCompleted INFO EPROTO", "phase=negotiating in_flight=0",
+          "OptionCompleted INFO EOVERFLOW", "phase=negotiating in_flight=0"}));
+}
+
+// NBD_REP_ERR_SHUTDOWN during the automatic handshake: the client sends
+// NBD_OPT_ABORT (the spec's soft disconnect) and the connection ends.
+TEST(ClientHandshake, ErrShutdownDuringTheHandshakeAbortsThenEnds) {
+  Scenario s;
+  s.Send(Server().Greeting())
+      .Expect(ClientSends()
+                  .Flags(kClientFlagFixedNewstyle | kClientFlagNoZeroes)
+                  .Opt(Option::kExtendedHeaders)
+                  .Nothing())
+      .Send(Server().RepError(Option::kExtendedHeaders,
+                              OptionReplyType::kErrShutdown, "going down"))
+      .Expect(ClientSends().Opt(Option::kAbort).Nothing())
+      .Eof()
+      .Snapshot();
+  RunResult r = RunAllModes(s);
+  ASSERT_GE(r.log.size(), 2u);
+  EXPECT_THAT(r.log, ::testing::Contains("ShutdownWrite"));
+  EXPECT_EQ(r.log[r.log.size() - 2], "Dead ESHUTDOWN");
+  EXPECT_THAT(r.MessageOf("Dead"), HasSubstr("going down"));
+  EXPECT_THAT(LinesStartingWith(r.log, "Connected"), ElementsAre());
+}
+
 TEST(ClientOptionMode, OptListMetaContext) {
   Scenario s = Parked();
   s.Call("OptListMetaContext",

@@ -255,6 +255,21 @@ TEST_P(ClientBlockStatus, UnknownContextFailsTheCommand) {
       BlockStatusScenario(GetParam(), 0, 1024, 99, {{1024, 0}}));
 }
 
+TEST_P(ClientBlockStatus, ReqOneWithSeveralExtentsFailsTheCommand) {
+  Scenario s = Connected(GetParam());
+  Server reply;
+  BlockStatusChunk(reply, GetParam(), "bs", 1, {{512, 0}, {512, 3}});
+  s.Issue("bs",
+          [](Client& c, RunContext&) {
+            return c.BlockStatus(0, 1024, kCmdFlagReqOne);
+          })
+      .Expect(ClientSends()
+                  .Req("bs", Command::kBlockStatus, kCmdFlagReqOne, 0, 1024)
+                  .Nothing())
+      .Send(std::move(reply));
+  ExpectEprotoAndAlive(std::move(s));
+}
+
 INSTANTIATE_TEST_SUITE_P(Headers, ClientBlockStatus, ::testing::Bool(),
                          [](const auto& info) {
                            return info.param ? "Extended" : "Structured";
