@@ -194,6 +194,9 @@ void Client::Impl::OnChunkHeader(uint16_t flags, uint16_t type, Cookie cookie,
 }
 
 void Client::Impl::SetCommandError(PendingCommand& cmd, absl::Status error) {
+  // NBD_ESHUTDOWN starts the soft disconnect even when an earlier chunk
+  // already gave the command another error.
+  if (StatusErrno(error) == ESHUTDOWN) disc_when_drained_ = true;
   if (cmd.error.ok()) cmd.error = std::move(error);  // the first error wins
 }
 

@@ -333,6 +333,54 @@ TEST(ClientHandshakeTls, RequireWithStartTlsRefusedAbortsAndDies) {
   EXPECT_THAT(LinesStartingWith(r.log, "StartTls"), ElementsAre());
 }
 
+// Allow means "TLS if the server can": servers that cannot do STARTTLS at
+// all are used in plaintext.
+TEST(ClientHandshakeTls, AllowUsesAnOldstyleServerInPlaintext) {
+  ClientOptions o;
+  o.tls = TlsPolicy::kAllow;
+  Scenario s(o);
+  s.Send(Server().Oldstyle(4096, kFlags)).Snapshot();
+  RunResult r = RunAllModes(s);
+  EXPECT_THAT(r.log, ElementsAre("Connected", "phase=ready in_flight=0"));
+}
+
+TEST(ClientHandshakeTls, AllowUsesANonFixedServerInPlaintext) {
+  ClientOptions o;
+  o.tls = TlsPolicy::kAllow;
+  o.export_name = "e";
+  Scenario s(o);
+  s.Send(Server().Greeting(kFlagNoZeroes))
+      .Expect(
+          ClientSends().Flags(kClientFlagNoZeroes).OptExportName("e").Nothing())
+      .Send(Server().ExportNameReply(4096, kFlags, /*no_zeroes=*/true))
+      .Snapshot();
+  RunResult r = RunAllModes(s);
+  EXPECT_THAT(r.log, ElementsAre("Connected", "phase=ready in_flight=0"));
+}
+
+// Require in option mode: STARTTLS comes before the client parks, so the
+// caller's options never go out in plaintext.
+TEST(ClientHandshakeTls, RequireInOptionModeStartsTlsBeforeParking) {
+  ClientOptions o;
+  o.tls = TlsPolicy::kRequire;
+  o.option_mode = true;
+  Scenario s(o);
+  s.Send(Server().Greeting())
+      .Expect(ClientSends()
+                  .Flags(kClientFlagFixedNewstyle | kClientFlagNoZeroes)
+                  .Opt(Option::kStartTls)
+                  .Nothing())
+      .Snapshot()
+      .Send(Server().RepError(Option::kStartTls, OptionReplyType::kErrPolicy))
+      .Expect(ClientSends().Opt(Option::kAbort).Nothing())
+      .Eof();
+  RunResult r = RunAllModes(s);
+  EXPECT_THAT(r.log, ::testing::Contains("phase=connecting in_flight=0"));
+  EXPECT_THAT(LinesStartingWith(r.log, "Negotiating"), ElementsAre());
+  ASSERT_FALSE(r.log.empty());
+  EXPECT_THAT(r.log.back(), StartsWith("Dead ENOTSUP"));
+}
+
 TEST(ClientHandshakeTls, AllowWithStartTlsRefusedContinuesInPlaintext) {
   ClientOptions o;
   o.tls = TlsPolicy::kAllow;

@@ -510,5 +510,65 @@ TEST(ClientReplies, EshutdownStartsASoftDisconnect) {
                           "phase=closed in_flight=0"));
 }
 
+// ESHUTDOWN after another error chunk still starts the soft disconnect.
+TEST(ClientReplies, EshutdownAfterAnotherErrorStillDisconnects) {
+  Scenario s = Connected();
+  IssueRead(s, "r", 0, 512)
+      .Expect(ClientSends().Req("r", Command::kRead, 0, 0, 512).Nothing())
+      .Send(Server()
+                .ChunkError("r", kEio, "", /*done=*/false)
+                .ChunkError("r", static_cast<uint32_t>(NbdError::kShutdown)))
+      .Expect(ClientSends().Req("disc", Command::kDisc, 0, 0, 0).Nothing())
+      .Issue("late", [](Client& c, RunContext&) { return c.Flush(); })
+      .Eof()
+      .Snapshot();
+  RunResult r = RunAllModes(s);
+  EXPECT_THAT(r.AfterConnected(),
+              ContainsInOrder(std::vector<std::string>{
+                  "issue r -> cookie=1", "CommandCompleted cookie=1 READ EIO",
+                  "ShutdownWrite", "issue late -> EINVAL", "Closed"}));
+}
+
+// A second reply for a command that already completed is a reply to no
+// command in flight.
+TEST(ClientFatalReplies, SecondReplyForACompletedCookie) {
+  Scenario s = Connected();
+  s.Issue("f", [](Client& c, RunContext&) { return c.Flush(); })
+      .Send(Server().ChunkNone("f"))
+      .Send(Server().ChunkNone("f"))
+      .Snapshot();
+  RunResult r = RunAllModes(s);
+  EXPECT_THAT(
+      r.AfterConnected(),
+      ElementsAre("issue f -> cookie=1", "CommandCompleted cookie=1 FLUSH ok",
+                  "Dead EPROTO", "phase=dead in_flight=0"));
+}
+
+TEST(ClientFatalReplies, DataChunkForANonRead) {
+  Scenario s = Connected();
+  s.Issue("f", [](Client& c, RunContext&) { return c.Flush(); })
+      .Send(Server().ChunkData("f", 0, Pattern(16), true))
+      .Snapshot();
+  RunResult r = RunAllModes(s);
+  EXPECT_THAT(r.AfterConnected(),
+              ElementsAre("issue f -> cookie=1",
+                          "CommandCompleted cookie=1 FLUSH ENOTCONN",
+                          "Dead EPROTO", "phase=dead in_flight=0"));
+}
+
+// An error chunk must carry an error: value 0 fails the command (EPROTO),
+// not the connection.
+TEST(ClientReplies, ErrorChunkWithErrorZeroFailsTheCommand) {
+  Scenario s = Connected();
+  s.Issue("f", [](Client& c, RunContext&) {
+     return c.Flush();
+   }).Send(Server().ChunkError("f", 0, "nothing"));
+  FlushWorks(s);
+  RunResult r = RunAllModes(s);
+  EXPECT_THAT(r.AfterConnected(), ContainsInOrder(std::vector<std::string>{
+                                      "CommandCompleted cookie=1 FLUSH EPROTO",
+                                      "CommandCompleted cookie=2 FLUSH ok"}));
+}
+
 }  // namespace
 }  // namespace nbd::test
