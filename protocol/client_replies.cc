@@ -406,6 +406,24 @@ bool Client::Impl::AddCoverage(PendingCommand& cmd, uint64_t offset,
   std::map<uint64_t, uint64_t>& m = cmd.covered;
   uint64_t start = offset;
   uint64_t end = offset + length;
+  if (m.empty()) {
+    if (!cmd.has_run) {
+      cmd.has_run = true;
+      cmd.run_start = start;
+      cmd.run_end = end;
+      return true;
+    }
+    if (start < cmd.run_end && end > cmd.run_start) return false;
+    if (end == cmd.run_start) {
+      cmd.run_start = start;
+      return true;
+    }
+    if (start == cmd.run_end) {
+      cmd.run_end = end;
+      return true;
+    }
+    m.emplace(cmd.run_start, cmd.run_end);  // a gap: switch to the map
+  }
   auto next = m.lower_bound(start);
   if (next != m.end() && next->first < end) return false;
   if (next != m.begin()) {

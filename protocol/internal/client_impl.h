@@ -58,6 +58,11 @@ class Client::Impl {
     // READ: the byte ranges (start -> end, merged) that data and hole
     // chunks already filled. Chunks must not overlap (proto.md), and a
     // byte count alone cannot tell a gap from a double write.
+    // The common case, chunks that extend one run, stays in `run_*` and
+    // allocates nothing; `covered` takes over at the first gap.
+    bool has_run = false;
+    uint64_t run_start = 0;
+    uint64_t run_end = 0;
     std::map<uint64_t, uint64_t> covered;
     // WRITE: part of the payload is still in the output queue, so the
     // caller's buffer is still referenced. A reply that arrives before it

@@ -396,6 +396,15 @@ TEST(ClientFatalReplies, HoleOverlappingData) {
                                        .ChunkHole("r", 4096 + 255, 257, true));
 }
 
+// Once chunks leave gaps the ranges are tracked in a map; overlaps are still
+// caught there.
+TEST(ClientFatalReplies, OverlapAfterAGap) {
+  ExpectDeadAfter(Connected(), Server()
+                                   .ChunkData("r", 4096, Pattern(100))
+                                   .ChunkData("r", 4096 + 300, Pattern(100))
+                                   .ChunkHole("r", 4096 + 200, 101, true));
+}
+
 TEST(ClientFatalReplies, DataOverlappingAHole) {
   ExpectDeadAfter(Connected(),
                   Server()
