@@ -58,6 +58,10 @@ class Backend {
 
   // Reads buffer.size() bytes at `offset` and appends runs tiling them, in
   // order, to `runs`. Bytes of hole runs in `buffer` may be left untouched.
+  // On failure, the runs appended so far tile the prefix that was read
+  // (possibly none): the read failed at `offset` plus their total, which
+  // the server reports to the client as the error offset, after that
+  // prefix's data.
   virtual absl::Status Read(uint64_t offset, absl::Span<uint8_t> buffer,
                             std::vector<ReadRun>* runs) = 0;
   virtual absl::Status Write(uint64_t offset, absl::Span<const uint8_t> data,

@@ -40,6 +40,39 @@ uint32_t EpollEventsFor(Direction d) {
   return 0;
 }
 
+// Removes a stale Unix socket at `addr` (one nobody listens on, left by a
+// server that died) so bind() can reuse the path. A live server's socket is
+// left alone: unlinking it would silently cut that server off from new
+// clients. Other files, and sockets that cannot be probed, are left for
+// bind() to report.
+absl::Status RemoveStaleSocket(const sockaddr_un& addr) {
+  struct stat st;
+  if (::lstat(addr.sun_path, &st) != 0 || !S_ISSOCK(st.st_mode)) {
+    return absl::OkStatus();
+  }
+  const int probe =
+      ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (probe < 0) return Errno("socket");
+  // Non-blocking, so a live server with a full backlog (EAGAIN) cannot
+  // stall us.
+  const int rc =
+      ::connect(probe, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr));
+  const int e = rc == 0 ? 0 : errno;
+  ::close(probe);
+  if (e == ECONNREFUSED) {
+    if (::unlink(addr.sun_path) != 0 && errno != ENOENT) {
+      return Errno(absl::StrCat("unlink stale socket ", addr.sun_path));
+    }
+    return absl::OkStatus();
+  }
+  if (e == 0 || e == EAGAIN || e == EINPROGRESS) {
+    return ErrnoStatus(
+        EADDRINUSE, absl::StrCat("a server is already listening on ",
+                                 addr.sun_path, "; not replacing its socket"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 EpollServer::EpollServer(EpollServerOptions options)
@@ -75,10 +108,7 @@ absl::Status EpollServer::Listen() {
     addr.sun_family = AF_UNIX;
     std::memcpy(addr.sun_path, options_.unix_path.c_str(),
                 options_.unix_path.size() + 1);
-    struct stat st;
-    if (::stat(addr.sun_path, &st) == 0 && S_ISSOCK(st.st_mode)) {
-      ::unlink(addr.sun_path);
-    }
+    if (absl::Status s = RemoveStaleSocket(addr); !s.ok()) return s;
     listen_fd_ =
         ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (listen_fd_ < 0) return Errno("socket");
@@ -86,6 +116,7 @@ absl::Status EpollServer::Listen() {
         0) {
       return Errno(absl::StrCat("bind ", options_.unix_path));
     }
+    owns_unix_path_ = true;  // from now on the file is ours to remove
   } else {
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
@@ -132,9 +163,7 @@ EpollServer::~EpollServer() {
   for (int fd : {listen_fd_, epoll_fd_, wake_fd_}) {
     if (fd >= 0) ::close(fd);
   }
-  if (!options_.unix_path.empty() && listen_fd_ >= 0) {
-    ::unlink(options_.unix_path.c_str());
-  }
+  if (owns_unix_path_) ::unlink(options_.unix_path.c_str());
 }
 
 std::string EpollServer::uri() const {

@@ -35,9 +35,10 @@ struct ServedExport {
 };
 
 struct EpollServerOptions {
-  // A Unix socket path (< 108 bytes; an existing socket file there is
-  // replaced), or, if empty, TCP on tcp_address:tcp_port (0: any free
-  // port).
+  // A Unix socket path (< 108 bytes), or, if empty, TCP on
+  // tcp_address:tcp_port (0: any free port). A stale socket file at the
+  // path (nothing accepts connections on it) is replaced; if a server is
+  // listening there, Create() fails with EADDRINUSE and leaves it alone.
   std::string unix_path;
   std::string tcp_address = "127.0.0.1";
   uint16_t tcp_port = 0;
@@ -79,6 +80,9 @@ class EpollServer {
   EpollServerOptions options_;
   std::vector<Backend*> backends_;
   int listen_fd_ = -1;
+  // This server bound unix_path, so the destructor may remove it (and
+  // never a file another server owns when Create fails).
+  bool owns_unix_path_ = false;
   int epoll_fd_ = -1;
   int wake_fd_ = -1;
   uint16_t port_ = 0;

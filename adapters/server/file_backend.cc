@@ -22,6 +22,16 @@ absl::Status Errno(int e, absl::string_view what) {
 
 bool Unsupported(int e) { return e == EOPNOTSUPP || e == ENOSYS; }
 
+// Appends `run`, merging it into the previous one of the same kind.
+void AddRun(std::vector<ReadRun>* runs, ReadRun run) {
+  if (run.length == 0) return;
+  if (!runs->empty() && runs->back().hole == run.hole) {
+    runs->back().length += run.length;
+  } else {
+    runs->push_back(run);
+  }
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<FileBackend>> FileBackend::Open(
@@ -106,7 +116,10 @@ absl::Status FileBackend::Read(uint64_t offset, absl::Span<uint8_t> buffer,
                     run->length - done, static_cast<off_t>(pos + done));
         if (n < 0) {
           if (errno == EINTR) continue;
-          return Errno(errno, "pread");
+          const absl::Status error = Errno(errno, "pread");
+          // Report what was read, so the error names the failing offset.
+          AddRun(runs, {done, false});
+          return error;
         }
         if (n == 0) {  // the file shrank: the rest reads as zeros
           std::memset(buffer.data() + (pos - offset) + done, 0,
@@ -116,11 +129,7 @@ absl::Status FileBackend::Read(uint64_t offset, absl::Span<uint8_t> buffer,
         done += static_cast<uint64_t>(n);
       }
     }
-    if (!runs->empty() && runs->back().hole == run->hole) {
-      runs->back().length += run->length;
-    } else {
-      runs->push_back(*run);
-    }
+    AddRun(runs, *run);
     pos += run->length;
   }
   return absl::OkStatus();
@@ -139,11 +148,14 @@ absl::Status FileBackend::Write(uint64_t offset, absl::Span<const uint8_t> data,
     }
     done += static_cast<size_t>(n);
   }
-  return fua ? Flush() : absl::OkStatus();
+  return fua ? Sync() : absl::OkStatus();
 }
 
-absl::Status FileBackend::Flush() {
+absl::Status FileBackend::Flush() { return Sync(); }
+
+absl::Status FileBackend::Sync() {
   if (::fdatasync(fd_) != 0) return Errno(errno, "fdatasync");
+  syncs_.fetch_add(1, std::memory_order_relaxed);
   return absl::OkStatus();
 }
 
@@ -172,7 +184,7 @@ absl::Status FileBackend::Trim(uint64_t offset, uint64_t length, bool fua) {
     return Errno(errno, "fallocate(PUNCH_HOLE)");
   }
   // TRIM is advisory: where holes cannot be punched, nothing happens.
-  return fua ? Flush() : absl::OkStatus();
+  return fua ? Sync() : absl::OkStatus();
 }
 
 absl::Status FileBackend::Zero(uint64_t offset, uint64_t length,
@@ -204,7 +216,7 @@ absl::Status FileBackend::Zero(uint64_t offset, uint64_t length,
     }
     if (absl::Status s = WriteZeros(offset, length); !s.ok()) return s;
   }
-  return (flags & kZeroFua) ? Flush() : absl::OkStatus();
+  return (flags & kZeroFua) ? Sync() : absl::OkStatus();
 }
 
 absl::Status FileBackend::Cache(uint64_t offset, uint64_t length) {

@@ -6,6 +6,7 @@
 #ifndef NBD_ADAPTERS_SERVER_FILE_BACKEND_H_
 #define NBD_ADAPTERS_SERVER_FILE_BACKEND_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -39,16 +40,24 @@ class FileBackend : public Backend {
   absl::Status BlockStatus(uint64_t offset, uint64_t length, size_t max_extents,
                            std::vector<Extent>* extents) override;
 
+  // Successful fdatasync calls so far (FLUSH, and writes, trims and zeroes
+  // with FUA): lets tests see that FUA reached the disk, which the file's
+  // contents cannot show.
+  uint64_t syncs() const { return syncs_.load(std::memory_order_relaxed); }
+
  private:
   FileBackend(int fd, uint64_t size, bool read_only);
   // The data/hole run starting at `offset` (ending at or before `end`).
   absl::StatusOr<ReadRun> RunAt(uint64_t offset, uint64_t end) const;
   absl::Status WriteZeros(uint64_t offset, uint64_t length);
   absl::Status CheckWrite(uint64_t offset, uint64_t length) const;
+  // fdatasync, counted in syncs_.
+  absl::Status Sync();
 
   const int fd_;
   const uint64_t size_;
   const bool read_only_;
+  std::atomic<uint64_t> syncs_{0};
 };
 
 }  // namespace nbd

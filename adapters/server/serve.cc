@@ -36,7 +36,11 @@ void ServeRead(ServerSession& session, Backend& backend,
   if (s.ok() && covered != length) {
     s = ErrnoStatus(EIO, "backend read runs do not cover the request");
   }
-  if (!s.ok()) return ReplyStatus(session, r.handle, s);
+  if (!s.ok() && covered >= length) {
+    // Runs that claim the whole request say nothing about where it failed.
+    runs.clear();
+    covered = 0;
+  }
   std::vector<ReadPiece> pieces;
   pieces.reserve(runs.size());
   uint64_t pos = 0;
@@ -47,7 +51,11 @@ void ServeRead(ServerSession& session, Backend& backend,
                  : ReadPiece{r.offset + pos, run.length, buffer.get() + pos});
     pos += run.length;
   }
-  absl::Status reply = session.ReplyRead(r.handle, pieces, std::move(buffer));
+  absl::Status reply =
+      s.ok() ? session.ReplyRead(r.handle, pieces, std::move(buffer))
+             : session.ReplyReadError(r.handle, pieces, r.offset + covered,
+                                      StatusErrno(s), s.message(),
+                                      std::move(buffer));
   if (absl::IsInvalidArgument(reply)) {
     ReplyStatus(session, r.handle, ErrnoStatus(EIO, reply.message()));
   }

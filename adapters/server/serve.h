@@ -15,7 +15,9 @@ namespace nbd {
 
 // Executes `request` on `backend` and queues the reply in `session`:
 //   READ          Backend::Read into a fresh buffer the reply keeps alive;
-//                 hole runs become holes (OFFSET_HOLE or zeros)
+//                 hole runs become holes (OFFSET_HOLE or zeros); a
+//                 failure goes out after the data read before it, as an
+//                 ERROR_OFFSET at the failing offset (ReplyReadError)
 //   WRITE         Backend::Write (FUA -> fua)
 //   FLUSH/TRIM/CACHE  the matching call
 //   WRITE_ZEROES  Backend::Zero (FUA, may-trim unless NO_HOLE, FAST_ZERO)

@@ -156,6 +156,20 @@ class ServerSession {
   absl::Status ReplyRead(RequestHandle handle,
                          absl::Span<const ReadPiece> pieces,
                          std::shared_ptr<const void> keepalive = nullptr);
+  // A READ that failed at `error_offset`, the first byte that could not be
+  // read (inside the request). `pieces` tile [request offset, error_offset)
+  // with what was read before the failure; they may be empty. With
+  // structured replies they go out as in ReplyRead (as at most one data
+  // chunk with DF), followed by an NBD_REPLY_TYPE_ERROR_OFFSET chunk naming
+  // error_offset: the spec's SHOULD for read errors, and it tells the client
+  // that the data before the offset is valid. A simple reply cannot carry
+  // both data and an error, so simple mode sends only the error. The errno
+  // and `message` are treated as in ReplyError; `keepalive` as in ReplyRead.
+  absl::Status ReplyReadError(RequestHandle handle,
+                              absl::Span<const ReadPiece> pieces,
+                              uint64_t error_offset, int errno_value,
+                              absl::string_view message = {},
+                              std::shared_ptr<const void> keepalive = nullptr);
   // base:allocation extents from the request offset on, consecutive, each
   // non-empty, flags kStateHole|kStateZero. The session sends at most
   // 2^20 extents (exactly one with REQ_ONE), clips them to the request, and

@@ -6,9 +6,9 @@
 //  - TransmissionStarted comes once, before the first ServerRequest.
 //  - Every ServerRequest is for a request the session has validated; the
 //    embedder must answer each exactly once (ReplyOk/ReplyError/ReplyRead/
-//    ReplyBlockStatus). Requests the session rejects itself (bounds, flags,
-//    read-only, unknown command, ...) are answered by the session and never
-//    reported.
+//    ReplyReadError/ReplyBlockStatus). Requests the session rejects itself
+//    (bounds, flags, read-only, unknown command, ...) are answered by the
+//    session and never reported.
 //  - ReplySent (only with ServerOptions::report_reply_sent) follows the
 //    reply's last byte leaving the output queue.
 //  - SessionClosed or SessionDead comes exactly once and is the last event.

@@ -5,6 +5,8 @@
 //   OK, not READ       simple reply     simple reply         NONE chunk
 //   OK, READ           simple + data    OFFSET_DATA/HOLE...  same, EH headers
 //   error, READ/BS     simple reply     ERROR chunk          ERROR chunk
+//   failed READ        simple reply     data/hole chunks before the failing
+//   (ReplyReadError)                    offset, then ERROR_OFFSET (SR and EH)
 //   error, others      simple reply     simple reply         ERROR chunk
 //   BLOCK_STATUS       (never)          BLOCK_STATUS         BLOCK_STATUS_EXT
 // Every structured/extended reply ends with a chunk flagged DONE.
@@ -22,6 +24,38 @@ namespace {
 
 // Extents per block-status reply (the spec's SHOULD limit).
 constexpr size_t kMaxExtents = 1u << 20;
+
+// The NBD error for an embedder's errno: EROFS is the spec's EPERM, and an
+// error must never go out as 0.
+uint32_t NbdErrorFor(int errno_value) {
+  const uint32_t error =
+      ErrnoToNbdError(errno_value == EROFS ? EPERM : errno_value);
+  return error == 0 ? static_cast<uint32_t>(NbdError::kInval) : error;
+}
+
+absl::string_view ClipMessage(absl::string_view message) {
+  return message.size() > kMaxStringLength ? message.substr(0, 4096) : message;
+}
+
+// Checks that `pieces` tile [r.offset, end) in order.
+absl::Status CheckPieces(const ServerRequest& r,
+                         absl::Span<const ReadPiece> pieces, uint64_t end) {
+  uint64_t pos = r.offset;
+  for (const ReadPiece& p : pieces) {
+    if (p.offset != pos || p.length == 0 || p.length > end - pos) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "read piece [%d, +%d) does not continue the reply at %d within "
+          "[%d, %d)",
+          p.offset, p.length, pos, r.offset, end));
+    }
+    pos += p.length;
+  }
+  if (pos != end) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("read pieces end at %d, not at %d", pos, end));
+  }
+  return absl::OkStatus();
+}
 
 }  // namespace
 
@@ -54,21 +88,34 @@ void ServerSession::Impl::QueueOk(const ServerRequest& r) {
 
 void ServerSession::Impl::QueueError(const ServerRequest& r, int errno_value,
                                      absl::string_view message) {
-  uint32_t error = ErrnoToNbdError(errno_value == EROFS ? EPERM : errno_value);
-  if (error == 0) error = static_cast<uint32_t>(NbdError::kInval);
+  const uint32_t error = NbdErrorFor(errno_value);
   const bool chunked =
       extended_ || (structured_ && (r.command == Command::kRead ||
                                     r.command == Command::kBlockStatus));
   if (!chunked) return PushSimpleReply(r.cookie, error);
-  if (message.size() > kMaxStringLength) message = message.substr(0, 4096);
-  Bytes payload = EncodeErrorChunk({error, std::string(message)});
+  Bytes payload = EncodeErrorChunk({error, std::string(ClipMessage(message))});
   PushChunkHeader(r, kReplyFlagDone, ChunkType::kError, payload.size());
   out_.PushOwned(std::move(payload));
 }
 
+void ServerSession::Impl::QueueErrorOffset(const ServerRequest& r,
+                                           int errno_value,
+                                           absl::string_view message,
+                                           uint64_t error_offset) {
+  Bytes payload =
+      EncodeErrorOffsetChunk({NbdErrorFor(errno_value),
+                              std::string(ClipMessage(message)), error_offset});
+  PushChunkHeader(r, kReplyFlagDone, ChunkType::kErrorOffset, payload.size());
+  out_.PushOwned(std::move(payload));
+}
+
 void ServerSession::Impl::QueueRead(const ServerRequest& r,
-                                    absl::Span<const ReadPiece> pieces) {
-  if (pieces.empty()) return QueueOk(r);
+                                    absl::Span<const ReadPiece> pieces,
+                                    bool last) {
+  if (pieces.empty()) {
+    if (last) QueueOk(r);
+    return;
+  }
   auto push_piece = [this](const ReadPiece& p) {
     if (p.data != nullptr) {
       out_.PushReference(
@@ -83,8 +130,12 @@ void ServerSession::Impl::QueueRead(const ServerRequest& r,
     return;
   }
   if (r.flags & kCmdFlagDf) {
-    // One unfragmented OFFSET_DATA chunk; holes become zeros.
-    PushChunkHeader(r, kReplyFlagDone, ChunkType::kOffsetData, 8 + r.length);
+    // One unfragmented OFFSET_DATA chunk; holes become zeros. It covers
+    // the request, or only the part before a failure.
+    uint64_t length = 0;
+    for (const ReadPiece& p : pieces) length += p.length;
+    PushChunkHeader(r, last ? kReplyFlagDone : 0, ChunkType::kOffsetData,
+                    8 + length);
     uint8_t offset[8];
     StoreBe64(offset, r.offset);
     out_.PushCopy(offset);
@@ -93,7 +144,7 @@ void ServerSession::Impl::QueueRead(const ServerRequest& r,
   }
   for (size_t i = 0; i < pieces.size(); ++i) {
     const ReadPiece& p = pieces[i];
-    const uint16_t flags = i + 1 == pieces.size() ? kReplyFlagDone : 0;
+    const uint16_t flags = last && i + 1 == pieces.size() ? kReplyFlagDone : 0;
     if (p.data != nullptr) {
       PushChunkHeader(r, flags, ChunkType::kOffsetData, 8 + p.length);
       uint8_t offset[8];
@@ -191,22 +242,41 @@ absl::Status ServerSession::ReplyRead(RequestHandle handle,
   if (r.command != Command::kRead) {
     return absl::InvalidArgumentError("ReplyRead answers only READ");
   }
-  uint64_t pos = r.offset;
-  const uint64_t end = r.offset + r.length;
-  for (const ReadPiece& p : pieces) {
-    if (p.offset != pos || p.length == 0 || p.length > end - pos) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "read piece [%d, +%d) does not continue the reply at %d within "
-          "[%d, %d)",
-          p.offset, p.length, pos, r.offset, end));
-    }
-    pos += p.length;
-  }
-  if (pos != end) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("read pieces end at %d, the request at %d", pos, end));
+  if (absl::Status c = CheckPieces(r, pieces, r.offset + r.length); !c.ok()) {
+    return c;
   }
   s.QueueRead(r, pieces);
+  s.EndReply(handle, std::move(keepalive));
+  s.Release(handle);
+  return absl::OkStatus();
+}
+
+absl::Status ServerSession::ReplyReadError(
+    RequestHandle handle, absl::Span<const ReadPiece> pieces,
+    uint64_t error_offset, int errno_value, absl::string_view message,
+    std::shared_ptr<const void> keepalive) {
+  Impl& s = *impl_;
+  absl::StatusOr<Impl::InFlight*> f = s.FindForReply(handle);
+  if (!f.ok()) return f.status();
+  const ServerRequest& r = (*f)->request;
+  if (r.command != Command::kRead) {
+    return absl::InvalidArgumentError("ReplyReadError answers only READ");
+  }
+  // The spec requires the offset to lie inside the request, so a
+  // zero-length read has none.
+  if (error_offset < r.offset || error_offset - r.offset >= r.length) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("error offset %d is outside the request [%d, +%d)",
+                        error_offset, r.offset, r.length));
+  }
+  if (absl::Status c = CheckPieces(r, pieces, error_offset); !c.ok()) return c;
+  if (!s.structured_) {
+    s.QueueError(r, errno_value, message);
+    keepalive = nullptr;  // no data goes out
+  } else {
+    s.QueueRead(r, pieces, /*last=*/false);
+    s.QueueErrorOffset(r, errno_value, message, error_offset);
+  }
   s.EndReply(handle, std::move(keepalive));
   s.Release(handle);
   return absl::OkStatus();

@@ -90,7 +90,14 @@ class ServerSession::Impl {
   void QueueError(const ServerRequest& r, int errno_value,
                   absl::string_view message);
   void QueueOk(const ServerRequest& r);
-  void QueueRead(const ServerRequest& r, absl::Span<const ReadPiece> pieces);
+  // Data/hole chunks (or simple reply + data) for `pieces`, which tile the
+  // request from its offset on. `last` flags the final chunk DONE; without
+  // it more chunks follow (an ERROR_OFFSET).
+  void QueueRead(const ServerRequest& r, absl::Span<const ReadPiece> pieces,
+                 bool last = true);
+  // A DONE-flagged ERROR_OFFSET chunk (structured/extended only).
+  void QueueErrorOffset(const ServerRequest& r, int errno_value,
+                        absl::string_view message, uint64_t error_offset);
   void QueueBlockStatus(const ServerRequest& r,
                         absl::Span<const Extent> extents);
   void EndReply(RequestHandle handle, std::shared_ptr<const void> keepalive);

@@ -174,6 +174,32 @@ TEST_F(FileBackendTest, ReadWriteHolesAndZeroes) {
   EXPECT_EQ(StatusErrno(f.Write(4 << 20, Bytes(1, 1), false)), ENOSPC);
 }
 
+// FUA must reach the disk before the reply: every FUA write, trim and zero
+// syncs once, the same calls without FUA do not.
+TEST_F(FileBackendTest, FuaSyncs) {
+  auto b = FileBackend::Open(path_);
+  ASSERT_TRUE(b.ok()) << b.status();
+  FileBackend& f = **b;
+  EXPECT_EQ(f.syncs(), 0u);
+  ASSERT_TRUE(f.Write(0, Bytes(4096, 1), false).ok());
+  ASSERT_TRUE(f.Trim(0, 4096, false).ok());
+  ASSERT_TRUE(f.Zero(0, 4096, kZeroMayTrim).ok());
+  EXPECT_EQ(f.syncs(), 0u);
+  ASSERT_TRUE(f.Write(0, Bytes(4096, 1), true).ok());
+  EXPECT_EQ(f.syncs(), 1u);
+  ASSERT_TRUE(f.Trim(0, 4096, true).ok());
+  EXPECT_EQ(f.syncs(), 2u);
+  ASSERT_TRUE(f.Zero(0, 4096, kZeroFua).ok());
+  EXPECT_EQ(f.syncs(), 3u);
+  ASSERT_TRUE(f.Zero(8192, 4096, kZeroFua | kZeroMayTrim).ok());
+  EXPECT_EQ(f.syncs(), 4u);
+  ASSERT_TRUE(f.Flush().ok());
+  EXPECT_EQ(f.syncs(), 5u);
+  // A failed write does not get as far as syncing.
+  EXPECT_FALSE(f.Write(4 << 20, Bytes(1, 1), true).ok());
+  EXPECT_EQ(f.syncs(), 5u);
+}
+
 TEST_F(FileBackendTest, ReadOnly) {
   auto b = FileBackend::Open(path_, /*read_only=*/true);
   ASSERT_TRUE(b.ok());

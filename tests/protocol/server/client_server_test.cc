@@ -17,6 +17,7 @@
 #include "protocol/client.h"
 #include "protocol/server/server.h"
 #include "protocol/status.h"
+#include "tests/adapters/server/test_backends.h"
 
 namespace nbd {
 namespace {
@@ -383,6 +384,72 @@ TEST_P(ClientServerTest, BackendErrorsReachTheClient) {
   }
   s = p->Wait(c.Flush());
   EXPECT_EQ(StatusErrno(s), ENOSPC) << s;
+}
+
+// With structured replies a backend read failure arrives as ERROR_OFFSET
+// naming the failing offset; in simple mode as a simple error. Either way
+// only that command fails.
+TEST_P(ClientServerTest, ReadErrorNamesTheFailingOffset) {
+  test::FaultyBackend faulty(kSize);
+  faulty.FailReads(8192, 4096, EIO);
+  auto p = Connect(ClientOpts(), &faulty);
+  Client& c = p->client();
+  std::vector<uint8_t> buf(4096);
+  ReadOptions ro;
+  ro.report_chunks = true;
+  absl::Status s = p->Wait(c.Read(8192, absl::MakeSpan(buf), ro));
+  EXPECT_EQ(StatusErrno(s), EIO) << s;
+  const auto chunks = p->Events<ReadChunk>();
+  if (mode().structured || mode().extended) {
+    ASSERT_EQ(chunks.size(), 1u);
+    EXPECT_EQ(chunks[0].kind, ReadChunkKind::kError);
+    EXPECT_EQ(chunks[0].offset, 8192u);  // only ERROR_OFFSET carries one
+    EXPECT_EQ(chunks[0].error, EIO);
+    EXPECT_NE(s.message().find("at offset 8192: bad sector at 8192"),
+              std::string::npos)
+        << s;
+  } else {
+    EXPECT_TRUE(chunks.empty());
+  }
+  EXPECT_TRUE(p->Wait(c.Read(0, absl::MakeSpan(buf))).ok());
+  EXPECT_EQ(c.phase(), Phase::kReady);
+}
+
+// A read that fails part-way: the hole and data chunks before the bad
+// range arrive (structured), then the error, with the backend's errno.
+TEST_P(ClientServerTest, ReadFailingAfterDataChunks) {
+  test::FaultyBackend faulty(kSize);
+  const auto data = Pattern(64 * 1024, 10);
+  ASSERT_TRUE(faulty.Write(64 * 1024, data, false).ok());
+  faulty.FailReads(96 * 1024, 4096, ENOSPC);
+  auto p = Connect(ClientOpts(), &faulty);
+  Client& c = p->client();
+  std::vector<uint8_t> buf(192 * 1024, 0xee);
+  ReadOptions ro;
+  ro.report_chunks = true;
+  absl::Status s = p->Wait(c.Read(0, absl::MakeSpan(buf), ro));
+  EXPECT_EQ(StatusErrno(s), ENOSPC) << s;
+  const auto chunks = p->Events<ReadChunk>();
+  if (mode().structured || mode().extended) {
+    const Cookie cookie = chunks.empty() ? 0 : chunks[0].cookie;
+    EXPECT_EQ(chunks,
+              (std::vector<ReadChunk>{
+                  {cookie, ReadChunkKind::kHole, 0, 64 * 1024, 0},
+                  {cookie, ReadChunkKind::kData, 64 * 1024, 32 * 1024, 0},
+                  {cookie, ReadChunkKind::kError, 96 * 1024, 0, ENOSPC}}));
+    // The data before the failure was delivered.
+    EXPECT_TRUE(std::equal(data.begin(), data.begin() + 32 * 1024,
+                           buf.begin() + 64 * 1024));
+    EXPECT_EQ(buf[0], 0);
+  } else {
+    EXPECT_TRUE(chunks.empty());
+  }
+  // The connection stays usable, also for a read of the good part.
+  std::vector<uint8_t> good(96 * 1024);
+  ASSERT_TRUE(p->Wait(c.Read(0, absl::MakeSpan(good))).ok());
+  EXPECT_TRUE(std::equal(data.begin(), data.begin() + 32 * 1024,
+                         good.begin() + 64 * 1024));
+  EXPECT_TRUE(p->Wait(c.Flush()).ok());
 }
 
 TEST_P(ClientServerTest, ReadOnlyExport) {

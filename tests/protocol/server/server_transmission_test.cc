@@ -16,7 +16,8 @@ namespace {
 constexpr uint32_t kEinval = 22, kEperm = 1, kEnospc = 28, kEoverflow = 75,
                    kEio = 5;
 constexpr uint16_t kChunkNone = 0, kChunkData = 1, kChunkHole = 2, kChunkBs = 5,
-                   kChunkBsExt = 6, kChunkError = 0x8001;
+                   kChunkBsExt = 6, kChunkError = 0x8001,
+                   kChunkErrorOffset = 0x8002;
 
 struct Mode {
   bool structured;
@@ -282,6 +283,105 @@ TEST_F(TransmissionTest, ErrorReplyForms) {
   replies = ParseReplies(TakeOutput(*s_));
   ASSERT_EQ(replies.size(), 1u);
   EXPECT_EQ(ErrorOf(replies[0]), kEinval);
+}
+
+// A read that failed at byte 4 of [0, 8) after 4 good bytes: the golden
+// bytes of the data chunk and of the ERROR_OFFSET chunk that follows it.
+TEST_F(TransmissionTest, StructuredReadErrorIsAnErrorOffsetChunk) {
+  Start({true, false});
+  FeedAll(*s_, R(Command::kRead, 9, 0, 8));
+  auto reqs = TakeRequests(*s_);
+  ASSERT_EQ(reqs.size(), 1u);
+  const uint8_t data[4] = {1, 2, 3, 4};
+  ReadPiece p = ReadPiece::Data(0, data);
+  ASSERT_TRUE(s_->ReplyReadError(reqs[0].handle, {&p, 1}, 4, EIO, "bad").ok());
+  EXPECT_EQ(s_->in_flight(), 0u);
+  EXPECT_EQ(TakeOutput(*s_),
+            (Bytes{// OFFSET_DATA, not DONE, cookie 9, length 12
+                   0x66, 0x8e, 0x33, 0xef, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9,
+                   0, 0, 0, 12,
+                   // offset 0, data
+                   0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4,
+                   // ERROR_OFFSET (0x8002), DONE, cookie 9, length 17
+                   0x66, 0x8e, 0x33, 0xef, 0, 1, 0x80, 2, 0, 0, 0, 0, 0, 0, 0,
+                   9, 0, 0, 0, 17,
+                   // EIO, message "bad", offset 4
+                   0, 0, 0, 5, 0, 3, 'b', 'a', 'd', 0, 0, 0, 0, 0, 0, 0, 4}));
+}
+
+TEST_F(TransmissionTest, ExtendedReadErrorIsAnErrorOffsetChunk) {
+  Start({true, true});
+  FeedAll(*s_, R(Command::kRead, 3, 4096, 8));
+  auto reqs = TakeRequests(*s_);
+  ASSERT_EQ(reqs.size(), 1u);
+  // Nothing could be read: only the error chunk, at the request offset.
+  ASSERT_TRUE(s_->ReplyReadError(reqs[0].handle, {}, 4096, ENOSPC).ok());
+  EXPECT_EQ(TakeOutput(*s_),
+            (Bytes{// extended header: ERROR_OFFSET, DONE, cookie 3,
+                   // request offset 4096, length 14
+                   0x6e, 0x8a, 0x27, 0x8c, 0, 1, 0x80, 2, 0, 0, 0, 0, 0, 0, 0,
+                   3, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 14,
+                   // ENOSPC, no message, offset 4096
+                   0, 0, 0, 28, 0, 0, 0, 0, 0, 0, 0, 0, 0x10, 0}));
+}
+
+TEST_F(TransmissionTest, ReadErrorWithDfSendsOneDataChunkThenTheError) {
+  Start({true, false});
+  FeedAll(*s_, R(Command::kRead, 9, 0, 16, kCmdFlagDf));
+  auto reqs = TakeRequests(*s_);
+  const uint8_t data[4] = {5, 6, 7, 8};
+  std::vector<ReadPiece> pieces = {ReadPiece::Hole(0, 4),
+                                   ReadPiece::Data(4, data)};
+  ASSERT_TRUE(s_->ReplyReadError(reqs[0].handle, pieces, 8, EIO).ok());
+  auto replies = ParseReplies(TakeOutput(*s_));
+  ASSERT_EQ(replies.size(), 2u);
+  EXPECT_EQ(replies[0].type, kChunkData);
+  EXPECT_EQ(replies[0].flags, 0);
+  EXPECT_EQ(replies[0].payload,
+            (Bytes{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 6, 7, 8}));
+  EXPECT_EQ(replies[1].type, kChunkErrorOffset);
+  EXPECT_EQ(replies[1].flags, kReplyFlagDone);
+  EXPECT_EQ(*DecodeErrorOffsetChunk(replies[1].payload),
+            (ErrorOffsetChunk{kEio, "", 8}));
+}
+
+TEST_F(TransmissionTest, SimpleReadErrorDropsTheData) {
+  Start({false, false});
+  FeedAll(*s_, R(Command::kRead, 7, 0, 8));
+  auto reqs = TakeRequests(*s_);
+  auto data = std::make_shared<std::vector<uint8_t>>(4, 1);
+  std::weak_ptr<std::vector<uint8_t>> weak = data;
+  ReadPiece p = ReadPiece::Data(0, *data);
+  ASSERT_TRUE(
+      s_->ReplyReadError(reqs[0].handle, {&p, 1}, 4, EIO, "x", std::move(data))
+          .ok());
+  EXPECT_TRUE(weak.expired());  // no data goes out, so none is held
+  EXPECT_EQ(TakeOutput(*s_), (Bytes{0x67, 0x44, 0x66, 0x98, 0, 0, 0, 5, 0, 0, 0,
+                                    0, 0, 0, 0, 7}));
+}
+
+TEST_F(TransmissionTest, ReadErrorMisuseIsRejected) {
+  Start({true, false});
+  FeedAll(*s_, Concat({R(Command::kRead, 1, 8, 8), R(Command::kRead, 2, 0, 0),
+                       R(Command::kFlush, 3, 0, 0)}));
+  auto reqs = TakeRequests(*s_);
+  ASSERT_EQ(reqs.size(), 3u);
+  const RequestHandle read = reqs[0].handle;
+  // The error offset must lie inside the request.
+  EXPECT_TRUE(absl::IsInvalidArgument(s_->ReplyReadError(read, {}, 7, EIO)));
+  EXPECT_TRUE(absl::IsInvalidArgument(s_->ReplyReadError(read, {}, 16, EIO)));
+  EXPECT_TRUE(
+      absl::IsInvalidArgument(s_->ReplyReadError(reqs[1].handle, {}, 0, EIO)));
+  // The pieces must end exactly at the error offset.
+  std::vector<ReadPiece> short_pieces = {ReadPiece::Hole(8, 2)};
+  EXPECT_TRUE(
+      absl::IsInvalidArgument(s_->ReplyReadError(read, short_pieces, 12, EIO)));
+  std::vector<ReadPiece> past = {ReadPiece::Hole(8, 6)};
+  EXPECT_TRUE(absl::IsInvalidArgument(s_->ReplyReadError(read, past, 12, EIO)));
+  EXPECT_TRUE(
+      absl::IsInvalidArgument(s_->ReplyReadError(reqs[2].handle, {}, 0, EIO)));
+  EXPECT_EQ(s_->pending_output_bytes(), 0u);
+  EXPECT_EQ(s_->in_flight(), 3u);
 }
 
 TEST_F(TransmissionTest, SessionRejectsInvalidRequests) {
