@@ -1,5 +1,6 @@
 #include "adapters/blocking/blocking_client.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <unistd.h>
 
@@ -12,6 +13,23 @@
 #include "protocol/status.h"
 
 namespace nbd::adapters {
+
+namespace {
+
+// Every wait is a bounded poll(); a recv/send on a blocking descriptor would
+// wait outside it (PumpOnce keeps receiving while receives fill the buffer),
+// so the descriptor must be non-blocking whatever the caller passed.
+absl::Status MakeNonBlocking(int fd) {
+  int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0) return ErrnoStatus(errno, "fcntl(F_GETFL)");
+  if ((flags & O_NONBLOCK) == 0 &&
+      ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
+    return ErrnoStatus(errno, "fcntl(F_SETFL, O_NONBLOCK)");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 BlockingClient::BlockingClient(int fd, ClientOptions options,
                                SyscallCounters* counters)
@@ -30,6 +48,7 @@ absl::StatusOr<std::unique_ptr<BlockingClient>> BlockingClient::Connect(
   bool option_mode = options.option_mode;
   std::unique_ptr<BlockingClient> c(
       new BlockingClient(fd, std::move(options), counters));
+  if (absl::Status s = MakeNonBlocking(fd); !s.ok()) return s;
   absl::Status s =
       c->RunUntil([&] { return option_mode ? c->negotiating_ : c->connected_; },
                   timeout, "handshake");
@@ -45,6 +64,7 @@ absl::StatusOr<std::unique_ptr<BlockingClient>> BlockingClient::Connect(
   std::unique_ptr<BlockingClient> c(
       new BlockingClient(connection.fd, std::move(options), counters));
   c->subprocess_ = std::move(connection.subprocess);
+  if (absl::Status s = MakeNonBlocking(connection.fd); !s.ok()) return s;
   absl::Status s =
       c->RunUntil([&] { return option_mode ? c->negotiating_ : c->connected_; },
                   timeout, "handshake");

@@ -46,9 +46,10 @@ struct ExportEntry {
 class BlockingClient {
  public:
   // Takes ownership of `fd` (a connected stream socket, e.g. from
-  // ConnectUnix) and runs the handshake: returns once the client is ready
-  // for commands, or parked in option mode if `options.option_mode`.
-  // On failure the descriptor is closed.
+  // ConnectUnix), sets O_NONBLOCK on it (every wait is a bounded poll) and
+  // runs the handshake: returns once the client is ready for commands, or
+  // parked in option mode if `options.option_mode`. On failure the
+  // descriptor is closed.
   static absl::StatusOr<std::unique_ptr<BlockingClient>> Connect(
       int fd, ClientOptions options,
       absl::Duration timeout = kDefaultBlockingTimeout,

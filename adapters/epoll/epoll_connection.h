@@ -15,9 +15,14 @@
 // when the callback sees it). Once the connection is closed or dead the fd
 // is removed from the epoll set and closed; `finished()` turns true.
 //
-// Disconnecting: after Client::Disconnect()/Shutdown(), call
-// SetDeadline(now + bound); the loop's CheckDeadline(now) gives the
-// connection up (dead, ETIMEDOUT) if the server has not closed by then.
+// Disconnecting: Disconnect()/Shutdown() here (or the core's, then Kick()),
+// and optionally SetDeadline(now + bound); the loop's CheckDeadline(now)
+// gives the connection up (dead, ETIMEDOUT) if the server has not closed by
+// then. If no deadline was set, a default one (kDefaultDisconnectTimeout,
+// 30 s; see SetDefaultDisconnectTimeout) is armed when the disconnect
+// starts: at this class's Disconnect()/Shutdown(), or, if the core's were
+// called directly, once NBD_CMD_DISC/NBD_OPT_ABORT has been sent
+// (ShutdownWrite). So forgetting SetDeadline never hangs forever.
 // next_deadline() helps the caller size its epoll_wait timeout.
 #ifndef NBD_ADAPTERS_EPOLL_EPOLL_CONNECTION_H_
 #define NBD_ADAPTERS_EPOLL_EPOLL_CONNECTION_H_
@@ -63,8 +68,17 @@ class EpollConnection {
   // sends what it can now and re-arms interest.
   void Kick();
 
+  // client().Disconnect()/Shutdown(flags), then Kick(); arms the default
+  // disconnect deadline unless one is set.
+  absl::Status Disconnect(uint32_t flags = 0);
+  absl::Status Shutdown(uint32_t flags = 0);
+
   // Bound for the end of the connection (see above).
   void SetDeadline(absl::Time deadline) { deadline_ = deadline; }
+  // The bound armed when a disconnect starts without a deadline.
+  void SetDefaultDisconnectTimeout(absl::Duration timeout) {
+    default_disconnect_timeout_ = timeout;
+  }
   std::optional<absl::Time> next_deadline() const { return deadline_; }
   // Gives the connection up if `now` is past the deadline.
   void CheckDeadline(absl::Time now);
@@ -74,6 +88,8 @@ class EpollConnection {
 
  private:
   void Step(bool readable);
+  void Deliver(Event& event);
+  void ArmDefaultDeadline();
   void Rearm();
   void Finish();
 
@@ -84,6 +100,7 @@ class EpollConnection {
   epoll_data_t data_ = {};
   uint32_t registered_ = 0;  // interest currently in the epoll set
   std::optional<absl::Time> deadline_;
+  absl::Duration default_disconnect_timeout_ = kDefaultDisconnectTimeout;
   bool finished_ = false;
 };
 

@@ -24,6 +24,24 @@ UringConnection::UringConnection(int fd, ClientOptions options,
       transport_(fd, counters),
       on_event_(std::move(on_event)) {}
 
+absl::Status UringConnection::Disconnect(uint32_t flags) {
+  absl::Status s = client_.Disconnect(flags);
+  if (s.ok()) ArmDefaultDeadline();
+  return s;
+}
+
+absl::Status UringConnection::Shutdown(uint32_t flags) {
+  absl::Status s = client_.Shutdown(flags);
+  if (s.ok()) ArmDefaultDeadline();
+  return s;
+}
+
+void UringConnection::ArmDefaultDeadline() {
+  if (!deadline_.has_value()) {
+    deadline_ = absl::Now() + default_disconnect_timeout_;
+  }
+}
+
 UringDriver::UringDriver(io_uring* ring, SyscallCounters* counters)
     : ring_(ring), counters_(counters != nullptr ? counters : &unused_) {}
 
@@ -31,7 +49,7 @@ UringDriver::~UringDriver() {
   // The kernel may still write into READ buffers or scratch space owned by
   // the connections: make every operation complete before they go.
   for (auto& c : connections_) {
-    if (c->in_flight_io()) {
+    if (c != nullptr && c->in_flight_io()) {
       ++counters_->shutdown;
       ::shutdown(c->transport_.fd(), SHUT_RDWR);
     }
@@ -58,14 +76,44 @@ UringDriver::~UringDriver() {
 
 UringConnection* UringDriver::Add(int fd, ClientOptions options,
                                   UringConnection::Callback on_event) {
-  connections_.push_back(std::unique_ptr<UringConnection>(new UringConnection(
-      fd, std::move(options), std::move(on_event), counters_)));
-  return connections_.back().get();
+  std::unique_ptr<UringConnection> c(new UringConnection(
+      fd, std::move(options), std::move(on_event), counters_));
+  UringConnection* raw = c.get();
+  for (auto& slot : connections_) {
+    if (slot == nullptr) {
+      slot = std::move(c);
+      return raw;
+    }
+  }
+  connections_.push_back(std::move(c));
+  return raw;
+}
+
+absl::Status UringDriver::Remove(UringConnection* conn) {
+  for (auto& slot : connections_) {
+    if (slot.get() != conn) continue;
+    // finished_ implies no operation in flight (AfterProgress), so no CQE
+    // can name this slot any more.
+    if (!conn->finished_) {
+      return absl::FailedPreconditionError(
+          "UringDriver::Remove: connection not finished");
+    }
+    slot.reset();
+    return absl::OkStatus();
+  }
+  return absl::NotFoundError("UringDriver::Remove: not this driver's");
+}
+
+size_t UringDriver::connection_count() const {
+  size_t n = 0;
+  for (const auto& c : connections_) n += c != nullptr;
+  return n;
 }
 
 int UringDriver::Prepare() {
   int prepared = 0;
   for (size_t i = 0; i < connections_.size(); ++i) {
+    if (connections_[i] == nullptr) continue;
     UringConnection& c = *connections_[i];
     if (c.finished_ || IsTerminal(c.client_.phase())) continue;
     if (!c.recv_busy_) {
@@ -109,8 +157,9 @@ void UringDriver::OnCompletion(const io_uring_cqe* cqe) {
   --in_flight_io_;
   IoResult r = IoResult::FromSyscall(cqe->res < 0 ? -1 : cqe->res,
                                      cqe->res < 0 ? -cqe->res : 0);
-  // EINTR/ECANCELED without an end: nothing moved, the next Prepare retries.
-  if (r.error == EINTR) r.error = EAGAIN;
+  // EINTR/ECANCELED (we never cancel; the embedder might): nothing moved,
+  // so treat it as "would block" and the next Prepare retries.
+  if (r.error == EINTR || r.error == ECANCELED) r.error = EAGAIN;
   // After our own SHUT_RDWR the result says nothing about the server: the
   // core is already closed or dead, and the Apply* calls ignore it.
   if (is_recv) {
@@ -132,7 +181,12 @@ void UringDriver::AfterProgress(UringConnection& c) {
     }
     return;
   }
-  DrainEvents(c.client_, c.transport_, [&c](Event& e) { c.on_event_(e); });
+  DrainEvents(c.client_, c.transport_, [&c](Event& e) {
+    // The disconnect request is out: only the server's close is awaited
+    // now, which must not take forever.
+    if (std::holds_alternative<ShutdownWrite>(e)) c.ArmDefaultDeadline();
+    c.on_event_(e);
+  });
   if (IsTerminal(c.client_.phase())) {
     c.finished_ = true;
     c.transport_.Close();
@@ -141,7 +195,8 @@ void UringDriver::AfterProgress(UringConnection& c) {
 
 void UringDriver::CheckDeadlines(absl::Time now) {
   for (auto& c : connections_) {
-    if (c->finished_ || !c->deadline_.has_value() || now < *c->deadline_) {
+    if (c == nullptr || c->finished_ || !c->deadline_.has_value() ||
+        now < *c->deadline_) {
       continue;
     }
     if (!IsTerminal(c->client_.phase())) {
@@ -155,7 +210,10 @@ void UringDriver::CheckDeadlines(absl::Time now) {
 std::optional<absl::Time> UringDriver::next_deadline() const {
   std::optional<absl::Time> best;
   for (const auto& c : connections_) {
-    if (c->finished_ || !c->deadline_.has_value()) continue;
+    if (c == nullptr || c->finished_ || IsTerminal(c->client_.phase()) ||
+        !c->deadline_.has_value()) {
+      continue;
+    }
     if (!best.has_value() || *c->deadline_ < *best) best = c->deadline_;
   }
   return best;

@@ -17,10 +17,10 @@
 // Buffer safety, which is why the rules below are strict:
 //  - While a receive is in flight the driver calls no input method of the
 //    Client (Feed/CommitRecv/FeedEof/FeedTransportError/RecvBuffer); the
-//    caller must not either. Issuing commands, Disconnect()/Shutdown(),
-//    PeekOutput/ConsumeOutput and PollEvent do not move the receive buffer
-//    in the current core (protocol/client.cc); client.h only promises "until
-//    the next non-const call", see docs/adapters.md.
+//    caller must not either. client.h guarantees the RecvBuffer() span stays
+//    valid until the next input call (or the end of the connection), so
+//    issuing commands, Disconnect()/Shutdown(), PeekOutput/ConsumeOutput and
+//    PollEvent meanwhile are safe.
 //  - Output slices stay valid until consumed (client.h), so an in-flight
 //    SENDMSG is safe while commands are added.
 //  - When the connection ends (closed or dead: commands complete, so their
@@ -29,7 +29,16 @@
 //    events (the completions) are held back until it has: the caller never
 //    learns a buffer is free while the kernel may still touch it.
 //  - Deadlines (SetDeadline) give up the same way: the connection becomes
-//    dead (ETIMEDOUT), then as above.
+//    dead (ETIMEDOUT), then as above. If no deadline was set, a default
+//    one (kDefaultDisconnectTimeout, 30 s; SetDefaultDisconnectTimeout) is
+//    armed when the disconnect starts: at UringConnection::Disconnect()/
+//    Shutdown(), or, if the core's were called directly, once
+//    NBD_CMD_DISC/NBD_OPT_ABORT has been sent (ShutdownWrite).
+//
+// Ownership: the driver owns its connections. A UringConnection* stays
+// valid until Remove(conn) or the driver's destruction, whichever is first;
+// finished connections are not freed behind the caller's back. Remove()
+// a connection once finished() to free it (and its slot, which Add reuses).
 //
 // user_data of our SQEs: bit 63 set, bits 2..62 the connection index, bits
 // 0..1 the operation. Events go to each connection's callback from inside
@@ -47,6 +56,7 @@
 #include <optional>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "adapters/pump/pump.h"
 #include "protocol/client.h"
@@ -60,8 +70,17 @@ class UringConnection {
 
   Client& client() { return client_; }
   const Client& client() const { return client_; }
+  // client().Disconnect()/Shutdown(flags); arms the default disconnect
+  // deadline unless one is set. The next Prepare() sends the request.
+  absl::Status Disconnect(uint32_t flags = 0);
+  absl::Status Shutdown(uint32_t flags = 0);
+
   // Bound for the end of the connection, e.g. after Disconnect().
   void SetDeadline(absl::Time deadline) { deadline_ = deadline; }
+  // The bound armed when a disconnect starts without a deadline.
+  void SetDefaultDisconnectTimeout(absl::Duration timeout) {
+    default_disconnect_timeout_ = timeout;
+  }
   // Closed or dead, nothing in flight, fd closed.
   bool finished() const { return finished_; }
   bool in_flight_io() const { return recv_busy_ || send_busy_; }
@@ -70,6 +89,7 @@ class UringConnection {
   friend class UringDriver;
   UringConnection(int fd, ClientOptions options, Callback on_event,
                   SyscallCounters* counters);
+  void ArmDefaultDeadline();
 
   Client client_;
   SocketTransport transport_;  // shutdown/close only; I/O goes via the ring
@@ -80,6 +100,7 @@ class UringConnection {
   msghdr msg_ = {};
   bool forced_shutdown_ = false;  // SHUT_RDWR to flush out in-flight I/O
   std::optional<absl::Time> deadline_;
+  absl::Duration default_disconnect_timeout_ = kDefaultDisconnectTimeout;
   bool finished_ = false;
 };
 
@@ -94,17 +115,30 @@ class UringDriver {
   UringDriver(const UringDriver&) = delete;
   UringDriver& operator=(const UringDriver&) = delete;
 
-  // Takes ownership of `fd` (connected). The pointer stays valid for the
-  // driver's lifetime.
+  // Takes ownership of `fd` (connected). The pointer stays valid until
+  // Remove() or the driver's destruction.
   UringConnection* Add(int fd, ClientOptions options,
                        UringConnection::Callback on_event);
+
+  // Frees a finished connection (its fd is already closed and nothing of
+  // it is in the kernel); `conn` is invalid afterwards. FailedPrecondition
+  // if it has not finished: end it first (Shutdown, or a deadline).
+  absl::Status Remove(UringConnection* conn);
+
+  // Connections added and not removed.
+  size_t connection_count() const;
 
   // Prepares (does not submit) a receive and/or a send for every connection
   // that can start one. Returns the number of SQEs prepared.
   int Prepare();
 
+  // Ours: bit 63 set. liburing's own timeout CQE (LIBURING_UDATA_TIMEOUT,
+  // all bits set, from submit-and-wait with a timeout on kernels without
+  // IORING_FEAT_EXT_ARG) has it too and is excluded; our encoding never
+  // sets bit 1, so it can never be all ones.
   static bool Owns(const io_uring_cqe* cqe) {
-    return (cqe->user_data >> 63) != 0;
+    return cqe->user_data != LIBURING_UDATA_TIMEOUT &&
+           (cqe->user_data >> 63) != 0;
   }
   void OnCompletion(const io_uring_cqe* cqe);
 
@@ -113,7 +147,10 @@ class UringDriver {
 
   // Operations submitted and not completed, over all connections.
   size_t in_flight_io() const { return in_flight_io_; }
-  // Earliest deadline of an unfinished connection.
+  // Earliest deadline of a connection that can still be given up. One
+  // already closed or dead (waiting only for its forced-shutdown
+  // completions) does not count: its deadline has done its work, and a
+  // past deadline would make the caller poll with a zero timeout.
   std::optional<absl::Time> next_deadline() const;
 
   SyscallCounters* counters() const { return counters_; }
@@ -125,6 +162,8 @@ class UringDriver {
   io_uring* ring_;
   SyscallCounters* counters_;
   SyscallCounters unused_;
+  // Indexed by the slot encoded in user_data; removed slots are null and
+  // reused by Add.
   std::vector<std::unique_ptr<UringConnection>> connections_;
   size_t in_flight_io_ = 0;
 };

@@ -26,6 +26,9 @@ UringLoop::~UringLoop() {
 
 absl::Status UringLoop::RunOnce(absl::Duration timeout) {
   int prepared = driver_->Prepare();
+  // A connection already given up (waiting only for the completions its
+  // forced shutdown brings) has no deadline here, so this blocks for those
+  // completions instead of spinning with a zero timeout.
   if (auto d = driver_->next_deadline()) {
     timeout = std::min(timeout, *d - absl::Now());
   }

@@ -32,6 +32,8 @@ class UringLoop {
                        UringConnection::Callback on_event) {
     return driver_->Add(fd, std::move(options), std::move(on_event));
   }
+  // See UringDriver::Remove.
+  absl::Status Remove(UringConnection* conn) { return driver_->Remove(conn); }
 
   // One iteration: prepare, one submit-and-wait (at most `timeout`),
   // completions, deadlines. OK on timeout too.

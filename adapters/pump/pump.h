@@ -32,6 +32,12 @@
 
 namespace nbd::adapters {
 
+// How long the event-loop adapters (epoll, io_uring) wait for a connection
+// to end once its disconnect has started, when the caller set no deadline
+// of its own: like libnbd's nbd_shutdown, but never forever. The blocking
+// adapter's kDefaultBlockingTimeout is the same 30 s.
+inline constexpr absl::Duration kDefaultDisconnectTimeout = absl::Seconds(30);
+
 // System calls made on behalf of connections, so tests and benchmarks can
 // report syscalls per operation. Adapters bump the counters of the calls they
 // make; a counter struct may be shared by many connections.

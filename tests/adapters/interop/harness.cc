@@ -131,6 +131,11 @@ class BlockingHarness : public Harness {
   bool finished() const override {
     return client_ == nullptr || IsTerminal(client_->client().phase());
   }
+  absl::Status DriveUntilFinished(absl::Duration) override {
+    if (finished()) return absl::OkStatus();
+    return absl::FailedPreconditionError(
+        "the blocking adapter reads only inside calls");
+  }
 
  private:
   void RunOne(Op& op, absl::Duration timeout) {
@@ -275,6 +280,9 @@ class LoopHarness : public Harness {
   absl::Status OptAbort(absl::Duration timeout) override {
     if (absl::Status s = mclient().OptAbort(); !s.ok()) return s;
     return WaitForEnd(timeout);
+  }
+  absl::Status DriveUntilFinished(absl::Duration timeout) override {
+    return Loop([&] { return finished(); }, timeout);
   }
 
  protected:

@@ -93,6 +93,13 @@ class Harness {
 
   // True once the adapter has released the descriptor.
   virtual bool finished() const = 0;
+
+  // epoll/io_uring: drives the loop, issuing nothing, until finished() or
+  // `timeout` (the loop's timeout status). This is how a test sees that an
+  // idle connection notices the server going away by itself. The blocking
+  // adapter only reads inside calls, so it returns FailedPrecondition
+  // unless already finished.
+  virtual absl::Status DriveUntilFinished(absl::Duration timeout) = 0;
 };
 
 }  // namespace nbd::test

@@ -9,6 +9,7 @@
 
 #include "absl/time/clock.h"
 #include "tests/adapters/interop/interop_fixture.h"
+#include "tests/adapters/interop/silent_server.h"
 
 namespace nbd::test {
 namespace {
@@ -72,46 +73,40 @@ TEST_P(LifecycleTest, ServerDeathFailsPendingCommandsOnce) {
   EXPECT_TRUE(h->finished());
 }
 
-// A fake oldstyle server that reads everything the client sends, records
-// whether it saw EOF (the client's SHUT_WR), and never closes its socket.
-class SilentServer {
- public:
-  explicit SilentServer(int fd) : fd_(fd) {
-    thread_ = std::thread([this] { Serve(); });
+// The core keeps a 1-byte receive open while parked in option mode, so the
+// loop adapters see the server's EOF without any call from the user; before
+// that, epoll kept reporting EPOLLHUP for an fd with no interest and spun.
+TEST_P(LifecycleTest, ServerDeathWhileParkedInOptionMode) {
+  SkipUnless("nbdkit");
+  auto server = ServerProcess::StartNbdkit({"memory", "1M"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  ClientOptions options;
+  options.option_mode = true;
+  auto h = ConnectTo((*server)->socket_path(), options);
+  ASSERT_NE(h, nullptr);
+  ASSERT_EQ(h->client().phase(), Phase::kNegotiating);
+  (*server)->Kill();
+  if (GetParam() == AdapterKind::kBlocking) {
+    // Reads only inside calls: the next option is where it finds out.
+    EXPECT_FALSE(h->DriveUntilFinished(kTimeout).ok());
+    auto list = h->OptList(kTimeout);
+    EXPECT_FALSE(list.ok());
+    EXPECT_NE(list.status().code(), absl::StatusCode::kDeadlineExceeded)
+        << list.status();
+  } else {
+    adapters::SyscallCounters before = counters_;
+    absl::Status s = h->DriveUntilFinished(kTimeout);
+    EXPECT_TRUE(s.ok()) << s;
+    EXPECT_EQ(StatusErrno(h->client().dead_reason()), ECONNRESET)
+        << h->client().dead_reason();
+    // A handful of waits, not a busy loop.
+    EXPECT_LT(counters_.epoll_wait + counters_.io_uring_enter -
+                  before.epoll_wait - before.io_uring_enter,
+              100u);
   }
-  ~SilentServer() {
-    stop_ = true;
-    thread_.join();
-    ::close(fd_);
-  }
-  size_t bytes_read() const { return bytes_; }
-  bool saw_eof() const { return eof_; }
-
- private:
-  void Serve() {
-    uint8_t greeting[152] = {};
-    std::memcpy(greeting, "NBDMAGIC", 8);
-    const uint8_t oldstyle[8] = {0x00, 0x00, 0x42, 0x02,
-                                 0x81, 0x86, 0x12, 0x53};
-    std::memcpy(greeting + 8, oldstyle, 8);
-    greeting[16 + 5] = 0x10;  // size 1 MiB, big-endian
-    greeting[24 + 3] = 0x01;  // flags: HAS_FLAGS
-    if (::send(fd_, greeting, sizeof greeting, MSG_NOSIGNAL) < 0) return;
-    uint8_t buf[4096];
-    while (!stop_) {
-      ssize_t r = ::recv(fd_, buf, sizeof buf, MSG_DONTWAIT);
-      if (r > 0) bytes_ += r;
-      if (r == 0) eof_ = true;
-      if (r <= 0) absl::SleepFor(absl::Milliseconds(5));
-    }
-  }
-
-  int fd_;
-  std::thread thread_;
-  std::atomic<bool> stop_{false};
-  std::atomic<size_t> bytes_{0};
-  std::atomic<bool> eof_{false};
-};
+  EXPECT_EQ(h->client().phase(), Phase::kDead);
+  EXPECT_TRUE(h->finished());
+}
 
 TEST_P(LifecycleTest, ShutdownGivesUpOnServerThatNeverCloses) {
   int sv[2];
@@ -132,6 +127,49 @@ TEST_P(LifecycleTest, ShutdownGivesUpOnServerThatNeverCloses) {
   }
   EXPECT_EQ(server.bytes_read(), 28u);
   EXPECT_TRUE(server.saw_eof());
+}
+
+// A command the server never answers: the blocking call times out and
+// gives the connection up; the loop adapters' wait times out with the
+// commands still pending, and the bounded Shutdown ends them.
+TEST_P(LifecycleTest, CommandToSilentServerTimesOut) {
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  SilentServer server(sv[1]);
+  auto fd = adapters::AdoptFd(sv[0]);
+  ASSERT_TRUE(fd.ok()) << fd.status();
+  std::unique_ptr<Harness> h = NewHarness();
+  ASSERT_TRUE(h->Connect(*fd, {}, kTimeout).ok());
+  std::vector<uint8_t> buf(4096), data = Pattern(4096, 4);
+  std::vector<Op> ops = {ReadOp(0, buf), WriteOp(4096, data)};
+  constexpr absl::Duration kShort = absl::Milliseconds(300);
+  absl::Status s = h->Run(ops, kShort);
+  if (GetParam() == AdapterKind::kBlocking) {
+    EXPECT_TRUE(s.ok()) << s;  // per-op results below
+    ASSERT_TRUE(ops[0].issued);
+    EXPECT_EQ(ops[0].completions, 1);
+    EXPECT_EQ(ops[0].status.code(), absl::StatusCode::kDeadlineExceeded)
+        << ops[0].status;
+    EXPECT_EQ(StatusErrno(ops[0].status), ETIMEDOUT) << ops[0].status;
+    // The timeout gave the connection up: the next command is refused.
+    EXPECT_FALSE(ops[1].issued);
+    EXPECT_FALSE(ops[1].status.ok());
+  } else {
+    EXPECT_EQ(s.code(), absl::StatusCode::kDeadlineExceeded) << s;
+    EXPECT_EQ(StatusErrno(s), ETIMEDOUT) << s;
+    for (const Op& op : ops) {
+      EXPECT_TRUE(op.issued);
+      EXPECT_EQ(op.completions, 0);
+    }
+    s = h->Shutdown(0, kShort);
+    EXPECT_EQ(StatusErrno(s), ETIMEDOUT) << s;
+    for (const Op& op : ops) {
+      EXPECT_EQ(op.completions, 1);
+      EXPECT_EQ(StatusErrno(op.status), ENOTCONN) << op.status;
+    }
+  }
+  EXPECT_EQ(h->client().phase(), Phase::kDead);
+  EXPECT_TRUE(h->finished());
 }
 
 TEST_P(LifecycleTest, ShutdownAbandonPendingFailsUnsentCommands) {

@@ -2,6 +2,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "tests/adapters/interop/every_command.h"
 #include "tests/adapters/interop/interop_fixture.h"
 
 namespace nbd::test {
@@ -65,6 +66,22 @@ TEST_P(NbdServerTest, IntegrityAndCommands) {
   EXPECT_ALL_OK(reads);
   EXPECT_EQ(ra, a);
   EXPECT_EQ(rb, b);
+  EXPECT_TRUE(h->Shutdown(0, kTimeout).ok());
+  EXPECT_EQ(h->client().phase(), Phase::kClosed);
+}
+
+TEST_P(NbdServerTest, EveryAdvertisedCommandAndFlag) {
+  SkipUnless("nbd-server");
+  NbdServerFixture fixture;
+  ASSERT_TRUE(fixture.Start().ok());
+  ClientOptions options;
+  options.export_name = "export";
+  auto h = ConnectTo(fixture.socket(), options);
+  ASSERT_NE(h, nullptr);
+  // Enabled in the config file.
+  const Client& c = h->client();
+  EXPECT_TRUE(c.can_flush() && c.can_fua() && c.can_trim());
+  PrintWalk(ExerciseEveryAdvertisedCommand(*h, kTimeout));
   EXPECT_TRUE(h->Shutdown(0, kTimeout).ok());
   EXPECT_EQ(h->client().phase(), Phase::kClosed);
 }

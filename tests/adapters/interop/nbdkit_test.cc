@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "tests/adapters/interop/every_command.h"
 #include "tests/adapters/interop/interop_fixture.h"
 
 namespace nbd::test {
@@ -52,48 +53,13 @@ TEST_P(NbdkitTest, MemoryEveryAdvertisedCommandAndFlag) {
   const Client& c = h->client();
   EXPECT_EQ(c.export_size(), kMiB);
   EXPECT_FALSE(c.is_read_only());
-  ASSERT_TRUE(c.can_flush() && c.can_trim() && c.can_zero() && c.can_fua());
+  // nbdkit memory advertises everything the walk can exercise.
+  ASSERT_TRUE(c.can_flush() && c.can_trim() && c.can_zero() && c.can_fua() &&
+              c.can_fast_zero() && c.can_cache() && c.can_df() &&
+              c.can_block_status());
   EXPECT_TRUE(c.can_multi_conn());
   CheckIntegrity(*h, kMiB);
-
-  std::vector<uint8_t> buf(4096);
-  std::vector<uint8_t> written = Pattern(4096, 9);
-  std::vector<Op> ops = {
-      WriteOp(8192, written, kCmdFlagFua),
-      SimpleOp(Op::kFlush),
-      SimpleOp(Op::kTrim, 65536, 4096),
-      SimpleOp(Op::kTrim, 69632, 4096, kCmdFlagFua),
-      SimpleOp(Op::kZero, 0, 4096),
-      SimpleOp(Op::kZero, 4096, 4096, kCmdFlagFua | kCmdFlagNoHole),
-  };
-  if (c.can_fast_zero()) {
-    ops.push_back(SimpleOp(Op::kZero, 12288, 4096, kCmdFlagFastZero));
-  }
-  if (c.can_cache()) ops.push_back(SimpleOp(Op::kCache, 0, 65536));
-  if (c.can_block_status()) {
-    ops.push_back(SimpleOp(Op::kBlockStatus, 0, kMiB));
-    ops.push_back(SimpleOp(Op::kBlockStatus, 0, kMiB, kCmdFlagReqOne));
-  }
-  ASSERT_TRUE(h->Run(ops, kTimeout).ok());
-  EXPECT_ALL_OK(ops);
-  // After the batch: commands in flight together may run in any order.
-  std::vector<Op> df = {ReadOp(8192, buf, c.can_df() ? kCmdFlagDf : 0)};
-  ASSERT_TRUE(h->Run(df, kTimeout).ok());
-  EXPECT_ALL_OK(df);
-  EXPECT_EQ(buf, written);
-  for (const Op& op : ops) {
-    if (op.kind == Op::kBlockStatus) {
-      EXPECT_FALSE(op.extents.empty());
-      EXPECT_LE(TotalLength(op.extents), kMiB);
-    }
-  }
-  // The zeroed range reads back as zeroes.
-  std::vector<uint8_t> zeroes(8192, 0xff);
-  std::vector<Op> read = {ReadOp(0, zeroes)};
-  ASSERT_TRUE(h->Run(read, kTimeout).ok());
-  EXPECT_ALL_OK(read);
-  EXPECT_EQ(zeroes, std::vector<uint8_t>(8192, 0));
-
+  PrintWalk(ExerciseEveryAdvertisedCommand(*h, kTimeout));
   EXPECT_TRUE(h->Shutdown(0, kTimeout).ok());
   EXPECT_EQ(h->client().phase(), Phase::kClosed);
   EXPECT_TRUE(h->finished());
@@ -289,6 +255,86 @@ TEST_P(NbdkitTest, ErrorFilterFailsOnlyThoseCommands) {
   EXPECT_ALL_OK(read);
   EXPECT_EQ(back, data);
   EXPECT_TRUE(h->Shutdown(0, kTimeout).ok());
+  ::rmdir(dir->c_str());
+}
+
+// The eval plugin serves a file and fails reads and writes that touch
+// [kBadStart, kBadEnd) with EIO. Commands to both ranges go out in one batch
+// (in flight together for epoll and io_uring): exactly the ones in the bad
+// range fail, and the connection carries on.
+TEST_P(NbdkitTest, EioOnChosenRangeFailsOnlyThoseCommands) {
+  SkipUnless("nbdkit");
+  constexpr uint64_t kBadStart = 512 * 1024, kBadEnd = kBadStart + 65536;
+  auto dir = MakeTempDir();
+  ASSERT_TRUE(dir.ok());
+  std::string disk = *dir + "/disk";
+  std::ofstream(disk).close();
+  ASSERT_EQ(::truncate(disk.c_str(), kMiB), 0);
+  // $3 is the count, $4 the offset. pwrite drains its data before failing
+  // so nbdkit never writes into a closed pipe.
+  std::string bad =
+      absl::StrCat("if [ $4 -lt ", kBadEnd, " ] && [ $(($4+$3)) -gt ",
+                   kBadStart, " ]; then ");
+  auto server = ServerProcess::StartNbdkit(
+      {"eval", "thread_model=echo parallel",
+       absl::StrCat("get_size=echo ", kMiB),
+       absl::StrCat(
+           "pread=", bad, "echo 'EIO bad range' >&2; exit 1; fi; ", "dd if=",
+           disk, " skip=$4 count=$3 iflag=count_bytes,skip_bytes 2>/dev/null"),
+       absl::StrCat("pwrite=", bad,
+                    "cat >/dev/null; echo 'EIO bad range' >&2; exit 1; fi; ",
+                    "dd of=", disk,
+                    " seek=$4 conv=notrunc oflag=seek_bytes 2>/dev/null")});
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto h = ConnectTo((*server)->socket_path());
+  ASSERT_NE(h, nullptr);
+  ASSERT_FALSE(h->client().is_read_only());
+
+  std::vector<uint8_t> a = Pattern(4096, 31), b = Pattern(8192, 32);
+  std::vector<uint8_t> c = Pattern(4096, 33);
+  std::vector<uint8_t> zeroes(16384, 0xaa), bad_read(4096, 0xaa);
+  std::vector<Op> ops = {
+      WriteOp(0, a),                       // good
+      WriteOp(kBadStart, c),               // bad
+      ReadOp(262144, zeroes),              // good
+      ReadOp(kBadStart + 8192, bad_read),  // bad
+      WriteOp(131072, b),                  // good
+      WriteOp(kBadEnd - 4096 - 100, c),    // bad: straddles the end
+      WriteOp(kBadEnd, c),                 // good: just after
+  };
+  const std::vector<bool> fails = {false, true, false, true,
+                                   false, true, false};
+  ASSERT_TRUE(h->Run(ops, kTimeout).ok());
+  for (size_t i = 0; i < ops.size(); ++i) {
+    EXPECT_TRUE(ops[i].issued) << i;
+    EXPECT_EQ(ops[i].completions, 1) << i;
+    if (fails[i]) {
+      EXPECT_EQ(StatusErrno(ops[i].status), EIO) << i << ": " << ops[i].status;
+    } else {
+      EXPECT_TRUE(ops[i].status.ok()) << i << ": " << ops[i].status;
+    }
+  }
+  EXPECT_EQ(zeroes, std::vector<uint8_t>(16384, 0));
+  EXPECT_EQ(h->client().phase(), Phase::kReady);
+
+  // Still usable: the good writes landed, the bad range still fails.
+  std::vector<uint8_t> ra(4096), rb(8192), rc(4096), again(512);
+  std::vector<Op> check = {ReadOp(0, ra), ReadOp(131072, rb),
+                           ReadOp(kBadEnd, rc), ReadOp(kBadStart, again)};
+  ASSERT_TRUE(h->Run(check, kTimeout).ok());
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(check[i].completions, 1) << i;
+    EXPECT_TRUE(check[i].status.ok()) << i << ": " << check[i].status;
+  }
+  EXPECT_EQ(check[3].completions, 1);
+  EXPECT_EQ(StatusErrno(check[3].status), EIO) << check[3].status;
+  EXPECT_EQ(ra, a);
+  EXPECT_EQ(rb, b);
+  EXPECT_EQ(rc, c);
+  EXPECT_TRUE(h->Shutdown(0, kTimeout).ok());
+  EXPECT_EQ(h->client().phase(), Phase::kClosed);
+  server->reset();
+  ::unlink(disk.c_str());
   ::rmdir(dir->c_str());
 }
 

@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "tests/adapters/interop/every_command.h"
 #include "tests/adapters/interop/interop_fixture.h"
 
 namespace nbd::test {
@@ -119,6 +120,33 @@ TEST_P(QemuNbdTest, SparseQcow2BlockStatus) {
   EXPECT_ALL_OK(status);
   EXPECT_EQ(FlagsAt(status[0].extents, 2 * kMiB, 2 * kMiB), 0u);
   EXPECT_TRUE(h->Shutdown(0, kTimeout).ok());
+}
+
+TEST_P(QemuNbdTest, EveryAdvertisedCommandAndFlag) {
+  SkipUnless("qemu-nbd");
+  for (const char* format : {"raw", "qcow2"}) {
+    SCOPED_TRACE(format);
+    ScratchDir dir;
+    std::string file = dir.File(std::string("disk.") + format);
+    if (std::string(format) == "raw") {
+      std::ofstream(file, std::ios::binary).close();
+      std::filesystem::resize_file(file, 4 * kMiB);
+    } else {
+      if (!HaveProgram("qemu-img")) continue;
+      ASSERT_TRUE(Sh(absl::StrCat("qemu-img create -f qcow2 ", file, " 4M")));
+    }
+    auto server = ServerProcess::StartQemuNbd(file, format);
+    ASSERT_TRUE(server.ok()) << server.status();
+    auto h = ConnectTo((*server)->socket_path());
+    ASSERT_NE(h, nullptr);
+    // What qemu-nbd advertises for a writable image.
+    const Client& c = h->client();
+    EXPECT_TRUE(c.can_flush() && c.can_fua() && c.can_trim() && c.can_zero() &&
+                c.can_block_status());
+    PrintWalk(ExerciseEveryAdvertisedCommand(*h, kTimeout));
+    EXPECT_TRUE(h->Shutdown(0, kTimeout).ok());
+    EXPECT_EQ(h->client().phase(), Phase::kClosed);
+  }
 }
 
 NBD_INSTANTIATE_FOR_ALL_ADAPTERS(QemuNbdTest);
