@@ -44,10 +44,11 @@ BlockingClient::~BlockingClient() {
 
 absl::StatusOr<std::unique_ptr<BlockingClient>> BlockingClient::Connect(
     int fd, ClientOptions options, absl::Duration timeout,
-    SyscallCounters* counters) {
+    SyscallCounters* counters, EventObserver observer) {
   bool option_mode = options.option_mode;
   std::unique_ptr<BlockingClient> c(
       new BlockingClient(fd, std::move(options), counters));
+  c->observer_ = std::move(observer);
   if (absl::Status s = MakeNonBlocking(fd); !s.ok()) return s;
   absl::Status s =
       c->RunUntil([&] { return option_mode ? c->negotiating_ : c->connected_; },
@@ -58,11 +59,12 @@ absl::StatusOr<std::unique_ptr<BlockingClient>> BlockingClient::Connect(
 
 absl::StatusOr<std::unique_ptr<BlockingClient>> BlockingClient::Connect(
     Connection connection, ClientOptions options, absl::Duration timeout,
-    SyscallCounters* counters) {
+    SyscallCounters* counters, EventObserver observer) {
   if (options.export_name.empty()) options.export_name = connection.export_name;
   bool option_mode = options.option_mode;
   std::unique_ptr<BlockingClient> c(
       new BlockingClient(connection.fd, std::move(options), counters));
+  c->observer_ = std::move(observer);
   c->subprocess_ = std::move(connection.subprocess);
   if (absl::Status s = MakeNonBlocking(connection.fd); !s.ok()) return s;
   absl::Status s =
@@ -73,6 +75,7 @@ absl::StatusOr<std::unique_ptr<BlockingClient>> BlockingClient::Connect(
 }
 
 void BlockingClient::OnEvent(Event& event) {
+  if (observer_) observer_(event);
   if (auto* e = std::get_if<CommandCompleted>(&event)) {
     if (e->cookie == waiting_for_) command_status_ = e->status;
   } else if (auto* e = std::get_if<BlockStatusExtents>(&event)) {

@@ -20,6 +20,7 @@
 #define NBD_ADAPTERS_BLOCKING_BLOCKING_CLIENT_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -43,6 +44,11 @@ struct ExportEntry {
   std::string description;
 };
 
+// Sees every event of the connection, in order, before the BlockingClient
+// acts on it: for logging and for Trace events (ClientOptions::trace). It
+// runs inside the BlockingClient's calls and must not call back into it.
+using EventObserver = std::function<void(const Event&)>;
+
 class BlockingClient {
  public:
   // Takes ownership of `fd` (a connected stream socket, e.g. from
@@ -53,14 +59,14 @@ class BlockingClient {
   static absl::StatusOr<std::unique_ptr<BlockingClient>> Connect(
       int fd, ClientOptions options,
       absl::Duration timeout = kDefaultBlockingTimeout,
-      SyscallCounters* counters = nullptr);
+      SyscallCounters* counters = nullptr, EventObserver observer = nullptr);
   // The same for a Connection from ConnectUri/ConnectCommand; its export
   // name is used unless options.export_name is set. The connection (and its
   // subprocess) belongs to the BlockingClient from now on.
   static absl::StatusOr<std::unique_ptr<BlockingClient>> Connect(
       Connection connection, ClientOptions options,
       absl::Duration timeout = kDefaultBlockingTimeout,
-      SyscallCounters* counters = nullptr);
+      SyscallCounters* counters = nullptr, EventObserver observer = nullptr);
 
   ~BlockingClient();
   BlockingClient(const BlockingClient&) = delete;
@@ -135,6 +141,7 @@ class BlockingClient {
 
   Client client_;
   SocketTransport transport_;
+  EventObserver observer_;
   std::optional<Subprocess> subprocess_;
   // Results collected by OnEvent for the call in progress.
   std::optional<absl::Status> command_status_;
