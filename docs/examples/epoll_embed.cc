@@ -93,9 +93,10 @@ int main(int argc, char** argv) {
     if (issued && !disconnecting &&
         completed == static_cast<int>(blocks.size())) {
       disconnecting = true;
-      client.Disconnect().IgnoreError();
+      // The connection's Disconnect() also arms its default bound (30 s);
+      // a tighter deadline of our own replaces it.
       nbd_conn.SetDeadline(absl::Now() + absl::Seconds(5));
-      nbd_conn.Kick();
+      nbd_conn.Disconnect().IgnoreError();  // kicks, too
     }
   }
   std::printf("%d reads completed; connection %s\n", completed,

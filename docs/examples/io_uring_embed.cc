@@ -97,8 +97,8 @@ int main(int argc, char** argv) {
         if (job.issued && !job.disconnecting &&
             job.completed == static_cast<int>(job.blocks.size())) {
           job.disconnecting = true;
-          client.Disconnect().IgnoreError();
           job.conn->SetDeadline(absl::Now() + absl::Seconds(5));
+          job.conn->Disconnect().IgnoreError();
         }
       }
     }
