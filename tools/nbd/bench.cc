@@ -3,6 +3,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <memory>
 #include <vector>
@@ -10,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "protocol/status.h"
 #include "tools/nbd/args.h"
 #include "tools/nbd/command.h"
 #include "tools/nbd/diag.h"
@@ -129,6 +131,9 @@ absl::StatusOr<BenchResult> Bench::Run() {
   // per Poll, not once per operation.
   while (engine_->in_flight() > 0) {
     if (absl::Status s = engine_->Poll(); !s.ok()) {
+      // A timeout already names the server, the oldest command and its
+      // offset.
+      if (StatusErrno(s) == ETIMEDOUT) return s;
       return absl::Status(s.code(), absl::StrCat(o_.uri, ": ", StatusText(s)));
     }
     if (!stopping_ && absl::Now() >= end) stopping_ = true;

@@ -54,6 +54,8 @@ class Copier {
   void MaybeQueryExtents();
   void Fail(const std::string& name, absl::string_view op, uint64_t offset,
             const absl::Status& s);
+  // Engine::Poll/Drain failed: the server stopped answering.
+  void WaitFailed(const absl::Status& s);
   bool AllIssued() const;
   bool Idle() const;
   uint8_t* GetBuffer();
@@ -99,9 +101,28 @@ void Copier::Debug(std::string_view text) const {
 
 void Copier::Fail(const std::string& name, absl::string_view op,
                   uint64_t offset, const absl::Status& s) {
-  if (!error_.ok()) return;
-  error_ = absl::Status(s.code(), absl::StrCat(name, ": ", op, " at offset ",
-                                               offset, ": ", StatusText(s)));
+  // The first error wins, except over "the connection has ended": that is
+  // what a command issued after a connection died gets, and its callback
+  // can run before the one carrying the cause (e.g. a timed-out write,
+  // with the blocking adapter), so the cause replaces it.
+  if (!error_.ok() &&
+      (StatusErrno(error_) != ENOTCONN || StatusErrno(s) == ENOTCONN)) {
+    return;
+  }
+  error_ = WithErrno(
+      absl::Status(s.code(), absl::StrCat(name, ": ", op, " at offset ", offset,
+                                          ": ", StatusText(s))),
+      StatusErrno(s));
+}
+
+void Copier::WaitFailed(const absl::Status& s) {
+  // A timeout names the server, the oldest command and its offset itself.
+  if (StatusErrno(s) == ETIMEDOUT) {
+    error_ = s;
+  } else {
+    error_ = absl::Status(s.code(),
+                          absl::StrCat("waiting for replies: ", StatusText(s)));
+  }
 }
 
 uint8_t* Copier::GetBuffer() {
@@ -342,10 +363,7 @@ absl::StatusOr<CopyStats> Copier::Run() {
       break;
     }
     if (absl::Status s = engine_->Poll(); !s.ok()) {
-      std::string names = IsNbdUri(o_.source) ? o_.source : o_.destination;
-      error_ =
-          absl::Status(s.code(), absl::StrCat(names, ": waiting at offset ",
-                                              cursor_, ": ", StatusText(s)));
+      WaitFailed(s);
       server_hung = true;
       break;
     }
@@ -356,7 +374,7 @@ absl::StatusOr<CopyStats> Copier::Run() {
       if (!s.ok()) Fail(dst_->name(), "flush", 0, s);
     });
     if (absl::Status s = engine_->Drain(); !s.ok()) {
-      Fail(dst_->name(), "flush", 0, s);
+      WaitFailed(s);
       server_hung = true;
     }
   }
