@@ -1,8 +1,10 @@
-// A tiny fake NBD server for one connection that never closes after the
-// client's NBD_CMD_DISC: fixed newstyle handshake, every option but GO
-// answered NBD_REP_ERR_UNSUP, GO answered with the export's size, then it
-// reads requests until NBD_CMD_DISC and holds the socket open until the
-// client closes it (or the server is destroyed).
+// A tiny fake NBD server that never closes after the client's NBD_CMD_DISC:
+// fixed newstyle handshake, every option but GO answered NBD_REP_ERR_UNSUP,
+// GO answered with the export's size (and NBD_FLAG_CAN_MULTI_CONN if asked),
+// then it reads requests until NBD_CMD_DISC and holds the socket open until
+// the client closes it (or the server is destroyed). READs are answered
+// with zeros and WRITEs with success, unless it stalls: then it takes every
+// request and never answers one. Each connection has its own thread.
 #ifndef NBD_TESTS_TOOLS_HOLD_OPEN_SERVER_H_
 #define NBD_TESTS_TOOLS_HOLD_OPEN_SERVER_H_
 
@@ -11,6 +13,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -18,27 +21,43 @@ namespace nbd::test {
 
 class HoldOpenServer {
  public:
+  struct Options {
+    bool multi_conn = false;  // advertise NBD_FLAG_CAN_MULTI_CONN
+    bool stall = false;       // never answer a command
+    int connections = 1;      // accepted (then it stops listening)
+  };
   // Listens on `socket_path`.
   static absl::StatusOr<std::unique_ptr<HoldOpenServer>> Start(
       const std::string& socket_path, uint64_t export_size);
+  static absl::StatusOr<std::unique_ptr<HoldOpenServer>> Start(
+      const std::string& socket_path, uint64_t export_size, Options options);
   ~HoldOpenServer();
 
   std::string Uri() const { return "nbd+unix:///?socket=" + path_; }
-  bool saw_disc() const { return saw_disc_.load(); }
-  // True once the client closed its end after the DISC.
-  bool client_closed() const { return client_closed_.load(); }
+  // True once a connection got an NBD_CMD_DISC.
+  bool saw_disc() const { return discs_.load() > 0; }
+  int discs() const { return discs_.load(); }
+  int accepted() const { return accepted_.load(); }
+  // True once every accepted connection was closed by the client.
+  bool client_closed() const {
+    return accepted_.load() > 0 && closed_.load() == accepted_.load();
+  }
 
  private:
   HoldOpenServer() = default;
-  void Serve();
+  void Accept();
+  void Serve(int fd);
 
   std::string path_;
   uint64_t size_ = 0;
+  Options options_;
   int listen_fd_ = -1;
   int wake_[2] = {-1, -1};
-  std::thread thread_;
-  std::atomic<bool> saw_disc_{false};
-  std::atomic<bool> client_closed_{false};
+  std::thread acceptor_;
+  std::vector<std::thread> threads_;  // only the acceptor touches it
+  std::atomic<int> accepted_{0};
+  std::atomic<int> discs_{0};
+  std::atomic<int> closed_{0};
 };
 
 }  // namespace nbd::test
