@@ -16,6 +16,7 @@
 #include "tools/nbd/command.h"
 #include "tools/nbd/diag.h"
 #include "tools/nbd/json.h"
+#include "tools/nbd/usage.h"
 
 namespace nbd::tool {
 namespace {
@@ -158,14 +159,6 @@ absl::StatusOr<BenchResult> Bench::Run() {
   return r;
 }
 
-constexpr char kBenchUsage[] =
-    "usage: nbd bench URI [--op read|write] [--bs SIZE] [--qd N]\n"
-    "                 [--seconds S] [--connections N] [--random]\n"
-    "                 [--adapter blocking|epoll|io_uring] [--json]\n"
-    "  --qd: requests in flight per connection (default 16); --bs default "
-    "4K;\n"
-    "  --seconds default 10; offsets are sequential unless --random\n";
-
 }  // namespace
 
 absl::StatusOr<BenchResult> RunBench(const BenchOptions& options) {
@@ -187,12 +180,11 @@ std::string BenchJson(const BenchOptions& o, const BenchResult& r) {
 }
 
 int BenchCommand(const std::vector<std::string>& args, const GlobalOptions& g) {
-  absl::StatusOr<ParsedArgs> parsed = ParseArgs(
-      args, {"--json", "--random"},
-      {"--op", "--bs", "--qd", "--seconds", "--connections", "--adapter"});
-  if (!parsed.ok()) return UsageError(parsed.status().message(), kBenchUsage);
+  absl::StatusOr<ParsedArgs> parsed = ParseArgs(args, "bench");
+  if (!parsed.ok())
+    return UsageError(parsed.status().message(), UsageFor("bench"));
   if (parsed->positional.size() != 1) {
-    return UsageError("bench needs one URI", kBenchUsage);
+    return UsageError("bench needs one URI", UsageFor("bench"));
   }
   BenchOptions o;
   o.uri = parsed->positional[0];
@@ -201,7 +193,8 @@ int BenchCommand(const std::vector<std::string>& args, const GlobalOptions& g) {
   o.random = parsed->Has("--random");
   if (const std::string* op = parsed->Value("--op")) {
     if (*op != "read" && *op != "write") {
-      return UsageError(absl::StrCat("unknown --op '", *op, "'"), kBenchUsage);
+      return UsageError(absl::StrCat("unknown --op '", *op, "'"),
+                        UsageFor("bench"));
     }
     o.write = *op == "write";
   }
@@ -219,7 +212,7 @@ int BenchCommand(const std::vector<std::string>& args, const GlobalOptions& g) {
     absl::StatusOr<uint64_t> n = ParseSize(*v);
     if (!n.ok() || *n == 0 || *n > c.max) {
       return UsageError(absl::StrCat("bad ", c.name, " '", *v, "'"),
-                        kBenchUsage);
+                        UsageFor("bench"));
     }
     *c.out = *n;
   }
@@ -229,7 +222,8 @@ int BenchCommand(const std::vector<std::string>& args, const GlobalOptions& g) {
   if (const std::string* v = parsed->Value("--seconds")) {
     absl::StatusOr<absl::Duration> d = ParseSeconds(*v);
     if (!d.ok() || *d <= absl::ZeroDuration()) {
-      return UsageError(absl::StrCat("bad --seconds '", *v, "'"), kBenchUsage);
+      return UsageError(absl::StrCat("bad --seconds '", *v, "'"),
+                        UsageFor("bench"));
     }
     o.duration = *d;
   }
@@ -237,7 +231,7 @@ int BenchCommand(const std::vector<std::string>& args, const GlobalOptions& g) {
     std::optional<Adapter> adapter = ParseAdapter(*a);
     if (!adapter) {
       return UsageError(absl::StrCat("unknown adapter '", *a, "'"),
-                        kBenchUsage);
+                        UsageFor("bench"));
     }
     o.adapter = *adapter;
   }

@@ -18,6 +18,7 @@
 #include "tools/nbd/copy_endpoints.h"
 #include "tools/nbd/diag.h"
 #include "tools/nbd/progress.h"
+#include "tools/nbd/usage.h"
 
 namespace nbd::tool {
 namespace {
@@ -398,14 +399,6 @@ absl::StatusOr<CopyStats> Copier::Run() {
   return stats_;
 }
 
-constexpr char kCopyUsage[] =
-    "usage: nbd copy SRC DST [--connections N] [--requests N]\n"
-    "                [--request-size SIZE] [--adapter "
-    "blocking|epoll|io_uring]\n"
-    "                [--flush] [--progress]\n"
-    "  SRC: NBD URI, file or - (stdin); DST: NBD URI, file, - (stdout) or "
-    "null:\n";
-
 absl::StatusOr<uint64_t> ParseCount(const ParsedArgs& args,
                                     const std::string& name, uint64_t def,
                                     uint64_t max) {
@@ -427,12 +420,11 @@ absl::StatusOr<CopyStats> RunCopy(const CopyOptions& options) {
 }
 
 int CopyCommand(const std::vector<std::string>& args, const GlobalOptions& g) {
-  absl::StatusOr<ParsedArgs> parsed =
-      ParseArgs(args, {"--flush", "--progress"},
-                {"--connections", "--requests", "--request-size", "--adapter"});
-  if (!parsed.ok()) return UsageError(parsed.status().message(), kCopyUsage);
+  absl::StatusOr<ParsedArgs> parsed = ParseArgs(args, "copy");
+  if (!parsed.ok())
+    return UsageError(parsed.status().message(), UsageFor("copy"));
   if (parsed->positional.size() != 2) {
-    return UsageError("copy needs SRC and DST", kCopyUsage);
+    return UsageError("copy needs SRC and DST", UsageFor("copy"));
   }
   CopyOptions o;
   o.source = parsed->positional[0];
@@ -446,7 +438,7 @@ int CopyCommand(const std::vector<std::string>& args, const GlobalOptions& g) {
   auto request_size =
       ParseCount(*parsed, "--request-size", 256 << 10, kHardMaxPayload);
   for (const auto* r : {&connections, &requests, &request_size}) {
-    if (!r->ok()) return UsageError(r->status().message(), kCopyUsage);
+    if (!r->ok()) return UsageError(r->status().message(), UsageFor("copy"));
   }
   o.connections = *connections;
   o.requests = *requests;
@@ -454,12 +446,13 @@ int CopyCommand(const std::vector<std::string>& args, const GlobalOptions& g) {
   if (const std::string* a = parsed->Value("--adapter")) {
     std::optional<Adapter> adapter = ParseAdapter(*a);
     if (!adapter) {
-      return UsageError(absl::StrCat("unknown adapter '", *a, "'"), kCopyUsage);
+      return UsageError(absl::StrCat("unknown adapter '", *a, "'"),
+                        UsageFor("copy"));
     }
     o.adapter = *adapter;
   }
   if (o.source == "null:") {
-    return UsageError("null: can only be a destination", kCopyUsage);
+    return UsageError("null: can only be a destination", UsageFor("copy"));
   }
   absl::StatusOr<CopyStats> stats = RunCopy(o);
   if (!stats.ok())

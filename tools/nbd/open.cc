@@ -368,7 +368,7 @@ absl::Status Engine::OpenOne(Export& exp, std::string_view uri,
       auto client = adapters::BlockingClient::Connect(
           std::move(*connection), std::move(options), options_.timeout,
           &counters_);
-      if (!client.ok()) return client.status();
+      if (!client.ok()) return HandshakeFailed(client.status());
       c->blocking = std::move(*client);
       c->connected = true;
       exp.conns_.push_back(std::move(conn));
@@ -387,7 +387,7 @@ absl::Status Engine::OpenOne(Export& exp, std::string_view uri,
   exp.conns_.push_back(std::move(conn));
   absl::Status s =
       RunUntil([c] { return c->connected || c->ended; }, options_.timeout);
-  if (!s.ok()) return s;
+  if (!s.ok()) return HandshakeFailed(s);
   if (!c->connected) {
     return c->end_reason.ok() ? ErrnoStatus(ECONNRESET,
                                             "the server closed the connection "
@@ -467,6 +467,17 @@ size_t Engine::Dispatch() {
   }
   if (n > 0) last_progress_ = absl::Now();
   return n;
+}
+
+absl::Status Engine::HandshakeFailed(const absl::Status& s) const {
+  // Each adapter words its timeout differently ("handshake: timed out",
+  // "EpollLoop: timed out"); say the same for all of them.
+  if (s.code() == absl::StatusCode::kDeadlineExceeded &&
+      StatusErrno(s) == ETIMEDOUT) {
+    return ErrnoStatus(ETIMEDOUT,
+                       absl::StrCat("handshake: ", NoReply().message()));
+  }
+  return s;
 }
 
 absl::Status Engine::NoReply() const {

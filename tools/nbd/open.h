@@ -205,6 +205,8 @@ class Engine {
   void RunBlocking();
   // ETIMEDOUT "no reply from the server for <timeout>".
   absl::Status NoReply() const;
+  // `s` from a handshake; a timeout becomes "handshake: " + NoReply().
+  absl::Status HandshakeFailed(const absl::Status& s) const;
   // Poll's timeout: NoReply() naming the oldest command in flight and its
   // server (which is marked stalled).
   absl::Status TimedOut();
