@@ -130,7 +130,9 @@ absl::StatusOr<BenchResult> Bench::Run() {
   }
   // Completions reissue from their callbacks; the clock is only read once
   // per Poll, not once per operation.
-  while (engine_->in_flight() > 0) {
+  // After an error nothing is reissued; the rest in flight is not waited
+  // for.
+  while (engine_->in_flight() > 0 && error_.ok()) {
     if (absl::Status s = engine_->Poll(); !s.ok()) {
       // A timeout already names the server, the oldest command and its
       // offset.

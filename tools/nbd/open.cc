@@ -495,6 +495,19 @@ void Engine::RunBlocking() {
   for (auto& e : exports_) {
     for (auto& c : e->conns_) {
       if (c->queue.empty()) continue;
+      if (e->stalled_) {
+        // The server stopped answering: waiting on its other connections
+        // would only cost another timeout each. ENOTCONN, like commands
+        // cut off by a connection that ended.
+        for (Export::Op& op : c->queue) {
+          completed_.push_back(
+              {std::move(op),
+               ErrnoStatus(ENOTCONN,
+                           "not sent: the server stopped answering")});
+        }
+        c->queue.clear();
+        continue;
+      }
       absl::Duration t = deadline - absl::Now();
       // The wait is over (another connection timed out): the rest of the
       // round stays queued rather than failing on a zero timeout.

@@ -173,7 +173,8 @@ class Engine {
   // Blocking: the round shares one deadline (`options.timeout` after the
   // last reply), so N stalled connections cost one timeout, not N. The
   // command that timed out completes with ETIMEDOUT ("no reply from the
-  // server for 2s"); the rest of the round stays queued.
+  // server for 2s"); the rest of the round stays queued, and the next Poll
+  // fails what is queued for that server with ENOTCONN without waiting.
   absl::Status Poll();
   // Polls until nothing is in flight.
   absl::Status Drain();
