@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 
 namespace nbd::test {
 namespace {
@@ -103,6 +105,25 @@ HoldOpenServer::~HoldOpenServer() {
     if (fd >= 0) close(fd);
   }
   unlink(path_.c_str());
+}
+
+bool HoldOpenServer::Eventually(const std::function<bool()>& done) {
+  const absl::Time give_up = absl::Now() + absl::Seconds(5);
+  while (!done()) {
+    if (absl::Now() > give_up) return false;
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  return true;
+}
+
+bool HoldOpenServer::WaitForDiscs(int n) const {
+  return Eventually([&] { return discs_.load() >= n; });
+}
+
+bool HoldOpenServer::client_closed() const {
+  return Eventually([&] {
+    return accepted_.load() > 0 && closed_.load() == accepted_.load();
+  });
 }
 
 void HoldOpenServer::Accept() {

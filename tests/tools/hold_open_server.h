@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -34,19 +35,23 @@ class HoldOpenServer {
   ~HoldOpenServer();
 
   std::string Uri() const { return "nbd+unix:///?socket=" + path_; }
+  // The connection threads see what the client did a little after it did
+  // it (the client may have exited already), so these wait up to 5 s for
+  // it to show before they answer false.
+  //
   // True once a connection got an NBD_CMD_DISC.
-  bool saw_disc() const { return discs_.load() > 0; }
-  int discs() const { return discs_.load(); }
-  int accepted() const { return accepted_.load(); }
+  bool saw_disc() const { return WaitForDiscs(1); }
+  // True once `n` connections got an NBD_CMD_DISC.
+  bool WaitForDiscs(int n) const;
   // True once every accepted connection was closed by the client.
-  bool client_closed() const {
-    return accepted_.load() > 0 && closed_.load() == accepted_.load();
-  }
+  bool client_closed() const;
+  int accepted() const { return accepted_.load(); }
 
  private:
   HoldOpenServer() = default;
   void Accept();
   void Serve(int fd);
+  static bool Eventually(const std::function<bool()>& done);
 
   std::string path_;
   uint64_t size_ = 0;
