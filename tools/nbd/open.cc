@@ -508,10 +508,9 @@ void Engine::RunBlocking() {
         c->queue.clear();
         continue;
       }
+      // Positive: every reply moved the deadline, and a timeout ends the
+      // round.
       absl::Duration t = deadline - absl::Now();
-      // The wait is over (another connection timed out): the rest of the
-      // round stays queued rather than failing on a zero timeout.
-      if (t <= absl::ZeroDuration()) return;
       Export::Op op = std::move(c->queue.front());
       c->queue.pop_front();
       adapters::BlockingClient& b = *c->blocking;
