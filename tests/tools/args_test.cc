@@ -66,6 +66,37 @@ TEST(ParseArgsTest, OptionsBeforeAndAfterPositionals) {
   EXPECT_EQ(dashdash->positional, (std::vector<std::string>{"--json"}));
 }
 
+TEST(FindCommandTest, SkipsOptionsAndTheirValues) {
+  using Args = std::vector<std::string>;
+  EXPECT_EQ(FindCommand(Args{"info", "nbd://h"}), 0u);
+  EXPECT_EQ(FindCommand(Args{"--json", "info", "nbd://h"}), 1u);
+  // A valued option before the command: its value is not the command.
+  EXPECT_EQ(FindCommand(Args{"--adapter", "epoll", "copy", "a", "b"}), 2u);
+  EXPECT_EQ(FindCommand(Args{"--adapter=epoll", "copy", "a", "b"}), 1u);
+  EXPECT_EQ(FindCommand(Args{"--memory", "1M", "--read-only", "serve"}), 3u);
+  EXPECT_EQ(FindCommand(Args{"--", "copy"}), 1u);
+  EXPECT_EQ(FindCommand(Args{"--adapter"}), 1u);  // none
+  EXPECT_EQ(FindCommand(Args{}), 0u);
+  // An unknown word is still reported as the (unknown) command.
+  EXPECT_EQ(FindCommand(Args{"frobnicate", "info"}), 0u);
+}
+
+TEST(OptionsForTest, EachCommandParsesItsOwnOptions) {
+  auto copy = ParseArgs(
+      {"--adapter", "epoll", "a", "--flush", "b", "--requests=3"}, "copy");
+  ASSERT_TRUE(copy.ok()) << copy.status();
+  EXPECT_EQ(copy->positional, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(*copy->Value("--adapter"), "epoll");
+  EXPECT_EQ(*copy->Value("--requests"), "3");
+  EXPECT_TRUE(copy->Has("--flush"));
+  EXPECT_FALSE(ParseArgs({"--json"}, "copy").ok());  // bench's, not copy's
+  EXPECT_TRUE(ParseArgs({"--json"}, "bench").ok());
+  EXPECT_TRUE(ParseArgs({"--read-only", "--null", "1M"}, "serve").ok());
+  EXPECT_FALSE(ParseArgs({"--json"}, "frobnicate").ok());
+  EXPECT_TRUE(OptionsFor("frobnicate").flags.empty());
+  EXPECT_TRUE(OptionsFor("frobnicate").valued.empty());
+}
+
 TEST(ExtentsTest, MergeAndFormat) {
   std::vector<MappedExtent> map;
   AppendExtents(0, {{4096, 0}, {4096, 0}, {8192, 3}}, &map);

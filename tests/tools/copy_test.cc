@@ -384,6 +384,68 @@ TEST(CopyShutdownTest, ServerThatNeverClosesStillSucceeds) {
   }
 }
 
+// A destination that takes writes and never answers them: the error names
+// the destination (not the source), the command, the stuck request's
+// offset and the timeout.
+TEST_F(CopyTest, StalledDestinationIsNamedWithCommandAndOffset) {
+  auto src = Nbdkit({"pattern", "1M"});
+  ASSERT_NE(src, nullptr);
+  for (const char* adapter : {"blocking", "epoll", "io_uring"}) {
+    SCOPED_TRACE(adapter);
+    test::HoldOpenServer::Options stall;
+    stall.stall = true;
+    auto dst =
+        test::HoldOpenServer::Start(src->dir() + "/dst.sock", 1 << 20, stall);
+    ASSERT_TRUE(dst.ok()) << dst.status();
+    GlobalOptions g;
+    g.timeout = absl::Seconds(1);
+    CaptureFd capture(STDERR_FILENO);
+    // One request at a time, so the stuck one is the write at offset 0.
+    int rc = CopyCommand({src->Uri(), (*dst)->Uri(), "--adapter", adapter,
+                          "--connections", "1", "--requests", "1"},
+                         g);
+    std::string err = capture.Finish();
+    EXPECT_EQ(rc, kExitError) << err;
+    std::vector<std::string> lines = NonEmptyLines(err);
+    ASSERT_EQ(lines.size(), 1u) << err;
+    EXPECT_EQ(lines[0], "nbd: copy: " + (*dst)->Uri() +
+                            ": write at offset 0: no reply from the server "
+                            "for 1s");
+  }
+}
+
+// With the blocking adapter, reads that complete after the destination
+// timed out issue writes on its dead connection; their "the connection has
+// ended" must not hide the timeout that caused it.
+TEST_F(CopyTest, BlockingStalledDestinationReportsTheTimeout) {
+  auto src = Nbdkit({"pattern", "4M"});
+  ASSERT_NE(src, nullptr);
+  test::HoldOpenServer::Options stall;
+  stall.stall = true;
+  stall.multi_conn = true;
+  stall.connections = 4;
+  auto dst =
+      test::HoldOpenServer::Start(src->dir() + "/dst.sock", 4 << 20, stall);
+  ASSERT_TRUE(dst.ok()) << dst.status();
+  GlobalOptions g;
+  g.timeout = absl::Seconds(1);
+  CaptureFd capture(STDERR_FILENO);
+  int rc = CopyCommand({src->Uri(), (*dst)->Uri(), "--adapter", "blocking",
+                        "--connections", "4"},
+                       g);
+  std::string err = capture.Finish();
+  EXPECT_EQ(rc, kExitError) << err;
+  EXPECT_EQ((*dst)->accepted(), 4);
+  std::vector<std::string> lines = NonEmptyLines(err);
+  ASSERT_EQ(lines.size(), 1u) << err;
+  EXPECT_TRUE(absl::StartsWith(
+      lines[0], "nbd: copy: " + (*dst)->Uri() + ": write at offset 0: "))
+      << err;
+  EXPECT_TRUE(absl::EndsWith(lines[0], ": no reply from the server for 1s"))
+      << err;
+  EXPECT_FALSE(absl::StrContains(err, "has ended")) << err;
+}
+
 TEST(ProgressTest, Render) {
   std::string bar = Progress::Render(50 * kMiB, 100 * kMiB, absl::Seconds(2));
   EXPECT_TRUE(absl::StrContains(bar, " 50.0%")) << bar;

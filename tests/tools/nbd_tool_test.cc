@@ -3,6 +3,7 @@
 // is the reference for `info` and `map`.
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -128,6 +129,7 @@ TEST(NbdToolTest, UsageErrorsExit2) {
       {"serve", "--memory", "1Q", "--socket", "/tmp/x"},
       {"serve", "--memory", "1M", "--null", "1M", "--socket", "/tmp/x"},
       {"demo", "--size", "3M"},
+      {"--adapter", "epoll", "frobnicate", "a", "b"},
   };
   for (const auto& args : cases) {
     RunResult r = RunNbd(args);
@@ -144,6 +146,49 @@ TEST(NbdToolTest, HelpExits0) {
     EXPECT_EQ(r.exit_code, 0) << r.err;
     EXPECT_TRUE(absl::StrContains(r.out, "usage: nbd")) << r.out;
   }
+}
+
+TEST(NbdToolTest, EveryCommandHasItsOwnHelp) {
+  for (const char* cmd : {"info", "map", "copy", "bench", "serve", "demo"}) {
+    RunResult r = RunNbd({cmd, "--help"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_TRUE(absl::StartsWith(r.out, absl::StrCat("usage: nbd ", cmd, " ")))
+        << cmd << ":\n"
+        << r.out;
+  }
+}
+
+// "Options may come before or after the positional arguments", also before
+// the command name, including options that take a value.
+TEST(NbdToolTest, CommandOptionsBeforeTheCommand) {
+  auto dir = MakeTempDir();
+  ASSERT_TRUE(dir.ok());
+  const std::string in = *dir + "/in";
+  const std::string out = *dir + "/out";
+  const std::string data(300000, 'x');
+  {
+    const int fd = open(in.c_str(), O_CREAT | O_WRONLY, 0600);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(write(fd, data.data(), data.size()),
+              static_cast<ssize_t>(data.size()));
+    close(fd);
+  }
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{
+           {"--adapter", "epoll", "copy", in, out},
+           {"--request-size", "4K", "--connections=2", "copy", in, out},
+           {"--flush", "copy", "--adapter", "blocking", in, out}}) {
+    SCOPED_TRACE(absl::StrJoin(args, " "));
+    unlink(out.c_str());
+    RunResult r = RunNbd(args);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    struct stat st = {};
+    EXPECT_EQ(stat(out.c_str(), &st), 0);
+    EXPECT_EQ(st.st_size, static_cast<off_t>(data.size()));
+  }
+  unlink(in.c_str());
+  unlink(out.c_str());
+  rmdir(dir->c_str());
 }
 
 TEST(NbdToolTest, BadUriExits1WithOneLine) {
@@ -369,6 +414,20 @@ TEST(NbdToolTest, ServeNullAndReadOnlyFile) {
     EXPECT_EQ(r.out, "         0  1073741824    3  hole,zero\n");
     EXPECT_NE(serve.Signal(SIGTERM, kEnds), -1);
   }
+  {
+    // Read-only suits every backend, null too: writes are refused.
+    Child serve({NbdBinary(), "serve", "--null", "1M", "--read-only",
+                 "--socket", sock});
+    ASSERT_TRUE(WaitForUnixSocket(sock, kEnds));
+    const std::string uri = "nbd+unix:///?socket=" + sock;
+    RunResult r = RunNbd({"info", "--json", uri});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(JsonField(r.out, "is_read_only"), "true");
+    RunResult write = RunNbd({"copy", file, uri});
+    ExpectOneErrorLine(write);
+    EXPECT_TRUE(absl::StrContains(write.err, "read-only")) << write.err;
+    EXPECT_NE(serve.Signal(SIGTERM, kEnds), -1);
+  }
   unlink(file.c_str());
   rmdir(dir->c_str());
 }
@@ -401,6 +460,58 @@ TEST(NbdToolTest, HandshakeThatStallsEndsWithErrorInBoundedTime) {
   RunResult r = RunNbd({"--timeout", "1", "info", (*server)->Uri()}, kEnds);
   EXPECT_FALSE(r.timed_out) << "nbd info did not end";
   ExpectOneErrorLine(r);
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{
+           {"map", (*server)->Uri()},
+           {"copy", "--adapter", "blocking", (*server)->Uri(), "null:"},
+           {"copy", "--adapter", "epoll", (*server)->Uri(), "null:"},
+           {"bench", "--adapter", "io_uring", (*server)->Uri()}}) {
+    SCOPED_TRACE(absl::StrJoin(args, " "));
+    std::vector<std::string> with_timeout = {"--timeout", "1"};
+    with_timeout.insert(with_timeout.end(), args.begin(), args.end());
+    RunResult stalled = RunNbd(with_timeout, kEnds);
+    ExpectOneErrorLine(stalled);
+    EXPECT_TRUE(absl::StrContains(stalled.err, (*server)->Uri()))
+        << stalled.err;
+    EXPECT_TRUE(absl::StrContains(stalled.err, "handshake: ")) << stalled.err;
+    EXPECT_FALSE(absl::StrContains(stalled.err, "handshake: handshake"))
+        << stalled.err;
+  }
+}
+
+// The blocking adapter waits for its connections one after the other; a
+// server that stops answering must still cost one --timeout in total, not
+// one per connection (here 4, with multi-conn), for every adapter and both
+// commands that open several connections.
+TEST(NbdToolTest, StalledMultiConnServerCostsOneTimeout) {
+  auto dir = MakeTempDir();
+  ASSERT_TRUE(dir.ok());
+  HoldOpenServer::Options stall;
+  stall.multi_conn = true;
+  stall.stall = true;
+  stall.connections = 4;
+  for (const char* cmd : {"copy", "bench"}) {
+    for (const char* adapter : {"blocking", "epoll", "io_uring"}) {
+      SCOPED_TRACE(absl::StrCat(cmd, " ", adapter));
+      auto server = HoldOpenServer::Start(*dir + "/stall.sock", 4 << 20, stall);
+      ASSERT_TRUE(server.ok()) << server.status();
+      std::vector<std::string> args = {
+          "--timeout",     "1", cmd, "--adapter", adapter, "--connections", "4",
+          (*server)->Uri()};
+      args.push_back(std::string(cmd) == "copy" ? "null:" : "--seconds=5");
+      RunResult r = RunNbd(args, kEnds);
+      EXPECT_FALSE(r.timed_out);
+      EXPECT_EQ((*server)->accepted(), 4);
+      ExpectOneErrorLine(r);
+      EXPECT_TRUE(
+          absl::StrContains(r.err, (*server)->Uri() + ": read at offset "))
+          << r.err;
+      EXPECT_TRUE(absl::StrContains(r.err, "no reply from the server for 1s"))
+          << r.err;
+      EXPECT_LT(r.elapsed, absl::Milliseconds(2500)) << r.err;
+    }
+  }
+  rmdir(dir->c_str());
 }
 
 TEST(NbdToolTest, ServerThatNeverClosesAfterDiscStillSucceeds) {
@@ -420,6 +531,36 @@ TEST(NbdToolTest, ServerThatNeverClosesAfterDiscStillSucceeds) {
       EXPECT_TRUE(absl::StrContains(r.out, "export-size: 1048576")) << r.out;
     } else {
       EXPECT_EQ(r.out, "         0     1048576    0  data\n");
+    }
+  }
+  rmdir(dir->c_str());
+}
+
+// A server that never closes after NBD_CMD_DISC, with multi-conn: closing
+// 4 connections waits one --timeout in total, not one per connection.
+TEST(NbdToolTest, MultiConnServerThatNeverClosesCostsOneTimeout) {
+  auto dir = MakeTempDir();
+  ASSERT_TRUE(dir.ok());
+  HoldOpenServer::Options hold;
+  hold.multi_conn = true;
+  hold.connections = 4;
+  for (const char* cmd : {"copy", "bench"}) {
+    for (const char* adapter : {"blocking", "epoll", "io_uring"}) {
+      SCOPED_TRACE(absl::StrCat(cmd, " ", adapter));
+      auto server = HoldOpenServer::Start(*dir + "/hold.sock", 1 << 20, hold);
+      ASSERT_TRUE(server.ok()) << server.status();
+      std::vector<std::string> args = {
+          "--timeout",     "1", cmd, "--adapter", adapter, "--connections", "4",
+          (*server)->Uri()};
+      args.push_back(std::string(cmd) == "copy" ? "null:" : "--seconds=0.2");
+      RunResult r = RunNbd(args, kEnds);
+      EXPECT_FALSE(r.timed_out);
+      EXPECT_EQ(r.exit_code, 0) << r.err;
+      EXPECT_TRUE(r.err.empty()) << r.err;
+      EXPECT_EQ((*server)->accepted(), 4);
+      EXPECT_TRUE((*server)->WaitForDiscs(4));
+      // bench runs 0.2 s before it disconnects.
+      EXPECT_LT(r.elapsed, absl::Milliseconds(2500));
     }
   }
   rmdir(dir->c_str());

@@ -3,6 +3,7 @@
 #include <cctype>
 #include <cstdint>
 #include <limits>
+#include <map>
 #include <optional>
 #include <string>
 
@@ -163,6 +164,51 @@ absl::StatusOr<ParsedArgs> ParseArgs(const std::vector<std::string>& args,
     }
   }
   return out;
+}
+
+const OptionSpec& OptionsFor(absl::string_view command) {
+  static const auto* const kSpecs = new std::map<std::string, OptionSpec>{
+      {"info", {{"--json", "--list"}, {}}},
+      {"map", {{"--json"}, {}}},
+      {"copy",
+       {{"--flush", "--progress"},
+        {"--connections", "--requests", "--request-size", "--adapter"}}},
+      {"bench",
+       {{"--json", "--random"},
+        {"--op", "--bs", "--qd", "--seconds", "--connections", "--adapter"}}},
+      {"serve",
+       {{"--read-only"},
+        {"--memory", "--file", "--null", "--socket", "--port", "--name",
+         "--description"}}},
+      {"demo", {{}, {"--size"}}},
+  };
+  static const OptionSpec kNone;
+  auto it = kSpecs->find(std::string(command));
+  return it == kSpecs->end() ? kNone : it->second;
+}
+
+absl::StatusOr<ParsedArgs> ParseArgs(const std::vector<std::string>& args,
+                                     absl::string_view command) {
+  const OptionSpec& spec = OptionsFor(command);
+  return ParseArgs(args, spec.flags, spec.valued);
+}
+
+size_t FindCommand(const std::vector<std::string>& args) {
+  // Before the command it is not known yet whose option this is; a name
+  // that takes a value in any subcommand takes it in all that have it.
+  std::set<std::string> valued;
+  for (const char* command :
+       {"info", "map", "copy", "bench", "serve", "demo"}) {
+    const OptionSpec& spec = OptionsFor(command);
+    valued.insert(spec.valued.begin(), spec.valued.end());
+  }
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--") return i + 1;
+    if (a.size() < 2 || a[0] != '-') return i;
+    if (a.find('=') == std::string::npos && valued.count(a) > 0) ++i;
+  }
+  return args.size();
 }
 
 }  // namespace nbd::tool

@@ -50,6 +50,24 @@ absl::StatusOr<ParsedArgs> ParseArgs(const std::vector<std::string>& args,
                                      const std::set<std::string>& flags,
                                      const std::set<std::string>& valued);
 
+// The options one subcommand takes.
+struct OptionSpec {
+  std::set<std::string> flags;   // no value
+  std::set<std::string> valued;  // one value
+};
+// The options of `command` ("info", "copy", ...); none for an unknown one.
+// The subcommands parse with these, and FindCommand() skips their values.
+const OptionSpec& OptionsFor(absl::string_view command);
+// ParseArgs with OptionsFor(command).
+absl::StatusOr<ParsedArgs> ParseArgs(const std::vector<std::string>& args,
+                                     absl::string_view command);
+
+// The index of the subcommand name in `args` (global options removed): the
+// first argument that is neither an option nor the value of a subcommand
+// option placed before it, so `nbd --adapter epoll copy A B` finds "copy".
+// args.size() if there is none.
+size_t FindCommand(const std::vector<std::string>& args);
+
 }  // namespace nbd::tool
 
 #endif  // NBD_TOOLS_NBD_ARGS_H_

@@ -3,6 +3,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <memory>
 #include <vector>
@@ -10,10 +11,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "protocol/status.h"
 #include "tools/nbd/args.h"
 #include "tools/nbd/command.h"
 #include "tools/nbd/diag.h"
 #include "tools/nbd/json.h"
+#include "tools/nbd/usage.h"
 
 namespace nbd::tool {
 namespace {
@@ -127,8 +130,13 @@ absl::StatusOr<BenchResult> Bench::Run() {
   }
   // Completions reissue from their callbacks; the clock is only read once
   // per Poll, not once per operation.
-  while (engine_->in_flight() > 0) {
+  // After an error nothing is reissued; the rest in flight is not waited
+  // for.
+  while (engine_->in_flight() > 0 && error_.ok()) {
     if (absl::Status s = engine_->Poll(); !s.ok()) {
+      // A timeout already names the server, the oldest command and its
+      // offset.
+      if (StatusErrno(s) == ETIMEDOUT) return s;
       return absl::Status(s.code(), absl::StrCat(o_.uri, ": ", StatusText(s)));
     }
     if (!stopping_ && absl::Now() >= end) stopping_ = true;
@@ -153,14 +161,6 @@ absl::StatusOr<BenchResult> Bench::Run() {
   return r;
 }
 
-constexpr char kBenchUsage[] =
-    "usage: nbd bench URI [--op read|write] [--bs SIZE] [--qd N]\n"
-    "                 [--seconds S] [--connections N] [--random]\n"
-    "                 [--adapter blocking|epoll|io_uring] [--json]\n"
-    "  --qd: requests in flight per connection (default 16); --bs default "
-    "4K;\n"
-    "  --seconds default 10; offsets are sequential unless --random\n";
-
 }  // namespace
 
 absl::StatusOr<BenchResult> RunBench(const BenchOptions& options) {
@@ -182,12 +182,11 @@ std::string BenchJson(const BenchOptions& o, const BenchResult& r) {
 }
 
 int BenchCommand(const std::vector<std::string>& args, const GlobalOptions& g) {
-  absl::StatusOr<ParsedArgs> parsed = ParseArgs(
-      args, {"--json", "--random"},
-      {"--op", "--bs", "--qd", "--seconds", "--connections", "--adapter"});
-  if (!parsed.ok()) return UsageError(parsed.status().message(), kBenchUsage);
+  absl::StatusOr<ParsedArgs> parsed = ParseArgs(args, "bench");
+  if (!parsed.ok())
+    return UsageError(parsed.status().message(), UsageFor("bench"));
   if (parsed->positional.size() != 1) {
-    return UsageError("bench needs one URI", kBenchUsage);
+    return UsageError("bench needs one URI", UsageFor("bench"));
   }
   BenchOptions o;
   o.uri = parsed->positional[0];
@@ -196,7 +195,8 @@ int BenchCommand(const std::vector<std::string>& args, const GlobalOptions& g) {
   o.random = parsed->Has("--random");
   if (const std::string* op = parsed->Value("--op")) {
     if (*op != "read" && *op != "write") {
-      return UsageError(absl::StrCat("unknown --op '", *op, "'"), kBenchUsage);
+      return UsageError(absl::StrCat("unknown --op '", *op, "'"),
+                        UsageFor("bench"));
     }
     o.write = *op == "write";
   }
@@ -214,7 +214,7 @@ int BenchCommand(const std::vector<std::string>& args, const GlobalOptions& g) {
     absl::StatusOr<uint64_t> n = ParseSize(*v);
     if (!n.ok() || *n == 0 || *n > c.max) {
       return UsageError(absl::StrCat("bad ", c.name, " '", *v, "'"),
-                        kBenchUsage);
+                        UsageFor("bench"));
     }
     *c.out = *n;
   }
@@ -224,7 +224,8 @@ int BenchCommand(const std::vector<std::string>& args, const GlobalOptions& g) {
   if (const std::string* v = parsed->Value("--seconds")) {
     absl::StatusOr<absl::Duration> d = ParseSeconds(*v);
     if (!d.ok() || *d <= absl::ZeroDuration()) {
-      return UsageError(absl::StrCat("bad --seconds '", *v, "'"), kBenchUsage);
+      return UsageError(absl::StrCat("bad --seconds '", *v, "'"),
+                        UsageFor("bench"));
     }
     o.duration = *d;
   }
@@ -232,7 +233,7 @@ int BenchCommand(const std::vector<std::string>& args, const GlobalOptions& g) {
     std::optional<Adapter> adapter = ParseAdapter(*a);
     if (!adapter) {
       return UsageError(absl::StrCat("unknown adapter '", *a, "'"),
-                        kBenchUsage);
+                        UsageFor("bench"));
     }
     o.adapter = *adapter;
   }

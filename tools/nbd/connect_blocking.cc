@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "adapters/connect/connect.h"
 #include "tools/nbd/diag.h"
@@ -20,9 +21,11 @@ absl::StatusOr<std::unique_ptr<adapters::BlockingClient>> ConnectBlocking(
       adapters::BlockingClient::Connect(std::move(*conn), std::move(options),
                                         g.timeout);
   if (!client.ok()) {
-    return absl::Status(
-        client.status().code(),
-        absl::StrCat("handshake: ", StatusText(client.status())));
+    // The adapter's own wait errors already say "handshake: ...".
+    std::string reason = StatusText(client.status());
+    if (absl::StartsWith(reason, "handshake")) return client.status();
+    return absl::Status(client.status().code(),
+                        absl::StrCat("handshake: ", reason));
   }
   const Client& c = (*client)->client();
   Debug(g, absl::StrCat("handshake done: protocol ", ProtocolName(c),

@@ -18,6 +18,7 @@
 #include "tools/nbd/copy_endpoints.h"
 #include "tools/nbd/diag.h"
 #include "tools/nbd/progress.h"
+#include "tools/nbd/usage.h"
 
 namespace nbd::tool {
 namespace {
@@ -54,6 +55,8 @@ class Copier {
   void MaybeQueryExtents();
   void Fail(const std::string& name, absl::string_view op, uint64_t offset,
             const absl::Status& s);
+  // Engine::Poll/Drain failed: the server stopped answering.
+  void WaitFailed(const absl::Status& s);
   bool AllIssued() const;
   bool Idle() const;
   uint8_t* GetBuffer();
@@ -99,9 +102,28 @@ void Copier::Debug(std::string_view text) const {
 
 void Copier::Fail(const std::string& name, absl::string_view op,
                   uint64_t offset, const absl::Status& s) {
-  if (!error_.ok()) return;
-  error_ = absl::Status(s.code(), absl::StrCat(name, ": ", op, " at offset ",
-                                               offset, ": ", StatusText(s)));
+  // The first error wins, except over "the connection has ended": that is
+  // what a command issued after a connection died gets, and its callback
+  // can run before the one carrying the cause (e.g. a timed-out write,
+  // with the blocking adapter), so the cause replaces it.
+  if (!error_.ok() &&
+      (StatusErrno(error_) != ENOTCONN || StatusErrno(s) == ENOTCONN)) {
+    return;
+  }
+  error_ = WithErrno(
+      absl::Status(s.code(), absl::StrCat(name, ": ", op, " at offset ", offset,
+                                          ": ", StatusText(s))),
+      StatusErrno(s));
+}
+
+void Copier::WaitFailed(const absl::Status& s) {
+  // A timeout names the server, the oldest command and its offset itself.
+  if (StatusErrno(s) == ETIMEDOUT) {
+    error_ = s;
+  } else {
+    error_ = absl::Status(s.code(),
+                          absl::StrCat("waiting for replies: ", StatusText(s)));
+  }
 }
 
 uint8_t* Copier::GetBuffer() {
@@ -342,10 +364,7 @@ absl::StatusOr<CopyStats> Copier::Run() {
       break;
     }
     if (absl::Status s = engine_->Poll(); !s.ok()) {
-      std::string names = IsNbdUri(o_.source) ? o_.source : o_.destination;
-      error_ =
-          absl::Status(s.code(), absl::StrCat(names, ": waiting at offset ",
-                                              cursor_, ": ", StatusText(s)));
+      WaitFailed(s);
       server_hung = true;
       break;
     }
@@ -356,7 +375,7 @@ absl::StatusOr<CopyStats> Copier::Run() {
       if (!s.ok()) Fail(dst_->name(), "flush", 0, s);
     });
     if (absl::Status s = engine_->Drain(); !s.ok()) {
-      Fail(dst_->name(), "flush", 0, s);
+      WaitFailed(s);
       server_hung = true;
     }
   }
@@ -380,14 +399,6 @@ absl::StatusOr<CopyStats> Copier::Run() {
   return stats_;
 }
 
-constexpr char kCopyUsage[] =
-    "usage: nbd copy SRC DST [--connections N] [--requests N]\n"
-    "                [--request-size SIZE] [--adapter "
-    "blocking|epoll|io_uring]\n"
-    "                [--flush] [--progress]\n"
-    "  SRC: NBD URI, file or - (stdin); DST: NBD URI, file, - (stdout) or "
-    "null:\n";
-
 absl::StatusOr<uint64_t> ParseCount(const ParsedArgs& args,
                                     const std::string& name, uint64_t def,
                                     uint64_t max) {
@@ -409,12 +420,11 @@ absl::StatusOr<CopyStats> RunCopy(const CopyOptions& options) {
 }
 
 int CopyCommand(const std::vector<std::string>& args, const GlobalOptions& g) {
-  absl::StatusOr<ParsedArgs> parsed =
-      ParseArgs(args, {"--flush", "--progress"},
-                {"--connections", "--requests", "--request-size", "--adapter"});
-  if (!parsed.ok()) return UsageError(parsed.status().message(), kCopyUsage);
+  absl::StatusOr<ParsedArgs> parsed = ParseArgs(args, "copy");
+  if (!parsed.ok())
+    return UsageError(parsed.status().message(), UsageFor("copy"));
   if (parsed->positional.size() != 2) {
-    return UsageError("copy needs SRC and DST", kCopyUsage);
+    return UsageError("copy needs SRC and DST", UsageFor("copy"));
   }
   CopyOptions o;
   o.source = parsed->positional[0];
@@ -428,7 +438,7 @@ int CopyCommand(const std::vector<std::string>& args, const GlobalOptions& g) {
   auto request_size =
       ParseCount(*parsed, "--request-size", 256 << 10, kHardMaxPayload);
   for (const auto* r : {&connections, &requests, &request_size}) {
-    if (!r->ok()) return UsageError(r->status().message(), kCopyUsage);
+    if (!r->ok()) return UsageError(r->status().message(), UsageFor("copy"));
   }
   o.connections = *connections;
   o.requests = *requests;
@@ -436,12 +446,13 @@ int CopyCommand(const std::vector<std::string>& args, const GlobalOptions& g) {
   if (const std::string* a = parsed->Value("--adapter")) {
     std::optional<Adapter> adapter = ParseAdapter(*a);
     if (!adapter) {
-      return UsageError(absl::StrCat("unknown adapter '", *a, "'"), kCopyUsage);
+      return UsageError(absl::StrCat("unknown adapter '", *a, "'"),
+                        UsageFor("copy"));
     }
     o.adapter = *adapter;
   }
   if (o.source == "null:") {
-    return UsageError("null: can only be a destination", kCopyUsage);
+    return UsageError("null: can only be a destination", UsageFor("copy"));
   }
   absl::StatusOr<CopyStats> stats = RunCopy(o);
   if (!stats.ok())

@@ -388,7 +388,7 @@ void PrintRun(const Run& run) {
 }  // namespace
 
 int DemoCommand(const std::vector<std::string>& args, const GlobalOptions& g) {
-  absl::StatusOr<ParsedArgs> parsed = ParseArgs(args, {}, {"--size"});
+  absl::StatusOr<ParsedArgs> parsed = ParseArgs(args, "demo");
   if (!parsed.ok()) {
     return UsageError(parsed.status().message(), UsageFor("demo"));
   }

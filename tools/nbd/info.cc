@@ -258,7 +258,7 @@ absl::Status ListExports(adapters::BlockingClient& client,
 }  // namespace
 
 int InfoCommand(const std::vector<std::string>& args, const GlobalOptions& g) {
-  absl::StatusOr<ParsedArgs> parsed = ParseArgs(args, {"--json", "--list"}, {});
+  absl::StatusOr<ParsedArgs> parsed = ParseArgs(args, "info");
   if (!parsed.ok()) {
     return UsageError(parsed.status().message(), UsageFor("info"));
   }

@@ -42,9 +42,9 @@ int main(int argc, char** argv) {
       !s.ok()) {
     return nbd::tool::UsageError(s.message(), nbd::tool::kShortUsage);
   }
-  // The subcommand is the first argument that is not an option.
-  size_t at = 0;
-  while (at < args.size() && !args[at].empty() && args[at][0] == '-') ++at;
+  // Subcommand options may come before the subcommand too: they stay in
+  // `args` for the subcommand to parse.
+  const size_t at = nbd::tool::FindCommand(args);
   if (at == args.size()) {
     if (help) {
       std::fputs(kMainUsage, stdout);

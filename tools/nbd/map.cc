@@ -26,7 +26,7 @@ constexpr uint64_t kMapChunk = uint64_t{1} << 30;
 }  // namespace
 
 int MapCommand(const std::vector<std::string>& args, const GlobalOptions& g) {
-  absl::StatusOr<ParsedArgs> parsed = ParseArgs(args, {"--json"}, {});
+  absl::StatusOr<ParsedArgs> parsed = ParseArgs(args, "map");
   if (!parsed.ok()) {
     return UsageError(parsed.status().message(), UsageFor("map"));
   }

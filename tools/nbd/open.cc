@@ -1,5 +1,6 @@
 #include "tools/nbd/open.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cinttypes>
 #include <cstdio>
@@ -28,6 +29,7 @@ struct Export::Op {
   uint64_t offset = 0;
   uint64_t length = 0;
   uint16_t flags = 0;
+  uint64_t seq = 0;  // Engine::next_seq_ when issued
   absl::Span<uint8_t> read_buffer;
   absl::Span<const uint8_t> write_data;
   Done done;
@@ -92,6 +94,12 @@ const char* CommandName(Command c) {
     default:
       return "command";
   }
+}
+
+// "write at offset 4096", "flush": the command as error lines name it.
+std::string Describe(Command command, uint64_t offset) {
+  if (command == Command::kFlush) return CommandName(command);
+  return absl::StrCat(CommandName(command), " at offset ", offset);
 }
 
 }  // namespace
@@ -224,6 +232,7 @@ absl::Status Export::Issue(size_t index, Op op) {
         uri_.c_str(), index, CommandName(op.command), op.offset, op.length);
   }
   if (engine_->in_flight() == 0) engine_->last_progress_ = absl::Now();
+  op.seq = engine_->next_seq_++;
   if (c.blocking != nullptr) {
     if (c.ended) return ErrnoStatus(ENOTCONN, "the connection has ended");
     c.queue.push_back(std::move(op));
@@ -359,7 +368,7 @@ absl::Status Engine::OpenOne(Export& exp, std::string_view uri,
       auto client = adapters::BlockingClient::Connect(
           std::move(*connection), std::move(options), options_.timeout,
           &counters_);
-      if (!client.ok()) return client.status();
+      if (!client.ok()) return HandshakeFailed(client.status());
       c->blocking = std::move(*client);
       c->connected = true;
       exp.conns_.push_back(std::move(conn));
@@ -378,7 +387,7 @@ absl::Status Engine::OpenOne(Export& exp, std::string_view uri,
   exp.conns_.push_back(std::move(conn));
   absl::Status s =
       RunUntil([c] { return c->connected || c->ended; }, options_.timeout);
-  if (!s.ok()) return s;
+  if (!s.ok()) return HandshakeFailed(s);
   if (!c->connected) {
     return c->end_reason.ok() ? ErrnoStatus(ECONNRESET,
                                             "the server closed the connection "
@@ -460,16 +469,51 @@ size_t Engine::Dispatch() {
   return n;
 }
 
+absl::Status Engine::HandshakeFailed(const absl::Status& s) const {
+  // Each adapter words its timeout differently ("handshake: timed out",
+  // "EpollLoop: timed out"); say the same for all of them.
+  if (s.code() == absl::StatusCode::kDeadlineExceeded &&
+      StatusErrno(s) == ETIMEDOUT) {
+    return ErrnoStatus(ETIMEDOUT,
+                       absl::StrCat("handshake: ", NoReply().message()));
+  }
+  return s;
+}
+
+absl::Status Engine::NoReply() const {
+  return ErrnoStatus(ETIMEDOUT,
+                     absl::StrCat("no reply from the server for ",
+                                  absl::FormatDuration(options_.timeout)));
+}
+
 void Engine::RunBlocking() {
   // One command per connection per round: the blocking adapter has exactly
-  // one request on the wire at a time.
+  // one request on the wire at a time. The connections wait one after the
+  // other, so they share one deadline that only a reply moves: N stalled
+  // connections cost one timeout, not N.
+  absl::Time deadline = absl::Now() + options_.timeout;
   for (auto& e : exports_) {
     for (auto& c : e->conns_) {
       if (c->queue.empty()) continue;
+      if (e->stalled_) {
+        // The server stopped answering: waiting on its other connections
+        // would only cost another timeout each. ENOTCONN, like commands
+        // cut off by a connection that ended.
+        for (Export::Op& op : c->queue) {
+          completed_.push_back(
+              {std::move(op),
+               ErrnoStatus(ENOTCONN,
+                           "not sent: the server stopped answering")});
+        }
+        c->queue.clear();
+        continue;
+      }
+      // Positive: every reply moved the deadline, and a timeout ends the
+      // round.
+      absl::Duration t = deadline - absl::Now();
       Export::Op op = std::move(c->queue.front());
       c->queue.pop_front();
       adapters::BlockingClient& b = *c->blocking;
-      absl::Duration t = options_.timeout;
       absl::Status s;
       switch (op.command) {
         case Command::kRead:
@@ -501,11 +545,23 @@ void Engine::RunBlocking() {
         default:
           s = ErrnoStatus(EINVAL, "unsupported command");
       }
+      // The adapter's own timeout ("pwrite: timed out") says neither how
+      // long nor that the server is at fault; say it as the other adapters
+      // do. The callback adds which server, command and offset.
+      const bool timed_out = s.code() == absl::StatusCode::kDeadlineExceeded &&
+                             StatusErrno(s) == ETIMEDOUT;
+      if (timed_out) {
+        s = NoReply();
+        e->stalled_ = true;
+      } else {
+        deadline = absl::Now() + options_.timeout;
+      }
       if (adapters::IsTerminal(b.client().phase())) {
         c->ended = true;
-        c->end_reason = b.client().dead_reason();
+        c->end_reason = timed_out ? s : b.client().dead_reason();
       }
       completed_.push_back({std::move(op), std::move(s)});
+      if (timed_out) return;
     }
   }
 }
@@ -524,17 +580,36 @@ absl::Status Engine::Poll() {
   KickDirty();
   while (completed_.empty()) {
     absl::Duration left = last_progress_ + options_.timeout - absl::Now();
-    if (left <= absl::ZeroDuration()) {
-      return ErrnoStatus(ETIMEDOUT,
-                         absl::StrCat("no reply from the server for ",
-                                      absl::FormatDuration(options_.timeout)));
-    }
+    if (left <= absl::ZeroDuration()) return TimedOut();
     absl::Status s =
         epoll_ != nullptr ? epoll_->RunOnce(left) : uring_->RunOnce(left);
     if (!s.ok()) return s;
   }
   Dispatch();
   return absl::OkStatus();
+}
+
+absl::Status Engine::TimedOut() {
+  // Name the oldest command in flight: the one the server owes longest.
+  const Export::Op* oldest = nullptr;
+  Export* where = nullptr;
+  for (auto& e : exports_) {
+    for (auto& c : e->conns_) {
+      for (const auto& [cookie, op] : c->pending) {
+        if (oldest == nullptr || op.seq < oldest->seq) {
+          oldest = &op;
+          where = e.get();
+        }
+      }
+    }
+  }
+  absl::Status why = NoReply();
+  if (oldest == nullptr) return why;
+  where->stalled_ = true;
+  return ErrnoStatus(
+      ETIMEDOUT, absl::StrCat(where->uri(), ": ",
+                              Describe(oldest->command, oldest->offset), ": ",
+                              why.message()));
 }
 
 absl::Status Engine::Drain() {
@@ -552,7 +627,13 @@ absl::Status Engine::Shutdown() {
       if (c->blocking != nullptr) {
         // Anything still queued was never sent: fail it like the core would.
         if (!c->ended) {
-          absl::Status s = c->blocking->Shutdown(0, options_.timeout);
+          // The connections close one after the other within the one
+          // deadline; once it passed (or for a server that already stopped
+          // answering) DISC is still sent, but not waited for.
+          absl::Duration left =
+              e->stalled_ ? absl::ZeroDuration() : deadline - absl::Now();
+          absl::Status s =
+              c->blocking->Shutdown(0, std::max(left, absl::ZeroDuration()));
           if (!s.ok() && result.ok()) result = s;
           c->ended = true;
         }
@@ -567,11 +648,12 @@ absl::Status Engine::Shutdown() {
       Client& core = *c->core();
       if (adapters::IsTerminal(core.phase())) continue;
       core.Shutdown().IgnoreError();
+      absl::Time until = e->stalled_ ? absl::Now() : deadline;
       if (c->epoll != nullptr) {
-        c->epoll->SetDeadline(deadline);
+        c->epoll->SetDeadline(until);
         c->epoll->Kick();
       } else {
-        c->uring->SetDeadline(deadline);
+        c->uring->SetDeadline(until);
       }
     }
   }

@@ -119,6 +119,8 @@ class Export {
   Engine* engine_;
   std::string uri_;
   std::vector<std::unique_ptr<Conn>> conns_;
+  // A wait for this server timed out: Shutdown() does not wait for it.
+  bool stalled_ = false;
 };
 
 struct EngineOptions {
@@ -164,16 +166,26 @@ class Engine {
   // (blocking: executes one queued command per connection) and runs the
   // callbacks of every completed command. Returns at once if nothing is in
   // flight. DeadlineExceeded (ETIMEDOUT) if nothing completed for
-  // `options.timeout`; the commands stay in flight.
+  // `options.timeout`; the commands stay in flight and the message names
+  // the oldest of them, e.g. "URI: write at offset 0: no reply from the
+  // server for 2s".
+  //
+  // Blocking: the round shares one deadline (`options.timeout` after the
+  // last reply), so N stalled connections cost one timeout, not N. The
+  // command that timed out completes with ETIMEDOUT ("no reply from the
+  // server for 2s"); the rest of the round stays queued, and the next Poll
+  // fails what is queued for that server with ENOTCONN without waiting.
   absl::Status Poll();
   // Polls until nothing is in flight.
   absl::Status Drain();
   size_t in_flight() const;
 
   // Ends every connection: NBD_CMD_DISC after the commands in flight, then
-  // waits (at most `options.timeout`) for each server to close. A server
-  // that does not close has its socket closed (and pending callbacks run
-  // with ENOTCONN). Returns OK if every connection closed cleanly, else the
+  // waits for the servers to close, at most `options.timeout` in total
+  // (one deadline for every connection, also with the blocking adapter).
+  // An export that already timed out gets no wait at all. A server that
+  // does not close has its socket closed (and pending callbacks run with
+  // ENOTCONN). Returns OK if every connection closed cleanly, else the
   // first problem (callers that finished their work treat that as a
   // warning).
   absl::Status Shutdown();
@@ -192,6 +204,13 @@ class Engine {
   void KickDirty();
   size_t Dispatch();
   void RunBlocking();
+  // ETIMEDOUT "no reply from the server for <timeout>".
+  absl::Status NoReply() const;
+  // `s` from a handshake; a timeout becomes "handshake: " + NoReply().
+  absl::Status HandshakeFailed(const absl::Status& s) const;
+  // Poll's timeout: NoReply() naming the oldest command in flight and its
+  // server (which is marked stalled).
+  absl::Status TimedOut();
 
   EngineOptions options_;
   adapters::SyscallCounters counters_;
@@ -202,6 +221,7 @@ class Engine {
   struct Completion;
   std::vector<Completion> completed_;
   absl::Time last_progress_;
+  uint64_t next_seq_ = 0;  // issue order, to find the oldest command
 };
 
 }  // namespace nbd::tool

@@ -2,10 +2,12 @@
 // SIGTERM.
 #include <signal.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -17,6 +19,7 @@
 #include "adapters/server/file_backend.h"
 #include "adapters/server/memory_backend.h"
 #include "adapters/server/null_backend.h"
+#include "protocol/status.h"
 #include "tools/nbd/args.h"
 #include "tools/nbd/command.h"
 #include "tools/nbd/diag.h"
@@ -24,6 +27,45 @@
 
 namespace nbd::tool {
 namespace {
+
+// --read-only for a backend that has no such mode of its own (null): the
+// export is advertised read-only, so the session refuses write-like
+// commands with EPERM before they get here; the checks below only guard
+// against a bypass.
+class ReadOnlyBackend : public Backend {
+ public:
+  explicit ReadOnlyBackend(std::shared_ptr<Backend> inner)
+      : inner_(std::move(inner)) {}
+  uint64_t Size() const override { return inner_->Size(); }
+  BackendCapabilities Capabilities() const override {
+    BackendCapabilities c = inner_->Capabilities();
+    c.read_only = true;
+    return c;
+  }
+  absl::Status Read(uint64_t offset, absl::Span<uint8_t> buffer,
+                    std::vector<ReadRun>* runs) override {
+    return inner_->Read(offset, buffer, runs);
+  }
+  absl::Status Write(uint64_t, absl::Span<const uint8_t>, bool) override {
+    return Refused();
+  }
+  absl::Status Flush() override { return inner_->Flush(); }
+  absl::Status Trim(uint64_t, uint64_t, bool) override { return Refused(); }
+  absl::Status Zero(uint64_t, uint64_t, uint32_t) override { return Refused(); }
+  absl::Status Cache(uint64_t offset, uint64_t length) override {
+    return inner_->Cache(offset, length);
+  }
+  absl::Status BlockStatus(uint64_t offset, uint64_t length, size_t max_extents,
+                           std::vector<Extent>* extents) override {
+    return inner_->BlockStatus(offset, length, max_extents, extents);
+  }
+
+ private:
+  static absl::Status Refused() {
+    return ErrnoStatus(EPERM, "read-only export");
+  }
+  std::shared_ptr<Backend> inner_;
+};
 
 // The backend the options ask for, or a usage error (kInvalidArgument) /
 // an error opening the file.
@@ -63,21 +105,16 @@ absl::StatusOr<std::shared_ptr<Backend>> MakeBackend(const ParsedArgs& a,
     return std::shared_ptr<Backend>(std::make_shared<MemoryBackend>(
         *size, MemoryBackend::kDefaultPageSize, read_only));
   }
-  if (read_only) {
-    return absl::InvalidArgumentError(
-        "serve: --read-only is not supported with --null");
-  }
   *what = absl::StrCat("null ", *size, " bytes");
-  return std::shared_ptr<Backend>(std::make_shared<NullBackend>(*size));
+  auto null = std::make_shared<NullBackend>(*size);
+  if (read_only) return std::make_shared<ReadOnlyBackend>(std::move(null));
+  return std::shared_ptr<Backend>(std::move(null));
 }
 
 }  // namespace
 
 int ServeCommand(const std::vector<std::string>& args, const GlobalOptions& g) {
-  absl::StatusOr<ParsedArgs> parsed =
-      ParseArgs(args, {"--read-only"},
-                {"--memory", "--file", "--null", "--socket", "--port", "--name",
-                 "--description"});
+  absl::StatusOr<ParsedArgs> parsed = ParseArgs(args, "serve");
   if (!parsed.ok()) {
     return UsageError(parsed.status().message(), UsageFor("serve"));
   }

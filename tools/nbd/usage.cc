@@ -30,6 +30,20 @@ const char kServeUsage[] =
     "NAME]\n"
     "  SIZE: bytes, or with a suffix K, M, G, T (1M = 1048576)\n";
 const char kDemoUsage[] = "usage: nbd demo [--size SIZE]\n";
+const char kCopyUsage[] =
+    "usage: nbd copy SRC DST [--connections N] [--requests N]\n"
+    "                [--request-size SIZE] [--adapter "
+    "blocking|epoll|io_uring]\n"
+    "                [--flush] [--progress]\n"
+    "  SRC: NBD URI, file or - (stdin); DST: NBD URI, file, - (stdout) or "
+    "null:\n";
+const char kBenchUsage[] =
+    "usage: nbd bench URI [--op read|write] [--bs SIZE] [--qd N]\n"
+    "                 [--seconds S] [--connections N] [--random]\n"
+    "                 [--adapter blocking|epoll|io_uring] [--json]\n"
+    "  --qd: requests in flight per connection (default 16); --bs default "
+    "4K;\n"
+    "  --seconds default 10; offsets are sequential unless --random\n";
 
 }  // namespace
 
@@ -38,6 +52,8 @@ const char* UsageFor(absl::string_view command) {
   if (command == "map") return kMapUsage;
   if (command == "serve") return kServeUsage;
   if (command == "demo") return kDemoUsage;
+  if (command == "copy") return kCopyUsage;
+  if (command == "bench") return kBenchUsage;
   return kMainUsage;
 }
 
