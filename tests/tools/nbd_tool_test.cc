@@ -321,10 +321,43 @@ TEST(NbdToolTest, DebugTracesToStderr) {
   ASSERT_TRUE(server.ok()) << server.status();
   RunResult r = RunNbd({"info", (*server)->Uri(), "--debug"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_TRUE(absl::StrContains(r.err, "NBD_OPT_GO")) << r.err;
-  EXPECT_TRUE(absl::StrContains(r.err, "NBD_CMD_DISC")) << r.err;
+  // The core's trace: every message both ways, options and replies.
+  for (const char* want :
+       {"nbd: debug: <- newstyle-fixed greeting", "nbd: debug: -> client flags",
+        "nbd: debug: -> NBD_OPT_STRUCTURED_REPLY",
+        "nbd: debug: <- NBD_REP_ACK to NBD_OPT_STRUCTURED_REPLY",
+        "nbd: debug: -> NBD_OPT_LIST_META_CONTEXT",
+        "nbd: debug: -> NBD_OPT_GO export=\"\"",
+        "nbd: debug:    NBD_INFO_EXPORT size=1048576",
+        "nbd: debug: <- NBD_REP_ACK to NBD_OPT_GO",
+        "nbd: debug: -> NBD_CMD_DISC",
+        "nbd: debug: closed: the server ended the connection cleanly"}) {
+    EXPECT_TRUE(absl::StrContains(r.err, want)) << want << "\n" << r.err;
+  }
   for (const std::string& line : Lines(r.err)) {
     EXPECT_TRUE(absl::StartsWith(line, "nbd: debug: ")) << line;
+  }
+}
+
+// copy --debug traces commands and their replies through every adapter,
+// naming the export and the connection.
+TEST(NbdToolTest, DebugTracesCommandsAndRepliesThroughEveryAdapter) {
+  REQUIRE_PROGRAM("nbdkit");
+  auto server = ServerProcess::StartNbdkit({"memory", "1M"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  const std::string uri = (*server)->Uri();
+  for (const char* adapter : {"blocking", "epoll", "io_uring"}) {
+    SCOPED_TRACE(adapter);
+    RunResult r = RunNbd({"copy", uri, "null:", "--adapter", adapter,
+                          "--connections", "1", "--debug"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const std::string prefix = absl::StrCat("nbd: debug: ", uri, " [0]: ");
+    for (const std::string& want :
+         {prefix + "-> NBD_OPT_GO", prefix + "-> NBD_CMD_BLOCK_STATUS cookie=",
+          prefix + "<- NBD_REPLY_TYPE_BLOCK_STATUS cookie=",
+          prefix + "-> NBD_CMD_DISC"}) {
+      EXPECT_TRUE(absl::StrContains(r.err, want)) << want << "\n" << r.err;
+    }
   }
 }
 

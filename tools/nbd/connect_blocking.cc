@@ -17,9 +17,18 @@ absl::StatusOr<std::unique_ptr<adapters::BlockingClient>> ConnectBlocking(
   if (!conn.ok()) return conn.status();
   Debug(g, absl::StrCat("connected; handshake (export \"", conn->export_name,
                         "\"", options.option_mode ? ", option mode" : "", ")"));
+  adapters::EventObserver observer;
+  if (g.debug) {
+    // Every protocol message both ways, from the core's trace.
+    options.trace = true;
+    observer = [g](const Event& e) {
+      if (auto* t = std::get_if<Trace>(&e)) Debug(g, t->message);
+    };
+  }
   absl::StatusOr<std::unique_ptr<adapters::BlockingClient>> client =
       adapters::BlockingClient::Connect(std::move(*conn), std::move(options),
-                                        g.timeout);
+                                        g.timeout, nullptr,
+                                        std::move(observer));
   if (!client.ok()) {
     // The adapter's own wait errors already say "handshake: ...".
     std::string reason = StatusText(client.status());
@@ -37,8 +46,6 @@ absl::StatusOr<std::unique_ptr<adapters::BlockingClient>> ConnectBlocking(
 
 void DisconnectBlocking(adapters::BlockingClient& client,
                         const GlobalOptions& g) {
-  const bool negotiating = client.client().phase() == Phase::kNegotiating;
-  Debug(g, negotiating ? "-> NBD_OPT_ABORT" : "-> NBD_CMD_DISC");
   absl::Status s = client.Shutdown(0, g.timeout);
   if (s.ok()) {
     Debug(g, "server closed the connection");

@@ -79,7 +79,6 @@ std::vector<std::string> ListContexts(adapters::BlockingClient& client,
     }
     return out;
   }
-  Debug(g, "-> NBD_OPT_LIST_META_CONTEXT (all)");
   absl::StatusOr<std::vector<MetaContext>> listed =
       client.OptListMetaContext({}, g.timeout);
   if (!listed.ok()) {
@@ -87,10 +86,7 @@ std::vector<std::string> ListContexts(adapters::BlockingClient& client,
                           StatusText(listed.status())));
     return out;
   }
-  for (const MetaContext& m : *listed) {
-    Debug(g, absl::StrCat("<- context ", m.name));
-    out.push_back(m.name);
-  }
+  for (const MetaContext& m : *listed) out.push_back(m.name);
   return out;
 }
 
@@ -229,7 +225,6 @@ absl::Status ListExports(adapters::BlockingClient& client,
         absl::StrCat("the server (", ProtocolName(client.client()),
                      " protocol) has no option mode: cannot list exports"));
   }
-  Debug(g, "-> NBD_OPT_LIST");
   absl::StatusOr<std::vector<adapters::ExportEntry>> entries =
       client.OptList(g.timeout);
   if (!entries.ok()) {
@@ -238,10 +233,8 @@ absl::Status ListExports(adapters::BlockingClient& client,
         absl::StrCat("NBD_OPT_LIST: ", StatusText(entries.status())));
   }
   for (const adapters::ExportEntry& entry : *entries) {
-    Debug(g, absl::StrCat("<- export \"", entry.name, "\""));
     if (absl::Status s = client.SetExportName(entry.name); !s.ok()) return s;
     std::vector<std::string> contexts = ListContexts(client, g);
-    Debug(g, absl::StrCat("-> NBD_OPT_INFO \"", entry.name, "\""));
     if (absl::Status s = client.OptInfo(g.timeout); !s.ok()) {
       return absl::Status(s.code(),
                           absl::StrCat("NBD_OPT_INFO for export \"", entry.name,
@@ -286,15 +279,12 @@ int InfoCommand(const std::vector<std::string>& args, const GlobalOptions& g) {
   } else {
     std::vector<std::string> contexts = ListContexts(bc, g);
     if (bc.client().phase() == Phase::kNegotiating) {
-      Debug(g,
-            absl::StrCat("-> NBD_OPT_GO \"", bc.client().export_name(), "\""));
       if (absl::Status s = bc.OptGo(g.timeout); !s.ok()) {
         return fail(absl::Status(
             s.code(),
             absl::StrCat("NBD_OPT_GO for export \"", bc.client().export_name(),
                          "\": ", StatusText(s))));
       }
-      Debug(g, "<- ready for transmission");
     }
     report.exports.push_back(Describe(bc.client(), bc.client().export_name(),
                                       uri, std::move(contexts)));

@@ -51,8 +51,6 @@ int MapCommand(const std::vector<std::string>& args, const GlobalOptions& g) {
   for (uint64_t offset = 0; bc.client().can_block_status() && offset < size;) {
     uint64_t length = std::min(size - offset, kMapChunk);
     if (length < size - offset) length -= length % align;
-    Debug(g, absl::StrCat("-> NBD_CMD_BLOCK_STATUS offset=", offset,
-                          " length=", length));
     absl::StatusOr<std::vector<Extent>> extents =
         bc.BlockStatus(offset, length, 0, "base:allocation", g.timeout);
     if (!extents.ok()) {
@@ -61,8 +59,6 @@ int MapCommand(const std::vector<std::string>& args, const GlobalOptions& g) {
     }
     uint64_t covered = 0;
     for (const Extent& e : *extents) covered += e.length;
-    Debug(g, absl::StrCat("<- ", extents->size(), " extents, ", covered,
-                          " bytes"));
     if (covered == 0) {
       return Fail(absl::StrCat("map ", uri, ": NBD_CMD_BLOCK_STATUS at offset ",
                                offset, ": the server returned no extents"));

@@ -225,12 +225,6 @@ absl::Status Export::Issue(size_t index, Op op) {
     return ErrnoStatus(EINVAL, "no such connection");
   }
   Conn& c = *conns_[index];
-  if (engine_->options_.debug) {
-    std::fprintf(
-        stderr,
-        "nbd: debug: %s [%zu]: %s offset=%" PRIu64 " length=%" PRIu64 "\n",
-        uri_.c_str(), index, CommandName(op.command), op.offset, op.length);
-  }
   if (engine_->in_flight() == 0) engine_->last_progress_ = absl::Now();
   op.seq = engine_->next_seq_++;
   if (c.blocking != nullptr) {
@@ -358,6 +352,7 @@ absl::Status Engine::OpenOne(Export& exp, std::string_view uri,
   if (options.export_name.empty()) {
     options.export_name = connection->export_name;
   }
+  options.trace = options_.debug;  // --debug prints the core's trace
   auto conn = std::make_unique<Export::Conn>();
   Export::Conn* c = conn.get();
   c->exp = &exp;
@@ -365,9 +360,13 @@ absl::Status Engine::OpenOne(Export& exp, std::string_view uri,
   auto on_event = [this, c](Event& e) { OnEvent(*c, e); };
   switch (options_.adapter) {
     case Adapter::kBlocking: {
+      adapters::EventObserver observer;
+      if (options_.debug) {
+        observer = [this, c](const Event& e) { TraceEvent(*c, e); };
+      }
       auto client = adapters::BlockingClient::Connect(
           std::move(*connection), std::move(options), options_.timeout,
-          &counters_);
+          &counters_, std::move(observer));
       if (!client.ok()) return HandshakeFailed(client.status());
       c->blocking = std::move(*client);
       c->connected = true;
@@ -404,7 +403,15 @@ absl::Status Engine::RunUntil(const std::function<bool()>& done,
   return absl::OkStatus();
 }
 
+void Engine::TraceEvent(const Export::Conn& c, const Event& event) {
+  if (auto* t = std::get_if<Trace>(&event)) {
+    std::fprintf(stderr, "nbd: debug: %s [%zu]: %s\n", c.exp->uri_.c_str(),
+                 c.index, t->message.c_str());
+  }
+}
+
 void Engine::OnEvent(Export::Conn& c, Event& event) {
+  TraceEvent(c, event);
   if (std::holds_alternative<Connected>(event)) {
     c.connected = true;
   } else if (auto* done = std::get_if<CommandCompleted>(&event)) {

@@ -200,6 +200,8 @@ class Engine {
                        const ClientOptions& options);
   absl::Status RunUntil(const std::function<bool()>& done,
                         absl::Duration timeout);
+  // --debug: prints the core's Trace events, naming the export and connection.
+  void TraceEvent(const Export::Conn& conn, const Event& event);
   void OnEvent(Export::Conn& conn, Event& event);
   void KickDirty();
   size_t Dispatch();
