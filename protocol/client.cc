@@ -431,7 +431,8 @@ absl::Status Client::Disconnect(uint32_t flags) {
   }
   if (!s.in_transmission_ || s.terminal()) {
     return PreconditionStatus(
-        EINVAL, absl::StrCat("Disconnect: invalid state: ", PhaseName(s.phase()),
+        EINVAL,
+        absl::StrCat("Disconnect: invalid state: ", PhaseName(s.phase()),
                      ": the connection must be connected"));
   }
   if (s.disc_queued_ || s.disc_when_drained_) {
