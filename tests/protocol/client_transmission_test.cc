@@ -455,7 +455,10 @@ std::vector<StrictCase> StrictCases() {
            [](Client& c, RunContext& x) {
              return c.Read(0, Buf(x, "b", (32 << 20) + 1));
            },
-       .error = "ERANGE"});
+       .error = "ERANGE",
+       .strict_bit = kStrictPayload,
+       .command = Command::kRead,
+       .length = (32 << 20) + 1});
   add({.name = "write_too_large",
        .size = 64 << 20,
        .issue =
@@ -472,21 +475,31 @@ std::vector<StrictCase> StrictCases() {
        .command = Command::kWrite,
        .length = 8192,
        .payload = 8192});
-  // Read-only export: EPERM, whatever the strict bits.
+  // Read-only export: EPERM, a kStrictCommands check.
   const uint16_t ro = all | kTransmitReadOnly;
   add({.name = "write_read_only",
        .transmission_flags = ro,
        .issue = [](Client& c,
                    RunContext&) { return c.Write(0, WriteData(512)); },
-       .error = "EPERM"});
+       .error = "EPERM",
+       .strict_bit = kStrictCommands,
+       .command = Command::kWrite,
+       .length = 512,
+       .payload = 512});
   add({.name = "trim_read_only",
        .transmission_flags = ro,
        .issue = [](Client& c, RunContext&) { return c.Trim(0, 512); },
-       .error = "EPERM"});
+       .error = "EPERM",
+       .strict_bit = kStrictCommands,
+       .command = Command::kTrim,
+       .length = 512});
   add({.name = "zero_read_only",
        .transmission_flags = ro,
        .issue = [](Client& c, RunContext&) { return c.WriteZeroes(0, 512); },
-       .error = "EPERM"});
+       .error = "EPERM",
+       .strict_bit = kStrictCommands,
+       .command = Command::kWriteZeroes,
+       .length = 512});
   return cases;
 }
 
@@ -524,6 +537,34 @@ TEST_P(ClientStrict, RelaxedCheckLetsTheRequestOut) {
   RunResult r = RunAllModes(s);
   EXPECT_THAT(r.AfterConnected(), ElementsAre("issue c -> cookie=1",
                                               "phase=processing in_flight=1"));
+}
+
+// What a relaxed check lets out, the server answers: its error comes back
+// as the command's status and the connection stays usable (libnbd's
+// errors-server-* tests).
+TEST(ClientStrictRelaxed, ServerErrorComesBackAndTheConnectionLives) {
+  StrictCase sc;
+  sc.transmission_flags = kAllCommandFlags | kTransmitReadOnly;
+  Scenario s = StrictScenario(sc, kStrictAll & ~kStrictCommands);
+  s.Issue("w",
+          [](Client& c, RunContext&) { return c.Write(0, WriteData(512)); })
+      .Expect(ClientSends()
+                  .Req("w", Command::kWrite, 0, 0, 512)
+                  .Payload(WriteData(512))
+                  .Nothing())
+      .Send(Server().ChunkError("w", static_cast<uint32_t>(NbdError::kPerm),
+                                "read-only"))
+      .Issue("f", [](Client& c, RunContext&) { return c.Flush(); })
+      .Expect(ClientSends().Req("f", Command::kFlush, 0, 0, 0).Nothing())
+      .Send(Server().ChunkNone("f"))
+      .Snapshot();
+  RunResult r = RunAllModes(s);
+  EXPECT_THAT(
+      r.AfterConnected(),
+      ElementsAre("issue w -> cookie=1",
+                  "CommandCompleted cookie=1 WRITE EPERM",
+                  "issue f -> cookie=2", "CommandCompleted cookie=2 FLUSH ok",
+                  "phase=ready in_flight=0"));
 }
 
 INSTANTIATE_TEST_SUITE_P(Checks, ClientStrict,
