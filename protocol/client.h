@@ -23,7 +23,8 @@
 //                 (aborts at the next option boundary).
 //   kNegotiating  option mode, parked: Opt*() calls, SetExportName(),
 //                 Shutdown() (sends NBD_OPT_ABORT).
-//   kReady        transmission, nothing in flight: commands, Disconnect(),
+//   kReady        transmission, no command in flight (an NBD_CMD_DISC may
+//                 be, which in_flight() counts): commands, Disconnect(),
 //                 Shutdown().
 //   kProcessing   transmission, commands queued or in flight: as kReady.
 //   kClosed       the server closed cleanly. Only queries and PollEvent().

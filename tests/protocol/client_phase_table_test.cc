@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -64,6 +65,23 @@ std::vector<PhaseSetup> Phases() {
          });
          return s;
        }},
+      // STARTTLS acknowledged; the caller's TLS layer is starting.
+      {"tls_paused", Phase::kConnecting,
+       [] {
+         ClientOptions o;
+         o.tls = TlsPolicy::kRequire;
+         Scenario s(o);
+         s.Send(Server().Greeting()).Send(Server().RepAck(Option::kStartTls));
+         return s;
+       }},
+      // NBD_CMD_DISC queued (and sent); waiting for the server to close.
+      {"disconnected", Phase::kReady,
+       [] {
+         Scenario s = ConnectedScenario();
+         s.Call("Disconnect",
+                [](Client& c, RunContext&) { return c.Disconnect(); });
+         return s;
+       }},
       {"closed", Phase::kClosed,
        [] {
          Scenario s = ConnectedScenario();
@@ -92,16 +110,24 @@ struct CallCase {
   bool mutates = false;
 };
 
-std::map<std::string, Want> Table(Want connecting, Want negotiating,
-                                  Want transmission, Want terminal) {
-  return {{"connecting", connecting}, {"negotiating", negotiating},
-          {"ready", transmission},    {"processing", transmission},
-          {"closed", terminal},       {"dead", terminal}};
+// `tls_paused` defaults to `connecting` and `disconnected` to `transmission`.
+std::map<std::string, Want> Table(
+    Want connecting, Want negotiating, Want transmission, Want terminal,
+    std::optional<Want> tls_paused = std::nullopt,
+    std::optional<Want> disconnected = std::nullopt) {
+  return {{"connecting", connecting},
+          {"tls_paused", tls_paused.value_or(connecting)},
+          {"negotiating", negotiating},
+          {"ready", transmission},
+          {"processing", transmission},
+          {"disconnected", disconnected.value_or(transmission)},
+          {"closed", terminal},
+          {"dead", terminal}};
 }
 
 std::vector<CallCase> Calls() {
-  const auto command =
-      Table(Want::kEinval, Want::kEinval, Want::kOk, Want::kEinval);
+  const auto command = Table(Want::kEinval, Want::kEinval, Want::kOk,
+                             Want::kEinval, std::nullopt, Want::kEinval);
   const auto option =
       Table(Want::kEinval, Want::kOk, Want::kEinval, Want::kEinval);
   static const Bytes* const data = new Bytes(Pattern(512));
@@ -125,7 +151,8 @@ std::vector<CallCase> Calls() {
        [](Client& c, RunContext&) { return Of(c.BlockStatus(0, 512)); },
        command},
       {"Disconnect", [](Client& c, RunContext&) { return c.Disconnect(); },
-       Table(Want::kEinval, Want::kEinval, Want::kOk, Want::kEinval)},
+       Table(Want::kEinval, Want::kEinval, Want::kOk, Want::kEinval,
+             std::nullopt, Want::kError)},
       {"Shutdown", [](Client& c, RunContext&) { return c.Shutdown(); },
        Table(Want::kOk, Want::kOk, Want::kOk, Want::kEinval)},
       {"ShutdownAbandon",
@@ -152,7 +179,8 @@ std::vector<CallCase> Calls() {
        option},
       {"TlsHandshakeDone",
        [](Client& c, RunContext&) { return c.TlsHandshakeDone(); },
-       Table(Want::kEinval, Want::kEinval, Want::kEinval, Want::kEinval)},
+       Table(Want::kEinval, Want::kEinval, Want::kEinval, Want::kEinval,
+             Want::kOk)},
       {"FeedEmpty", [](Client& c, RunContext&) { return c.Feed({}).status(); },
        Table(Want::kOk, Want::kOk, Want::kOk, Want::kRejected)},
       {"ConsumeTooMuch",
@@ -297,7 +325,7 @@ TEST(ClientPhaseTable, EveryCallInEveryPhase) {
   const Mode mode = AllModes().front();
   for (const PhaseSetup& setup : Phases()) {
     const std::string key =
-        setup.name.starts_with("connecting") ? "connecting" : setup.name;
+        setup.name.starts_with("connecting_") ? "connecting" : setup.name;
     for (const CallCase& call : Calls()) {
       SCOPED_TRACE(setup.name + " / " + call.name);
       const Scenario scenario = setup.scenario();
