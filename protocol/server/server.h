@@ -34,8 +34,7 @@
 //   kClosed        final, clean.
 //   kDead          final, hard disconnect; dead_reason() says why.
 //
-// ---- Protocol trace
-// ----------------------------------------------------------
+// ---- Protocol trace ------------------------------------------------------
 //  With ServerOptions::trace, the session queues a ServerTrace event per
 //  line, from the server's point of view: "<- " a message received from the
 //  client (client flags, each option with its export name, info requests
