@@ -195,5 +195,52 @@ TEST(ServerTraceTest, RefusedRequestAndSimpleErrorReply) {
                           "-> simple reply cookie=5 error=22"));
 }
 
+// Lines from `s`'s queued events.
+std::vector<std::string> TraceOf(ServerSession& s) {
+  std::vector<std::string> out;
+  for (const ServerEvent& e : TakeEvents(s)) {
+    if (const auto* t = std::get_if<ServerTrace>(&e)) {
+      out.push_back(t->message);
+    }
+  }
+  return out;
+}
+
+TEST(ServerTraceTest, ListUnknownOptionAndExportName) {
+  ServerSession s(Traced());
+  // Without NO_ZEROES, so the export-name reply carries its padding.
+  FeedAll(s, Concat({Flags(kClientFlagFixedNewstyle), Opt(Option::kList),
+                     Opt(99, Str("xy")), Opt(Option::kExportName, Str("ro"))}));
+  EXPECT_THAT(
+      TraceOf(s),
+      ElementsAre(
+          "-> fixed newstyle greeting: handshake flags 0x3",
+          "<- client flags 0x1", "<- NBD_OPT_LIST",
+          "-> NBD_REP_SERVER to NBD_OPT_LIST, 20 bytes",
+          "   export \"disk\" \"scratch disk\"",
+          "-> NBD_REP_SERVER to NBD_OPT_LIST, 6 bytes", "   export \"ro\" \"\"",
+          "-> NBD_REP_ACK to NBD_OPT_LIST, 0 bytes",
+          "<- NBD_OPT_? (99), 2 bytes",
+          "-> NBD_REP_ERR_UNSUP to NBD_OPT_? (99), 26 bytes",
+          "   message \"option 99 is not supported\"",
+          "<- NBD_OPT_EXPORT_NAME \"ro\"",
+          "-> export-name reply: size=65536 flags=0x7 + 124 zero bytes",
+          "transmission: export \"ro\" size=65536 flags=0x7, simple replies, "
+          "no meta context"));
+}
+
+TEST(ServerTraceTest, BlockStatusUnderExtendedHeaders) {
+  ServerSession s(Traced());
+  Negotiate(s, /*structured=*/true, /*extended=*/true, /*meta=*/true);
+  FeedAll(s, Req(true, Command::kBlockStatus, 7, 0, 65536));
+  std::vector<ServerRequest> requests = TakeRequests(s);
+  ASSERT_EQ(requests.size(), 1u);
+  const Extent extents[] = {{4096, 0}, {61440, 3}};
+  ASSERT_TRUE(s.ReplyBlockStatus(requests[0].handle, extents).ok());
+  EXPECT_THAT(TraceOf(s),
+              ElementsAre("-> NBD_REPLY_TYPE_BLOCK_STATUS_EXT cookie=7 "
+                          "flags=0x1 length=40 (done) context=1 extents=2"));
+}
+
 }  // namespace
 }  // namespace nbd::test
