@@ -21,10 +21,6 @@ constexpr int kMaxRounds = 64;
 
 static_assert(sizeof(IoSlice) == sizeof(iovec));
 
-}  // namespace
-
-namespace {
-
 ServerOptions WithTrace(ServerOptions options, bool trace) {
   if (trace) options.trace = true;
   return options;

@@ -11,7 +11,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "protocol/names.h"
 #include "protocol/server/internal/session_impl.h"
 #include "protocol/status.h"
 #include "protocol/wire.h"
@@ -61,7 +60,7 @@ void ServerSession::Impl::OnOptionHeader() {
     if (tracing()) {
       TraceLine(
           absl::StrFormat("<- %s, %d bytes (over the %d-byte limit: skipped)",
-                          OptionName(static_cast<Option>(header->option)),
+                          server_internal::OptionLabel(header->option),
                           header->length, opts_.max_option_length));
     }
     return ExpectSkip(header->length, AfterSkip::kOptionTooBig);

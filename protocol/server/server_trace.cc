@@ -21,16 +21,17 @@ std::string server_internal::Quoted(absl::string_view s) {
   return absl::StrCat("\"", absl::CHexEscape(s), "\"");
 }
 
-namespace {
-
-using server_internal::Quoted;
-
 // Unknown options keep their number, so the trace still says what came.
-std::string OptionLabel(uint32_t option) {
+std::string server_internal::OptionLabel(uint32_t option) {
   const char* name = OptionName(static_cast<Option>(option));
   if (absl::string_view(name) != "NBD_OPT_?") return name;
   return absl::StrFormat("NBD_OPT_? (%d)", option);
 }
+
+namespace {
+
+using server_internal::OptionLabel;
+using server_internal::Quoted;
 
 }  // namespace
 

@@ -229,6 +229,21 @@ TEST(ServerTraceTest, ListUnknownOptionAndExportName) {
           "no meta context"));
 }
 
+TEST(ServerTraceTest, OverlongOptionIsTracedAsSkipped) {
+  ServerOptions o = Traced();
+  o.max_option_length = 4;
+  ServerSession s(std::move(o));
+  FeedAll(s,
+          Concat({Flags(kClientFlagFixedNewstyle), Opt(99, Str("12345678"))}));
+  EXPECT_THAT(TraceOf(s),
+              ElementsAre("-> fixed newstyle greeting: handshake flags 0x3",
+                          "<- client flags 0x1",
+                          "<- NBD_OPT_? (99), 8 bytes (over the 4-byte limit: "
+                          "skipped)",
+                          "-> NBD_REP_ERR_TOO_BIG to NBD_OPT_? (99), 20 bytes",
+                          "   message \"option data too long\""));
+}
+
 TEST(ServerTraceTest, BlockStatusUnderExtendedHeaders) {
   ServerSession s(Traced());
   Negotiate(s, /*structured=*/true, /*extended=*/true, /*meta=*/true);
