@@ -231,7 +231,7 @@ absl::Status EpollServer::Run() {
           const int c = ::accept4(listen_fd_, nullptr, nullptr,
                                   SOCK_NONBLOCK | SOCK_CLOEXEC);
           if (c < 0) break;  // EAGAIN, or a transient error
-          ++accepted_;
+          const uint64_t number = ++accepted_;
           if (conns.size() >= options_.max_connections) {
             ::close(c);
             continue;
@@ -240,8 +240,14 @@ absl::Status EpollServer::Run() {
             const int one = 1;
             ::setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
           }
-          auto conn = std::make_unique<ServerConnection>(c, options_.session,
-                                                         backends_);
+          ServerConnection::TraceSink sink;
+          if (options_.on_trace) {
+            sink = [this, number](absl::string_view message) {
+              options_.on_trace(number, message);
+            };
+          }
+          auto conn = std::make_unique<ServerConnection>(
+              c, options_.session, backends_, std::move(sink));
           epoll_event ev{};
           ev.events = 0;
           ev.data.fd = c;

@@ -16,6 +16,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -23,6 +24,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "adapters/server/backend.h"
 #include "protocol/server/export.h"
 
@@ -49,6 +51,12 @@ struct EpollServerOptions {
   ServerOptions session;
   // Connections beyond this are accepted and closed at once.
   size_t max_connections = 256;
+  // If set, every session traces (ServerOptions::trace) and each line
+  // (server_events.h: ServerTrace) is passed here with the connection's
+  // number: 1 for the first connection accepted, counting up, never reused.
+  // Called on the loop's thread, in order for each connection; it must not
+  // block for long, since it holds up every connection.
+  std::function<void(uint64_t connection, absl::string_view message)> on_trace;
 };
 
 class EpollServer {

@@ -26,7 +26,8 @@ namespace nbd {
 void ServeRequest(ServerSession& session, Backend& backend,
                   const ServerRequest& request);
 
-// Pops every queued event: requests are served, every other event is
+// Pops every queued event: requests are served, every other event
+// (TransmissionStarted, ReplySent, ServerTrace lines, the final event) is
 // passed to `on_other`. Returns the number of requests served.
 size_t Serve(ServerSession& session, Backend& backend,
              absl::FunctionRef<void(const ServerEvent&)> on_other);

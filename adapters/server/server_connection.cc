@@ -21,11 +21,20 @@ constexpr int kMaxRounds = 64;
 
 static_assert(sizeof(IoSlice) == sizeof(iovec));
 
+ServerOptions WithTrace(ServerOptions options, bool trace) {
+  if (trace) options.trace = true;
+  return options;
+}
+
 }  // namespace
 
 ServerConnection::ServerConnection(int fd, ServerOptions options,
-                                   std::vector<Backend*> backends)
-    : fd_(fd), session_(std::move(options)), backends_(std::move(backends)) {}
+                                   std::vector<Backend*> backends,
+                                   TraceSink on_trace)
+    : fd_(fd),
+      session_(WithTrace(std::move(options), on_trace != nullptr)),
+      backends_(std::move(backends)),
+      on_trace_(std::move(on_trace)) {}
 
 ServerConnection::~ServerConnection() { ::close(fd_); }
 
@@ -79,6 +88,8 @@ void ServerConnection::ServeEvents() {
       } else {
         session_.ReplyError(r->handle, EIO, "no backend").IgnoreError();
       }
+    } else if (const auto* t = std::get_if<ServerTrace>(&*e)) {
+      if (on_trace_) on_trace_(t->message);
     }
   }
 }

@@ -9,9 +9,11 @@
 #ifndef NBD_ADAPTERS_SERVER_SERVER_CONNECTION_H_
 #define NBD_ADAPTERS_SERVER_SERVER_CONNECTION_H_
 
+#include <functional>
 #include <memory>
 #include <vector>
 
+#include "absl/strings/string_view.h"
 #include "adapters/server/backend.h"
 #include "protocol/server/server.h"
 
@@ -19,10 +21,16 @@ namespace nbd {
 
 class ServerConnection {
  public:
+  // Receives the session's trace lines (ServerTrace), in order, from the
+  // thread that calls Pump().
+  using TraceSink = std::function<void(absl::string_view message)>;
+
   // Takes ownership of the connected, non-blocking socket `fd`.
   // `backends[i]` serves `options.exports[i]`; they must outlive this.
+  // With `on_trace`, the session traces (options.trace is turned on) and
+  // every line goes to it.
   ServerConnection(int fd, ServerOptions options,
-                   std::vector<Backend*> backends);
+                   std::vector<Backend*> backends, TraceSink on_trace = {});
   ~ServerConnection();  // closes the socket
   ServerConnection(const ServerConnection&) = delete;
   ServerConnection& operator=(const ServerConnection&) = delete;
@@ -45,6 +53,7 @@ class ServerConnection {
   ServerSession session_;
   std::vector<Backend*> backends_;
   Backend* backend_ = nullptr;  // the export being served
+  TraceSink on_trace_;
 };
 
 }  // namespace nbd

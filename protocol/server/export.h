@@ -74,6 +74,12 @@ struct ServerOptions {
   // embedder has been consumed (for embedders that lend read buffers without
   // a keepalive).
   bool report_reply_sent = false;
+
+  // Queue a ServerTrace event for every option, option reply, request and
+  // reply chunk, and every state change (server_events.h has the format),
+  // like nbdkit's debug output but as events, so the session still calls
+  // no user code. Off by default: it formats strings.
+  bool trace = false;
 };
 
 }  // namespace nbd

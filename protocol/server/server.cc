@@ -61,8 +61,12 @@ uint16_t TransmissionFlags(const ExportInfo& e, bool structured_replies) {
 ServerSession::Impl::Impl(ServerOptions options) : opts_(std::move(options)) {
   if (opts_.default_export >= opts_.exports.size()) opts_.default_export = 0;
   opts_.max_in_flight = std::max<size_t>(opts_.max_in_flight, 1);
-  out_.PushCopy(EncodeNewstyleGreeting(
-      {static_cast<uint16_t>(kFlagFixedNewstyle | kFlagNoZeroes)}));
+  const uint16_t flags = kFlagFixedNewstyle | kFlagNoZeroes;
+  if (tracing()) {
+    TraceLine(absl::StrFormat(
+        "-> fixed newstyle greeting: handshake flags 0x%x", flags));
+  }
+  out_.PushCopy(EncodeNewstyleGreeting({flags}));
   Expect(Unit::kClientFlags, kClientFlagsSize);
 }
 
@@ -76,6 +80,7 @@ ServerPhase ServerSession::Impl::phase() const {
 
 void ServerSession::Impl::Fail(absl::Status reason) {
   if (terminal()) return;
+  if (tracing()) TraceLine(absl::StrCat("dead: ", reason.message()));
   dead_ = true;
   dead_reason_ = reason;
   out_.Clear();
@@ -85,8 +90,12 @@ void ServerSession::Impl::Fail(absl::Status reason) {
   events_.push_back(SessionDead{std::move(reason)});
 }
 
-void ServerSession::Impl::StartClosing() {
+void ServerSession::Impl::StartClosing(absl::string_view why) {
   if (terminal()) return;
+  if (tracing()) {
+    TraceLine(absl::StrFormat("closing: %s; %d request(s) in flight", why,
+                              in_flight_.size()));
+  }
   closing_ = true;
   rx_unit_ = Unit::kNone;
   MaybeClose();
@@ -94,6 +103,7 @@ void ServerSession::Impl::StartClosing() {
 
 void ServerSession::Impl::MaybeClose() {
   if (!closing_ || terminal() || !in_flight_.empty() || !out_.empty()) return;
+  if (tracing()) TraceLine("closed: every reply sent");
   closed_ = true;
   events_.push_back(SessionClosed{});
 }
@@ -285,7 +295,9 @@ absl::StatusOr<size_t> ServerSession::Feed(absl::Span<const uint8_t> bytes) {
 void ServerSession::FeedEof() {
   Impl& s = *impl_;
   if (s.terminal() || s.closing_) return;
-  if (s.at_boundary()) return s.StartClosing();
+  if (s.at_boundary()) {
+    return s.StartClosing("the client closed its side (EOF)");
+  }
   s.Fail(ErrnoStatus(ECONNRESET,
                      absl::StrFormat("client closed the connection inside a "
                                      "message (%d of %d bytes received)",

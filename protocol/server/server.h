@@ -34,6 +34,20 @@
 //   kClosed        final, clean.
 //   kDead          final, hard disconnect; dead_reason() says why.
 //
+// ---- Protocol trace ------------------------------------------------------
+//  With ServerOptions::trace, the session queues a ServerTrace event per
+//  line, from the server's point of view: "<- " a message received from the
+//  client (client flags, each option with its export name, info requests
+//  or meta-context queries, each request with cookie, offset, length and
+//  flags), "-> " a message queued for it (greeting, each option reply with
+//  its info items, exported names or meta contexts as "   " detail lines,
+//  each simple reply with its error, each chunk with type, flags, length and
+//  its offsets, e.g. ERROR_OFFSET's), and plain state changes:
+//  "transmission: <what was negotiated>", "closing: <why>", "closed: ...",
+//  "dead: <reason>". Lines are never queued after SessionClosed or
+//  SessionDead, and are the same for any split of the input. Off by
+//  default: it formats strings. docs/protocol-core.md has an example.
+//
 // ---- Ownership -------------------------------------------------------------
 //  - ServerRequest::payload: valid until that handle is replied to or the
 //    session is destroyed (also after kDead).

@@ -11,6 +11,9 @@
 //    session and never reported.
 //  - ReplySent (only with ServerOptions::report_reply_sent) follows the
 //    reply's last byte leaving the output queue.
+//  - ServerTrace (only with ServerOptions::trace) may come between any
+//    others, in the order things happen, but never after SessionClosed or
+//    SessionDead.
 //  - SessionClosed or SessionDead comes exactly once and is the last event.
 #ifndef NBD_PROTOCOL_SERVER_SERVER_EVENTS_H_
 #define NBD_PROTOCOL_SERVER_SERVER_EVENTS_H_
@@ -77,8 +80,21 @@ struct SessionDead {
   bool operator==(const SessionDead&) const = default;
 };
 
+// One line of the protocol trace, queued only with ServerOptions::trace.
+// From the server's point of view: "<- " a message received from the
+// client, "-> " a message queued for it (output dropped by a later
+// SessionDead never leaves), "   " a detail of the line above, and plain
+// text for state changes ("transmission: ...", "closing: ...",
+// "closed: ...", "dead: <reason>"). The lines depend only on the bytes and
+// the Reply*() calls, never on how input was split. For people, not
+// parsers: the wording may change.
+struct ServerTrace {
+  std::string message;
+  bool operator==(const ServerTrace&) const = default;
+};
+
 using ServerEvent = std::variant<TransmissionStarted, ServerRequest, ReplySent,
-                                 SessionClosed, SessionDead>;
+                                 ServerTrace, SessionClosed, SessionDead>;
 
 }  // namespace nbd
 

@@ -18,6 +18,8 @@
 namespace nbd {
 namespace {
 
+using server_internal::Quoted;
+
 absl::Status ProtocolError(absl::string_view what) {
   return ErrnoStatus(EPROTO, what);
 }
@@ -36,6 +38,7 @@ void ServerSession::Impl::OnClientFlags() {
     return Fail(ProtocolError(flags.status().message()));
   }
   client_no_zeroes_ = (*flags & kClientFlagNoZeroes) != 0;
+  if (tracing()) TraceLine(absl::StrFormat("<- client flags 0x%x", *flags));
   Expect(Unit::kOptionHeader, kOptionRequestHeaderSize);
 }
 
@@ -54,6 +57,12 @@ void ServerSession::Impl::OnOptionHeader() {
         "NBD_OPT_EXPORT_NAME with a %d-byte name", header->length)));
   }
   if (header->length > opts_.max_option_length) {
+    if (tracing()) {
+      TraceLine(
+          absl::StrFormat("<- %s, %d bytes (over the %d-byte limit: skipped)",
+                          server_internal::OptionLabel(header->option),
+                          header->length, opts_.max_option_length));
+    }
     return ExpectSkip(header->length, AfterSkip::kOptionTooBig);
   }
   Expect(Unit::kOptionData, header->length);
@@ -72,6 +81,7 @@ void ServerSession::Impl::OnOptionData() {
 
 void ServerSession::Impl::SendOptionReply(uint32_t option, OptionReplyType type,
                                           absl::Span<const uint8_t> payload) {
+  if (tracing()) TraceOptionReply(option, type, payload.size());
   out_.PushCopy(
       EncodeOptionReplyHeader({option, static_cast<uint32_t>(type),
                                static_cast<uint32_t>(payload.size())}));
@@ -82,6 +92,7 @@ void ServerSession::Impl::SendOptionError(uint32_t option, OptionReplyType type,
                                           absl::string_view message) {
   if (message.size() > kMaxStringLength) message = message.substr(0, 4096);
   SendOptionReply(option, type, AsBytes(message));
+  if (tracing()) TraceLine(absl::StrCat("   message ", Quoted(message)));
 }
 
 std::optional<size_t> ServerSession::Impl::FindExport(
@@ -95,6 +106,7 @@ std::optional<size_t> ServerSession::Impl::FindExport(
 
 void ServerSession::Impl::HandleOption(uint32_t option,
                                        absl::Span<const uint8_t> data) {
+  if (tracing()) TraceOption(option, data);
   const auto bare = [&](auto on_ok) {
     if (!data.empty()) {
       return SendOptionError(option, OptionReplyType::kErrInvalid,
@@ -108,7 +120,7 @@ void ServerSession::Impl::HandleOption(uint32_t option,
     case Option::kAbort:
       // Whatever the data, the client is leaving: acknowledge and close.
       SendOptionReply(option, OptionReplyType::kAck);
-      return StartClosing();
+      return StartClosing("NBD_OPT_ABORT received");
     case Option::kList:
       return HandleList(data);
     case Option::kStartTls:
@@ -164,8 +176,13 @@ void ServerSession::Impl::HandleExportName(absl::Span<const uint8_t> data) {
                              name.substr(0, 256), "\"")));
   }
   const ExportInfo& e = opts_.exports[*index];
-  out_.PushOwned(EncodeExportNameReply(
-      {e.size, TransmissionFlags(e, structured_)}, client_no_zeroes_));
+  const uint16_t flags = TransmissionFlags(e, structured_);
+  if (tracing()) {
+    TraceLine(absl::StrFormat("-> export-name reply: size=%d flags=0x%x%s",
+                              e.size, flags,
+                              client_no_zeroes_ ? "" : " + 124 zero bytes"));
+  }
+  out_.PushOwned(EncodeExportNameReply({e.size, flags}, client_no_zeroes_));
   StartTransmission(*index);
 }
 
@@ -183,20 +200,28 @@ void ServerSession::Impl::HandleInfoOrGo(Option option,
                            "no export of that name");
   }
   const ExportInfo& e = opts_.exports[*index];
-  SendOptionReply(
-      opt, OptionReplyType::kInfo,
-      EncodeInfoExport({e.size, TransmissionFlags(e, structured_)}));
+  const uint16_t flags = TransmissionFlags(e, structured_);
+  SendOptionReply(opt, OptionReplyType::kInfo,
+                  EncodeInfoExport({e.size, flags}));
+  if (tracing()) {
+    TraceLine(absl::StrFormat("   NBD_INFO_EXPORT size=%d flags=0x%x", e.size,
+                              flags));
+  }
   std::set<uint16_t> seen;
   for (uint16_t type : request->info_requests) {
     if (!seen.insert(type).second) continue;  // repeated request
     switch (static_cast<InfoType>(type)) {
       case InfoType::kName:
         SendOptionReply(opt, OptionReplyType::kInfo, EncodeInfoName({e.name}));
+        if (tracing()) TraceLine("   NBD_INFO_NAME " + Quoted(e.name));
         break;
       case InfoType::kDescription:
         if (!e.description.empty()) {
           SendOptionReply(opt, OptionReplyType::kInfo,
                           EncodeInfoDescription({e.description}));
+          if (tracing()) {
+            TraceLine("   NBD_INFO_DESCRIPTION " + Quoted(e.description));
+          }
         }
         break;
       default:
@@ -206,6 +231,11 @@ void ServerSession::Impl::HandleInfoOrGo(Option option,
   SendOptionReply(
       opt, OptionReplyType::kInfo,
       EncodeInfoBlockSize({e.min_block, e.preferred_block, e.max_block}));
+  if (tracing()) {
+    TraceLine(absl::StrFormat(
+        "   NBD_INFO_BLOCK_SIZE minimum=%d preferred=%d maximum=%d",
+        e.min_block, e.preferred_block, e.max_block));
+  }
   SendOptionReply(opt, OptionReplyType::kAck);
   if (option == Option::kGo) StartTransmission(*index);
 }
@@ -223,6 +253,10 @@ void ServerSession::Impl::HandleList(absl::Span<const uint8_t> data) {
   for (const ExportInfo& e : opts_.exports) {
     SendOptionReply(opt, OptionReplyType::kServer,
                     EncodeServerReply({e.name, e.description}));
+    if (tracing()) {
+      TraceLine(absl::StrCat("   export ", Quoted(e.name), " ",
+                             Quoted(e.description)));
+    }
   }
   SendOptionReply(opt, OptionReplyType::kAck);
 }
@@ -261,6 +295,10 @@ void ServerSession::Impl::HandleMetaContext(Option option,
     SendOptionReply(opt, OptionReplyType::kMetaContext,
                     EncodeMetaContextReply(
                         {kBaseAllocationContextId, kContextBaseAllocation}));
+    if (tracing()) {
+      TraceLine(absl::StrFormat("   context id=%d %s", kBaseAllocationContextId,
+                                Quoted(kContextBaseAllocation)));
+    }
   }
   if (set) {
     meta_base_allocation_ = match;
@@ -273,6 +311,7 @@ void ServerSession::Impl::StartTransmission(size_t export_index) {
   export_ = export_index;
   tflags_ = TransmissionFlags(opts_.exports[export_index], structured_);
   if (meta_export_ != export_index) meta_base_allocation_ = false;
+  if (tracing()) TraceTransmission();
   events_.push_back(TransmissionStarted{export_index, structured_, extended_});
   Expect(Unit::kRequestHeader, extended_ ? kExtendedRequestSize : kRequestSize);
 }

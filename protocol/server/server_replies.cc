@@ -15,12 +15,15 @@
 
 #include "absl/strings/str_format.h"
 #include "protocol/endian.h"
+#include "protocol/names.h"
 #include "protocol/server/internal/session_impl.h"
 #include "protocol/status.h"
 #include "protocol/wire.h"
 
 namespace nbd {
 namespace {
+
+using server_internal::Quoted;
 
 // Extents per block-status reply (the spec's SHOULD limit).
 constexpr size_t kMaxExtents = 1u << 20;
@@ -62,14 +65,28 @@ absl::Status CheckPieces(const ServerRequest& r,
 // ---- Encoding helpers
 // ---------------------------------------------------------
 
-void ServerSession::Impl::PushSimpleReply(uint64_t cookie, uint32_t nbd_error) {
+void ServerSession::Impl::PushSimpleReply(uint64_t cookie, uint32_t nbd_error,
+                                          uint64_t data_length) {
+  if (tracing()) {
+    TraceLine(absl::StrFormat(
+        "-> simple reply cookie=%d error=%d%s", cookie, nbd_error,
+        data_length > 0 ? absl::StrFormat(" + %d bytes of data", data_length)
+                        : std::string()));
+  }
   out_.PushCopy(EncodeSimpleReply({nbd_error, cookie}));
 }
 
 void ServerSession::Impl::PushChunkHeader(const ServerRequest& r,
                                           uint16_t flags, ChunkType type,
-                                          uint64_t length) {
+                                          uint64_t length,
+                                          absl::string_view detail) {
   const uint16_t t = static_cast<uint16_t>(type);
+  if (tracing()) {
+    TraceLine(absl::StrFormat("-> %s cookie=%d flags=0x%x length=%d%s%s%s",
+                              ChunkTypeName(t), r.cookie, flags, length,
+                              (flags & kReplyFlagDone) ? " (done)" : "",
+                              detail.empty() ? "" : " ", detail));
+  }
   if (extended_) {
     out_.PushCopy(
         EncodeExtendedReplyHeader({flags, t, r.cookie, r.offset, length}));
@@ -94,7 +111,10 @@ void ServerSession::Impl::QueueError(const ServerRequest& r, int errno_value,
                                     r.command == Command::kBlockStatus));
   if (!chunked) return PushSimpleReply(r.cookie, error);
   Bytes payload = EncodeErrorChunk({error, std::string(ClipMessage(message))});
-  PushChunkHeader(r, kReplyFlagDone, ChunkType::kError, payload.size());
+  PushChunkHeader(r, kReplyFlagDone, ChunkType::kError, payload.size(),
+                  tracing() ? absl::StrFormat("error=%d message %s", error,
+                                              Quoted(ClipMessage(message)))
+                            : std::string());
   out_.PushOwned(std::move(payload));
 }
 
@@ -102,10 +122,14 @@ void ServerSession::Impl::QueueErrorOffset(const ServerRequest& r,
                                            int errno_value,
                                            absl::string_view message,
                                            uint64_t error_offset) {
-  Bytes payload =
-      EncodeErrorOffsetChunk({NbdErrorFor(errno_value),
-                              std::string(ClipMessage(message)), error_offset});
-  PushChunkHeader(r, kReplyFlagDone, ChunkType::kErrorOffset, payload.size());
+  const uint32_t error = NbdErrorFor(errno_value);
+  Bytes payload = EncodeErrorOffsetChunk(
+      {error, std::string(ClipMessage(message)), error_offset});
+  PushChunkHeader(
+      r, kReplyFlagDone, ChunkType::kErrorOffset, payload.size(),
+      tracing() ? absl::StrFormat("error=%d offset=%d message %s", error,
+                                  error_offset, Quoted(ClipMessage(message)))
+                : std::string());
   out_.PushOwned(std::move(payload));
 }
 
@@ -125,7 +149,9 @@ void ServerSession::Impl::QueueRead(const ServerRequest& r,
     }
   };
   if (!structured_) {
-    PushSimpleReply(r.cookie, 0);
+    uint64_t length = 0;
+    for (const ReadPiece& p : pieces) length += p.length;
+    PushSimpleReply(r.cookie, 0, length);
     for (const ReadPiece& p : pieces) push_piece(p);
     return;
   }
@@ -134,8 +160,10 @@ void ServerSession::Impl::QueueRead(const ServerRequest& r,
     // the request, or only the part before a failure.
     uint64_t length = 0;
     for (const ReadPiece& p : pieces) length += p.length;
-    PushChunkHeader(r, last ? kReplyFlagDone : 0, ChunkType::kOffsetData,
-                    8 + length);
+    PushChunkHeader(
+        r, last ? kReplyFlagDone : 0, ChunkType::kOffsetData, 8 + length,
+        tracing() ? absl::StrFormat("offset=%d data=%d (DF)", r.offset, length)
+                  : std::string());
     uint8_t offset[8];
     StoreBe64(offset, r.offset);
     out_.PushCopy(offset);
@@ -146,13 +174,19 @@ void ServerSession::Impl::QueueRead(const ServerRequest& r,
     const ReadPiece& p = pieces[i];
     const uint16_t flags = last && i + 1 == pieces.size() ? kReplyFlagDone : 0;
     if (p.data != nullptr) {
-      PushChunkHeader(r, flags, ChunkType::kOffsetData, 8 + p.length);
+      PushChunkHeader(
+          r, flags, ChunkType::kOffsetData, 8 + p.length,
+          tracing() ? absl::StrFormat("offset=%d data=%d", p.offset, p.length)
+                    : std::string());
       uint8_t offset[8];
       StoreBe64(offset, p.offset);
       out_.PushCopy(offset);
       push_piece(p);
     } else {
-      PushChunkHeader(r, flags, ChunkType::kOffsetHole, kOffsetHoleSize);
+      PushChunkHeader(
+          r, flags, ChunkType::kOffsetHole, kOffsetHoleSize,
+          tracing() ? absl::StrFormat("offset=%d hole=%d", p.offset, p.length)
+                    : std::string());
       out_.PushCopy(
           EncodeOffsetHole({p.offset, static_cast<uint32_t>(p.length)}));
     }
@@ -178,7 +212,10 @@ void ServerSession::Impl::QueueBlockStatus(const ServerRequest& r,
   PushChunkHeader(
       r, kReplyFlagDone,
       extended_ ? ChunkType::kBlockStatusExt : ChunkType::kBlockStatus,
-      payload.size());
+      payload.size(),
+      tracing() ? absl::StrFormat("context=%d extents=%d", chunk.context_id,
+                                  chunk.extents.size())
+                : std::string());
   out_.PushOwned(std::move(payload));
 }
 

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <limits>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "protocol/names.h"
 #include "protocol/server/internal/session_impl.h"
@@ -56,10 +57,11 @@ void ServerSession::Impl::OnRequestHeader() {
     r.offset = h->offset;
     r.length = h->length;
   }
+  if (tracing()) TraceRequest(r);
   if (r.command == Command::kDisc) {
     // Soft disconnect: the client sends nothing more. Outstanding requests
     // are still answered.
-    return StartClosing();
+    return StartClosing("NBD_CMD_DISC received");
   }
   // With extended headers PAYLOAD_LEN makes any command carry `length`
   // bytes; a WRITE always does.
@@ -82,9 +84,18 @@ void ServerSession::Impl::OnRequestHeader() {
                           payload)));
     }
     skipped_error_ = error != 0 ? error : EOVERFLOW;
+    if (tracing()) {
+      TraceLine(
+          absl::StrFormat("   refused by the session: %s; skipping %d "
+                          "payload bytes",
+                          ErrorText(skipped_error_), payload));
+    }
     return ExpectSkip(payload, AfterSkip::kRequestError);
   }
   if (error != 0) {
+    if (tracing()) {
+      TraceLine(absl::StrCat("   refused by the session: ", ErrorText(error)));
+    }
     QueueError(r, error, ErrorText(error));
     return Expect(Unit::kRequestHeader,
                   extended_ ? kExtendedRequestSize : kRequestSize);

@@ -7,6 +7,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <string>
@@ -417,6 +419,73 @@ TEST(NbdToolTest, ServeMemoryInfoMapAndStopOnSigterm) {
   ASSERT_NE(status, -1) << "nbd serve did not stop on SIGTERM";
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
   EXPECT_NE(access(sock.c_str(), F_OK), 0) << "socket file left behind";
+  rmdir(dir->c_str());
+}
+
+// The whole file at `path` ("" if it cannot be read).
+std::string ReadWholeFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// `nbd [--debug] serve` with stderr in `err_path` (through sh, which execs
+// nbd, so signals reach it).
+std::unique_ptr<Child> ServeWithStderr(bool debug, const std::string& sock,
+                                       const std::string& err_path) {
+  return std::make_unique<Child>(std::vector<std::string>{
+      "/bin/sh", "-c",
+      absl::StrCat("exec '", NbdBinary(), "' ", debug ? "--debug " : "",
+                   "serve --memory 1M --socket '", sock, "' 2>'", err_path,
+                   "'")});
+}
+
+TEST(NbdToolTest, ServeDebugPrintsEachConnectionsTrace) {
+  auto dir = MakeTempDir();
+  ASSERT_TRUE(dir.ok());
+  const std::string sock = *dir + "/nbd.sock";
+  const std::string err_path = *dir + "/serve.err";
+  const std::string uri = "nbd+unix:///?socket=" + sock;
+  std::unique_ptr<Child> serve = ServeWithStderr(true, sock, err_path);
+  ASSERT_TRUE(WaitForUnixSocket(sock, kEnds));  // connection 1, no options
+  RunResult info = RunNbd({"info", uri});       // connection 2
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  // The server traces the client's DISC after `nbd info` has gone, so
+  // wait for the last line.
+  const std::string closed = "nbd: debug: [conn 2]: closed: every reply sent\n";
+  std::string err;
+  for (absl::Time end = absl::Now() + kEnds; absl::Now() < end;
+       absl::SleepFor(absl::Milliseconds(20))) {
+    err = ReadWholeFile(err_path);
+    if (absl::StrContains(err, closed)) break;
+  }
+  const int status = serve->Signal(SIGTERM, kEnds);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_TRUE(absl::StrContains(err, closed)) << err;
+  for (const char* line : {
+           "nbd: debug: [conn 1]: -> fixed newstyle greeting: handshake "
+           "flags 0x3\n",
+           "nbd: debug: [conn 2]: <- client flags 0x3\n",
+           "nbd: debug: [conn 2]: <- NBD_OPT_GO export=\"\"",
+           "nbd: debug: [conn 2]: -> NBD_REP_ACK to NBD_OPT_GO, 0 bytes\n",
+           "nbd: debug: [conn 2]: transmission: export \"\" size=1048576",
+           "nbd: debug: [conn 2]: <- NBD_CMD_DISC cookie=",
+       }) {
+    EXPECT_TRUE(absl::StrContains(err, line)) << line << "\nin:\n" << err;
+  }
+  // Every trace line is one stderr line of its own.
+  for (const std::string& line : Lines(err)) {
+    if (!absl::StrContains(line, "[conn ")) continue;
+    EXPECT_TRUE(absl::StartsWith(line, "nbd: debug: [conn ")) << line;
+  }
+
+  // Without --debug, nothing is traced.
+  std::unique_ptr<Child> quiet = ServeWithStderr(false, sock, err_path);
+  ASSERT_TRUE(WaitForUnixSocket(sock, kEnds));
+  ASSERT_EQ(RunNbd({"info", uri}).exit_code, 0);
+  EXPECT_NE(quiet->Signal(SIGTERM, kEnds), -1);
+  EXPECT_FALSE(absl::StrContains(ReadWholeFile(err_path), "[conn "))
+      << ReadWholeFile(err_path);
+  unlink(err_path.c_str());
   rmdir(dir->c_str());
 }
 

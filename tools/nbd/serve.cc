@@ -1,5 +1,6 @@
 // `nbd serve`: the embedded epoll server in the foreground until SIGINT or
-// SIGTERM.
+// SIGTERM. With --debug, every connection's protocol trace goes to stderr
+// as "nbd: debug: [conn N]: <line>" (N counts accepted connections from 1).
 #include <signal.h>
 
 #include <cerrno>
@@ -159,6 +160,14 @@ int ServeCommand(const std::vector<std::string>& args, const GlobalOptions& g) {
   }
   exp.backend = std::move(*backend);
   options.exports.push_back(std::move(exp));
+  if (g.debug) {
+    // Called on the server's loop thread; Debug() writes each line with one
+    // stdio call, so lines from the two threads do not interleave. `g`
+    // outlives the server, which is stopped before this function returns.
+    options.on_trace = [&g](uint64_t connection, absl::string_view message) {
+      Debug(g, absl::StrCat("[conn ", connection, "]: ", message));
+    };
+  }
 
   // Block the signals before any thread starts, so every thread inherits
   // the mask and only sigwait() below sees them.

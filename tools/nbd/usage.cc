@@ -28,7 +28,8 @@ const char kServeUsage[] =
     "usage: nbd serve (--memory SIZE | --file PATH | --null SIZE)\n"
     "                 (--socket PATH | --port N) [--read-only] [--name "
     "NAME]\n"
-    "  SIZE: bytes, or with a suffix K, M, G, T (1M = 1048576)\n";
+    "  SIZE: bytes, or with a suffix K, M, G, T (1M = 1048576)\n"
+    "  with --debug, each connection's protocol trace goes to stderr\n";
 const char kDemoUsage[] = "usage: nbd demo [--size SIZE]\n";
 const char kCopyUsage[] =
     "usage: nbd copy SRC DST [--connections N] [--requests N]\n"

@@ -3,6 +3,7 @@
 //   server_handshake.cc   greeting and option haggling
 //   server_requests.cc    request headers, validation, payloads
 //   server_replies.cc     simple/structured/extended reply encoding
+//   server_trace.cc       protocol trace lines (ServerOptions::trace)
 #ifndef NBD_PROTOCOL_SERVER_INTERNAL_SESSION_IMPL_H_
 #define NBD_PROTOCOL_SERVER_INTERNAL_SESSION_IMPL_H_
 
@@ -20,6 +21,15 @@
 #include "protocol/server/server.h"
 
 namespace nbd {
+namespace server_internal {
+
+// A name for the trace: quoted, with control and non-ASCII bytes escaped,
+// as the client's trace does.
+std::string Quoted(absl::string_view s);
+// The option's name; an unknown one keeps its number ("NBD_OPT_? (99)").
+std::string OptionLabel(uint32_t option);
+
+}  // namespace server_internal
 
 class ServerSession::Impl {
  public:
@@ -83,9 +93,13 @@ class ServerSession::Impl {
   // Looks up an outstanding request for a Reply*() call.
   absl::StatusOr<InFlight*> FindForReply(RequestHandle handle);
   void Release(RequestHandle handle);
+  // `detail` is appended to the chunk's trace line (callers build it only
+  // when tracing).
   void PushChunkHeader(const ServerRequest& r, uint16_t flags, ChunkType type,
-                       uint64_t length);
-  void PushSimpleReply(uint64_t cookie, uint32_t nbd_error);
+                       uint64_t length, absl::string_view detail = {});
+  // `data_length` bytes of READ data follow (for the trace only).
+  void PushSimpleReply(uint64_t cookie, uint32_t nbd_error,
+                       uint64_t data_length = 0);
   // Queues a complete error reply for `r` (embedder or session generated).
   void QueueError(const ServerRequest& r, int errno_value,
                   absl::string_view message);
@@ -105,10 +119,22 @@ class ServerSession::Impl {
   // ---- Lifecycle (server.cc)
   // --------------------------------------------------
   void Fail(absl::Status reason);  // -> kDead
-  void StartClosing();             // -> kClosing
-  void MaybeClose();               // kClosing -> kClosed when drained
+  // -> kClosing; `why` is for the trace.
+  void StartClosing(absl::string_view why);
+  void MaybeClose();  // kClosing -> kClosed when drained
   bool terminal() const { return closed_ || dead_; }
   ServerPhase phase() const;
+
+  // ---- Trace (server_trace.cc) ----------------------------------------------
+  // Callers test tracing() first, so nothing is formatted when it is off.
+  bool tracing() const { return opts_.trace && !terminal(); }
+  void TraceLine(std::string line);
+  // "<- NBD_OPT_GO export=... info=[...]": the option and what it asks.
+  void TraceOption(uint32_t option, absl::Span<const uint8_t> data);
+  // "-> NBD_REP_INFO to NBD_OPT_GO, 12 bytes".
+  void TraceOptionReply(uint32_t option, OptionReplyType type, size_t length);
+  void TraceRequest(const ServerRequest& r);
+  void TraceTransmission();
 
   // Payload buffers of completed writes, reused to avoid allocations.
   std::unique_ptr<uint8_t[]> TakeBuffer(size_t n, size_t* capacity);

@@ -11,7 +11,9 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <string>
 #include <vector>
@@ -19,7 +21,10 @@
 #include "adapters/server/file_backend.h"
 #include "adapters/server/memory_backend.h"
 #include "adapters/server/null_backend.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "protocol/constants.h"
+#include "protocol/endian.h"
 
 namespace nbd {
 namespace {
@@ -77,6 +82,7 @@ class EpollServerTest : public ::testing::Test {
     EpollServerOptions o;
     if (!tcp) o.unix_path = socket_;
     o.exports = std::move(exports);
+    o.on_trace = on_trace_;
     auto s = EpollServer::Create(std::move(o));
     ASSERT_TRUE(s.ok()) << s.status();
     server_ = std::move(*s);
@@ -90,7 +96,21 @@ class EpollServerTest : public ::testing::Test {
     return "'nbd+unix:///" + name + "?socket=" + socket_ + "'";
   }
 
+  // Connects to the Unix socket; -1 on failure.
+  int Connect() const {
+    const int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    strncpy(addr.sun_path, socket_.c_str(), sizeof(addr.sun_path) - 1);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+      close(fd);
+      return -1;
+    }
+    return fd;
+  }
+
   std::string dir_, socket_;
+  std::function<void(uint64_t, absl::string_view)> on_trace_;
   std::shared_ptr<MemoryBackend> memory_;
   std::unique_ptr<EpollServer> server_;
 };
@@ -272,6 +292,56 @@ TEST_F(EpollServerTest, StopsCleanlyWithClientsConnected) {
   server_.reset();
   struct stat st;
   EXPECT_NE(stat(socket_.c_str(), &st), 0);  // socket file removed
+}
+
+// Reads until the server closes the connection.
+void ReadToEof(int fd) {
+  char buf[256];
+  while (recv(fd, buf, sizeof(buf), 0) > 0) {
+  }
+}
+
+TEST_F(EpollServerTest, TraceLinesNameTheirConnection) {
+  std::mutex mu;
+  std::map<uint64_t, std::vector<std::string>> lines;  // by connection
+  on_trace_ = [&](uint64_t connection, absl::string_view message) {
+    std::lock_guard<std::mutex> lock(mu);
+    lines[connection].emplace_back(message);
+  };
+  StartMemory();
+  // Connection 1 breaks the protocol at once: unknown client flags.
+  const int bad = Connect();
+  ASSERT_GE(bad, 0);
+  ASSERT_EQ(send(bad, "\xff\xff\xff\xff", 4, 0), 4);
+  ReadToEof(bad);
+  close(bad);
+  // Connection 2 leaves politely with NBD_OPT_ABORT.
+  const int good = Connect();
+  ASSERT_GE(good, 0);
+  uint8_t in[20];
+  StoreBe32(in, kClientFlagFixedNewstyle | kClientFlagNoZeroes);
+  StoreBe64(in + 4, kIHaveOptMagic);
+  StoreBe32(in + 12, static_cast<uint32_t>(Option::kAbort));
+  StoreBe32(in + 16, 0);
+  ASSERT_EQ(send(good, in, sizeof(in), 0), 20);
+  ReadToEof(good);
+  close(good);
+  // The server calls on_trace before it closes a socket, so both
+  // connections' lines are all there once the client saw EOF.
+  std::lock_guard<std::mutex> lock(mu);
+  ASSERT_EQ(lines.size(), 2u);
+  using ::testing::ElementsAre;
+  using ::testing::StartsWith;
+  EXPECT_THAT(lines[1],
+              ElementsAre("-> fixed newstyle greeting: handshake flags 0x3",
+                          StartsWith("dead: ")));
+  EXPECT_THAT(lines[2],
+              ElementsAre("-> fixed newstyle greeting: handshake flags 0x3",
+                          "<- client flags 0x3", "<- NBD_OPT_ABORT",
+                          "-> NBD_REP_ACK to NBD_OPT_ABORT, 0 bytes",
+                          "closing: NBD_OPT_ABORT received; 0 request(s) in "
+                          "flight",
+                          "closed: every reply sent"));
 }
 
 }  // namespace

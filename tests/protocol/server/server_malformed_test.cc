@@ -40,9 +40,18 @@ void ExpectAccepted(ServerSession& s, const absl::Status& st) {
       << st;
 }
 
-// Answers every request (correctly) so the session keeps going.
-void AnswerAll(ServerSession& s) {
+// Answers every request (correctly) so the session keeps going. With
+// `final_seen`, also checks that no event (a trace line included) follows
+// SessionClosed or SessionDead, across calls.
+void AnswerAll(ServerSession& s, bool* final_seen = nullptr) {
   while (auto e = s.PollEvent()) {
+    if (final_seen != nullptr) {
+      EXPECT_FALSE(*final_seen) << "an event after the final one";
+      if (std::holds_alternative<SessionClosed>(*e) ||
+          std::holds_alternative<SessionDead>(*e)) {
+        *final_seen = true;
+      }
+    }
     auto* r = std::get_if<ServerRequest>(&*e);
     if (r == nullptr) continue;
     if (r->command == Command::kRead && r->length > 0) {
@@ -82,7 +91,9 @@ TEST(MalformedTest, RandomMutationsNeverCrash) {
   for (int iter = 0; iter < 3000; ++iter) {
     ServerOptions o = TestOptions();
     o.max_option_length = 1024;
+    o.trace = (iter / 2) % 2 == 0;  // formats mutated names and lengths
     ServerSession s(o);
+    bool final_seen = false;
     TakeOutput(s);
     Bytes in = Transcript(iter % 2 == 1);
     const int mutations = 1 + rng() % 4;
@@ -94,14 +105,15 @@ TEST(MalformedTest, RandomMutationsNeverCrash) {
     while (pos < in.size()) {
       const size_t len = std::min<size_t>(1 + rng() % 64, in.size() - pos);
       absl::StatusOr<size_t> n = s.Feed(ByteSpan(in).subspan(pos, len));
-      AnswerAll(s);
+      AnswerAll(s, &final_seen);
       if (rng() % 2) TakeOutput(s);
       if (!n.ok() || *n < len) break;
       pos += len;
     }
     s.FeedEof();
-    AnswerAll(s);
+    AnswerAll(s, &final_seen);
     TakeOutput(s);
+    AnswerAll(s, &final_seen);  // SessionClosed once the output drained
     const ServerPhase p = s.phase();
     EXPECT_TRUE(p == ServerPhase::kClosed || p == ServerPhase::kDead ||
                 p == ServerPhase::kClosing)
