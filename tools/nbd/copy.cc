@@ -359,10 +359,20 @@ absl::StatusOr<CopyStats> Copier::Run() {
     Fill();
     if (!error_.ok()) break;
     if (AllIssued() && Idle()) break;
+    // File reads that finished while the loop waited for the network: their
+    // WRITEs go out before the next wait.
+    if (src_->Reap(false) > 0) continue;
     if (engine_->in_flight() == 0) {
-      error_ = absl::InternalError("copy stalled (a bug)");
-      break;
+      if (src_->pending_reads() == 0) {
+        error_ = absl::InternalError("copy stalled (a bug)");
+        break;
+      }
+      src_->Reap(true);  // nothing on the wire: wait for the file
+      continue;
     }
+    // The network wakes this loop often enough (every completion) that
+    // finished file reads need no wakeup of their own; they are picked up
+    // above after each Poll.
     if (absl::Status s = engine_->Poll(); !s.ok()) {
       WaitFailed(s);
       server_hung = true;
