@@ -362,6 +362,7 @@ absl::StatusOr<CopyStats> Copier::Run() {
     // File reads that finished while the loop waited for the network: their
     // WRITEs go out before the next wait.
     if (src_->Reap(false) > 0) continue;
+    src_->Kick();  // read what Fill() issued while the network is waited for
     if (engine_->in_flight() == 0) {
       if (src_->pending_reads() == 0) {
         error_ = absl::InternalError("copy stalled (a bug)");

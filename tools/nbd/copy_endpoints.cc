@@ -174,6 +174,7 @@ class FileSource : public Source {
             std::function<void(const absl::Status&, size_t)> done) override {
     reader_->Read(offset, buffer, std::move(done));
   }
+  void Kick() override { reader_->Kick(); }
   size_t pending_reads() const override { return reader_->pending(); }
   size_t Reap(bool wait) override {
     return wait ? reader_->Wait() : reader_->Reap();

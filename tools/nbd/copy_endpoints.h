@@ -64,6 +64,8 @@ class Source {
   // Runs the callbacks of such reads that finished; with `wait`, first
   // waits for one if none has. Returns how many callbacks ran.
   virtual size_t Reap(bool /*wait*/) { return 0; }
+  // Starts the reads issued since the last call (one wakeup per batch).
+  virtual void Kick() {}
 };
 
 class Sink {

@@ -42,24 +42,32 @@ FileReader::~FileReader() {
 
 void FileReader::Read(uint64_t offset, absl::Span<uint8_t> buffer, Done done) {
   ++pending_;
-  bool was_idle;
+  std::lock_guard<std::mutex> lock(mu_);
+  queue_.push_back({offset, buffer, std::move(done), absl::OkStatus()});
+}
+
+void FileReader::Kick() {
+  bool wake;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    was_idle = queue_.empty();
-    queue_.push_back({offset, buffer, std::move(done), absl::OkStatus()});
+    wake = sleeping_ && !queue_.empty();
   }
-  // A reader with a non-empty queue does not sleep, so only the first job
-  // of a batch needs a wakeup (a futex call saved per read otherwise).
-  if (was_idle) work_.notify_one();
+  if (wake) work_.notify_one();
 }
 
 void FileReader::Loop() {
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
-    work_.wait(lock, [this] { return stop_ || !queue_.empty(); });
+    if (!stop_ && queue_.empty()) {
+      sleeping_ = true;
+      // A job queued meanwhile waits for Kick(): that is the batching.
+      work_.wait(lock);
+      sleeping_ = false;
+      continue;  // recheck (spurious wakeups, jobs, stop)
+    }
     if (stop_) return;
-    // The job stays at the queue's head while it is read, so Read() sees a
-    // busy reader and skips the wakeup.
+    // The job stays at the queue's head while it is read: the destructor
+    // may clear the queue meanwhile, so copy what the read needs.
     Job& job = queue_.front();
     uint64_t offset = job.offset;
     absl::Span<uint8_t> buffer = job.buffer;
@@ -93,6 +101,7 @@ size_t FileReader::Reap() {
 
 size_t FileReader::Wait() {
   if (pending_ == 0) return 0;
+  Kick();
   {
     std::unique_lock<std::mutex> lock(mu_);
     finished_.wait(lock, [this] { return !done_.empty(); });

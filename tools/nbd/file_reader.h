@@ -46,15 +46,20 @@ class FileReader {
   FileReader(const FileReader&) = delete;
   FileReader& operator=(const FileReader&) = delete;
 
-  // Queues a read; `done` runs later from Reap() or Wait().
+  // Queues a read; `done` runs later from Reap() or Wait(). The reader
+  // starts on it by itself if it is busy, else only at the next Kick() or
+  // Wait(): one wakeup per batch of reads, not one per read.
   void Read(uint64_t offset, absl::Span<uint8_t> buffer, Done done);
+  // Wakes the reader if it sleeps while reads are queued. Call it before
+  // the loop thread waits for something else (the network).
+  void Kick();
   // Reads queued whose callback has not run yet.
   size_t pending() const { return pending_; }
   // Runs the callbacks of the reads that finished; returns how many.
   size_t Reap();
-  // Like Reap(), but first waits until at least one read finished (returns
-  // 0 at once if nothing is pending). File reads have no timeout, just as
-  // a synchronous pread has none.
+  // Like Reap(), but first kicks the reader and waits until at least one read
+  // finished (returns 0 at once if nothing is pending). File reads have no
+  // timeout, just as a synchronous pread has none.
   size_t Wait();
 
  private:
@@ -74,6 +79,7 @@ class FileReader {
   std::deque<Job> queue_;             // guarded by mu_
   std::deque<Job> done_;              // guarded by mu_
   bool stop_ = false;                 // guarded by mu_
+  bool sleeping_ = false;             // guarded by mu_: waits on work_
   std::thread thread_;                // last: starts after the rest exists
 };
 
