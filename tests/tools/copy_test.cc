@@ -192,6 +192,31 @@ TEST_P(CopyAdapterTest, FileWithOddSizeIsCopiedByteExact) {
                           [](uint8_t b) { return b == 0; }));
 }
 
+TEST_P(CopyAdapterTest, StdinOddSizedFileIsCopiedByteExact) {
+  // `-` redirected from a regular file goes through the reader thread too
+  // (without owning the descriptor); a pipe is covered by StdinPipeToNbd.
+  auto server = Nbdkit({"memory", "4M"});
+  ASSERT_NE(server, nullptr);
+  std::vector<uint8_t> data = TestData(3 * kMiB + 777, 10);
+  std::string in = server->dir() + "/stdin";
+  WriteFile(in, data);
+  int fd = ::open(in.c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  int rc;
+  std::string err;
+  {
+    RedirectFd redirect(STDIN_FILENO, fd);
+    rc = Copy(
+        {"-", server->Uri(), "--adapter", GetParam(), "--request-size", "256K"},
+        &err);
+  }
+  ::close(fd);
+  ASSERT_EQ(rc, kExitOk) << err;
+  std::vector<uint8_t> back = ReadExport(server->Uri());
+  ASSERT_EQ(back.size(), 4 * kMiB);
+  EXPECT_TRUE(std::equal(data.begin(), data.end(), back.begin()));
+}
+
 TEST_P(CopyAdapterTest, FileReadErrorNamesFileAndOffset) {
   // A sysfs attribute claims 4096 bytes but holds a few: the read hits end
   // of file early, as a file truncated during the copy would.
