@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "protocol/status.h"
 #include "tools/nbd/args.h"
+#include "tools/nbd/buffer_pool.h"
 #include "tools/nbd/command.h"
 #include "tools/nbd/copy_endpoints.h"
 #include "tools/nbd/diag.h"
@@ -59,8 +60,8 @@ class Copier {
   void WaitFailed(const absl::Status& s);
   bool AllIssued() const;
   bool Idle() const;
-  uint8_t* GetBuffer();
-  void Release(uint8_t* buffer) { free_.push_back(buffer); }
+  uint8_t* GetBuffer() { return pool_->Get(); }
+  void Release(uint8_t* buffer) { pool_->Release(buffer); }
   size_t SrcLane(size_t lane) const { return lane % src_->lanes(); }
   size_t DstLane(size_t lane) const { return lane % dst_->lanes(); }
   void Debug(std::string_view text) const;
@@ -68,8 +69,7 @@ class Copier {
   const CopyOptions& o_;
   // Buffers are declared before the engine so they are destroyed after it:
   // until the engine is gone the kernel may still receive into them.
-  std::vector<std::unique_ptr<uint8_t[]>> buffers_;
-  std::vector<uint8_t*> free_;
+  std::unique_ptr<BufferPool> pool_;
   std::vector<uint8_t> zeros_;  // source of zero-filled writes
   std::unique_ptr<Engine> engine_;
   std::unique_ptr<Source> src_;
@@ -126,17 +126,6 @@ void Copier::WaitFailed(const absl::Status& s) {
   }
 }
 
-uint8_t* Copier::GetBuffer() {
-  if (free_.empty()) {
-    // Allocated on demand: a small copy never allocates lanes x requests.
-    buffers_.push_back(std::make_unique<uint8_t[]>(request_size_));
-    return buffers_.back().get();
-  }
-  uint8_t* b = free_.back();
-  free_.pop_back();
-  return b;
-}
-
 absl::Status Copier::Open() {
   absl::StatusOr<std::unique_ptr<Engine>> engine =
       Engine::Create({.adapter = o_.adapter,
@@ -165,6 +154,7 @@ absl::Status Copier::Open() {
   }
   request_size_ = std::max<uint64_t>(
       1, std::min({o_.request_size, src_->max_request(), dst_->max_request()}));
+  pool_ = std::make_unique<BufferPool>(request_size_);
   lanes_ = std::max(src_->lanes(), dst_->lanes());
   busy_.assign(lanes_, 0);
   use_extents_ = size_.has_value() && src_->has_extents();
@@ -359,10 +349,21 @@ absl::StatusOr<CopyStats> Copier::Run() {
     Fill();
     if (!error_.ok()) break;
     if (AllIssued() && Idle()) break;
+    // File reads that finished while the loop waited for the network: their
+    // WRITEs go out before the next wait.
+    if (src_->Reap(false) > 0) continue;
+    src_->Kick();  // read what Fill() issued while the network is waited for
     if (engine_->in_flight() == 0) {
-      error_ = absl::InternalError("copy stalled (a bug)");
-      break;
+      if (src_->pending_reads() == 0) {
+        error_ = absl::InternalError("copy stalled (a bug)");
+        break;
+      }
+      src_->Reap(true);  // nothing on the wire: wait for the file
+      continue;
     }
+    // The network wakes this loop often enough (every completion) that
+    // finished file reads need no wakeup of their own; they are picked up
+    // above after each Poll.
     if (absl::Status s = engine_->Poll(); !s.ok()) {
       WaitFailed(s);
       server_hung = true;

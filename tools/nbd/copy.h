@@ -4,11 +4,13 @@
 // How it moves bytes: the range is cut into requests of --request-size
 // bytes; up to --requests of them are in flight on each of --connections
 // lanes. A data request reads into a buffer and writes that same buffer
-// (the core references it, it never copies it). When the source can say
-// where its zeros are (NBD base:allocation, SEEK_HOLE in a file), zero runs
-// are not read at all: the destination gets WRITE_ZEROES (NBD), a punched
-// hole or nothing (a fresh file, null:). A data buffer that turns out to be
-// all zeros is handled the same way.
+// (the core references it, it never copies it). A local file is read on
+// a thread of its own (FileReader), overlapping the network I/O that the
+// loop thread drives; buffers come from huge pages (BufferPool). When the
+// source can say where its zeros are (NBD base:allocation, SEEK_HOLE in a
+// file), zero runs are not read at all: the destination gets WRITE_ZEROES
+// (NBD), a punched hole or nothing (a fresh file, null:). A data buffer
+// that turns out to be all zeros is handled the same way.
 #ifndef NBD_TOOLS_NBD_COPY_H_
 #define NBD_TOOLS_NBD_COPY_H_
 

@@ -16,6 +16,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "protocol/status.h"
+#include "tools/nbd/file_reader.h"
 
 namespace nbd::tool {
 namespace {
@@ -137,15 +138,18 @@ class FileSource : public Source {
         fd_(fd),
         own_(own),
         size_(size),
-        regular_(regular) {}
+        regular_(regular),
+        reader_(std::make_unique<FileReader>(fd)) {}
   ~FileSource() override {
+    reader_.reset();  // stops reading before the fd goes
     if (own_) ::close(fd_);
   }
   const std::string& name() const override { return name_; }
   std::optional<uint64_t> size() const override { return size_; }
   bool has_extents() const override { return regular_; }
 
-  // SEEK_DATA/SEEK_HOLE, like nbdcopy: one extent per call.
+  // SEEK_DATA/SEEK_HOLE, like nbdcopy: one extent per call. (lseek moves
+  // the file offset, which the reader thread's preads do not use.)
   void Extents(size_t, uint64_t offset, uint64_t length,
                SourceExtentsDone done) override {
     uint64_t end = std::min(offset + length, size_);
@@ -164,20 +168,16 @@ class FileSource : public Source {
     done(absl::OkStatus(), offset, {{hole_at - offset, false, false}});
   }
 
+  // On the reader thread, so the loop thread keeps the sockets busy
+  // meanwhile; the callback runs from Reap().
   void Read(size_t, uint64_t offset, absl::Span<uint8_t> buffer,
             std::function<void(const absl::Status&, size_t)> done) override {
-    size_t got = 0;
-    while (got < buffer.size()) {
-      ssize_t r = ::pread(fd_, buffer.data() + got, buffer.size() - got,
-                          static_cast<off_t>(offset + got));
-      if (r < 0 && errno == EINTR) continue;
-      if (r < 0) return done(Errno("pread"), 0);
-      if (r == 0) {
-        return done(ErrnoStatus(EIO, "unexpected end of file (truncated?)"), 0);
-      }
-      got += static_cast<size_t>(r);
-    }
-    done(absl::OkStatus(), got);
+    reader_->Read(offset, buffer, std::move(done));
+  }
+  void Kick() override { reader_->Kick(); }
+  size_t pending_reads() const override { return reader_->pending(); }
+  size_t Reap(bool wait) override {
+    return wait ? reader_->Wait() : reader_->Reap();
   }
 
  private:
@@ -186,9 +186,12 @@ class FileSource : public Source {
   bool own_;
   uint64_t size_;
   bool regular_;
+  std::unique_ptr<FileReader> reader_;
 };
 
 // A pipe, a terminal or a character device: read in order until EOF.
+// Synchronously, on the loop thread: a reader thread would read ahead past
+// end of file, and on a terminal a read after ^D waits for more input.
 class StreamSource : public Source {
  public:
   StreamSource(std::string name, int fd, bool own)

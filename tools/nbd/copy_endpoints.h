@@ -3,8 +3,9 @@
 // file, stdout, or nowhere: `null:`).
 //
 // Every operation reports through a callback. NBD endpoints call it later,
-// from Engine::Poll(); local ones call it before returning. The copier
-// handles both, so it never assumes which.
+// from Engine::Poll(); a local file source reads on its own thread and
+// calls it later, from Source::Reap(); the other local ones call it before
+// returning. The copier handles all of these, so it never assumes which.
 #ifndef NBD_TOOLS_NBD_COPY_ENDPOINTS_H_
 #define NBD_TOOLS_NBD_COPY_ENDPOINTS_H_
 
@@ -57,6 +58,14 @@ class Source {
   // length or an error.
   virtual void Read(size_t lane, uint64_t offset, absl::Span<uint8_t> buffer,
                     std::function<void(const absl::Status&, size_t)> done) = 0;
+  // Reads that complete outside Engine::Poll() (a file read on a thread of
+  // its own) and whose callback has not run yet.
+  virtual size_t pending_reads() const { return 0; }
+  // Runs the callbacks of such reads that finished; with `wait`, first
+  // waits for one if none has. Returns how many callbacks ran.
+  virtual size_t Reap(bool /*wait*/) { return 0; }
+  // Starts the reads issued since the last call (one wakeup per batch).
+  virtual void Kick() {}
 };
 
 class Sink {
