@@ -6,7 +6,6 @@
 #include <string_view>
 #include <vector>
 
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -40,11 +39,6 @@ int OptionErrorErrno(uint32_t type) {
     default:
       return EINVAL;
   }
-}
-
-// A name for the trace: quoted, with control and non-ASCII bytes escaped.
-std::string Quoted(absl::string_view s) {
-  return absl::StrCat("\"", absl::CHexEscape(s), "\"");
 }
 
 bool IsPowerOfTwo(uint32_t v) { return v != 0 && (v & (v - 1)) == 0; }
@@ -210,7 +204,7 @@ void Client::Impl::SendGo(Option option, bool from_user) {
   if (tracing()) {
     std::vector<std::string> infos;
     for (uint16_t t : request.info_requests) infos.push_back(InfoTypeName(t));
-    detail = absl::StrCat(" export=", Quoted(export_name_), " info=[",
+    detail = absl::StrCat(" export=", QuotedForTrace(export_name_), " info=[",
                           absl::StrJoin(infos, ","), "]");
   }
   SendOption(option, EncodeInfoRequest(request), from_user, detail);
@@ -231,9 +225,10 @@ void Client::Impl::SendSetMeta(std::vector<std::string> queries, Option option,
   std::string detail;
   if (tracing()) {
     std::vector<std::string> quoted;
-    for (const std::string& q : request.queries) quoted.push_back(Quoted(q));
-    detail = absl::StrCat(" export=", Quoted(export_name_), " queries=[",
-                          absl::StrJoin(quoted, ","), "]");
+    for (const std::string& q : request.queries)
+      quoted.push_back(QuotedForTrace(q));
+    detail = absl::StrCat(" export=", QuotedForTrace(export_name_),
+                          " queries=[", absl::StrJoin(quoted, ","), "]");
   }
   SendOption(option, EncodeMetaContextRequest(request), from_user, detail);
 }
@@ -243,7 +238,8 @@ void Client::Impl::SendExportName() {
     return Fail(ErrnoStatus(ENAMETOOLONG, "export name exceeds 4096 bytes"));
   }
   if (tracing()) {
-    TraceLine(absl::StrCat("-> NBD_OPT_EXPORT_NAME ", Quoted(export_name_)));
+    TraceLine(
+        absl::StrCat("-> NBD_OPT_EXPORT_NAME ", QuotedForTrace(export_name_)));
   }
   parked_ = false;
   option_ = OptionInFlight{};
@@ -371,7 +367,8 @@ absl::Status Client::Impl::HandleInfo(absl::Span<const uint8_t> payload) {
       absl::StatusOr<InfoName> info = DecodeInfoName(payload);
       if (!info.ok()) return info.status();
       canonical_name_ = info->name;
-      if (tracing()) TraceLine("   NBD_INFO_NAME " + Quoted(info->name));
+      if (tracing())
+        TraceLine("   NBD_INFO_NAME " + QuotedForTrace(info->name));
       return absl::OkStatus();
     }
     case InfoType::kDescription: {
@@ -379,7 +376,8 @@ absl::Status Client::Impl::HandleInfo(absl::Span<const uint8_t> payload) {
       if (!info.ok()) return info.status();
       description_ = info->description;
       if (tracing()) {
-        TraceLine("   NBD_INFO_DESCRIPTION " + Quoted(info->description));
+        TraceLine("   NBD_INFO_DESCRIPTION " +
+                  QuotedForTrace(info->description));
       }
       return absl::OkStatus();
     }
@@ -423,7 +421,7 @@ void Client::Impl::OnOptReply() {
     std::string message(payload.begin(), payload.end());
     if (message.size() > kMaxStringLength) message.resize(kMaxStringLength);
     if (tracing() && !message.empty()) {
-      TraceLine("   message " + Quoted(message));
+      TraceLine("   message " + QuotedForTrace(message));
     }
     absl::Status error =
         ErrnoStatus(OptionErrorErrno(type),
@@ -485,8 +483,8 @@ void Client::Impl::OnOptReply() {
             absl::StrCat("bad NBD_REP_SERVER: ", reply.status().message())));
       }
       if (tracing()) {
-        TraceLine(absl::StrCat("   export ", Quoted(reply->name), " ",
-                               Quoted(reply->description)));
+        TraceLine(absl::StrCat("   export ", QuotedForTrace(reply->name), " ",
+                               QuotedForTrace(reply->description)));
       }
       events_.push_back(ExportListed{reply->name, reply->description});
       return expect_next();
@@ -503,7 +501,7 @@ void Client::Impl::OnOptReply() {
       }
       if (tracing()) {
         TraceLine(absl::StrFormat("   context id=%d %s", reply->context_id,
-                                  Quoted(reply->name)));
+                                  QuotedForTrace(reply->name)));
       }
       if (option == Option::kSetMetaContext) {
         option_->contexts.push_back({reply->context_id, reply->name});

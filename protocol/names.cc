@@ -1,5 +1,8 @@
 #include "protocol/names.h"
 
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+
 namespace nbd {
 
 const char* CommandName(Command c) {
@@ -120,6 +123,10 @@ const char* InfoTypeName(uint16_t type) {
       return "NBD_INFO_BLOCK_SIZE";
   }
   return "NBD_INFO_?";
+}
+
+std::string QuotedForTrace(absl::string_view s) {
+  return absl::StrCat("\"", absl::CHexEscape(s), "\"");
 }
 
 uint16_t AllowedCommandFlags(Command c) {

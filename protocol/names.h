@@ -4,7 +4,9 @@
 #define NBD_PROTOCOL_NAMES_H_
 
 #include <cstdint>
+#include <string>
 
+#include "absl/strings/string_view.h"
 #include "protocol/constants.h"
 
 namespace nbd {
@@ -18,6 +20,9 @@ const char* OptionReplyName(uint32_t type);
 const char* ChunkTypeName(uint16_t type);
 // "NBD_INFO_EXPORT", ...; "NBD_INFO_?" if unknown.
 const char* InfoTypeName(uint16_t type);
+// A peer-supplied string (export name, message) for a trace line: in double
+// quotes, control and non-ASCII bytes escaped. Shared by both cores' traces.
+std::string QuotedForTrace(absl::string_view s);
 
 // The command flags that mean something for `command` (proto.md "Request
 // message"): DF for READ; FUA and PAYLOAD_LEN for WRITE; FUA for TRIM;

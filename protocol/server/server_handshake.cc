@@ -11,14 +11,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "protocol/names.h"
 #include "protocol/server/internal/session_impl.h"
 #include "protocol/status.h"
 #include "protocol/wire.h"
 
 namespace nbd {
 namespace {
-
-using server_internal::Quoted;
 
 absl::Status ProtocolError(absl::string_view what) {
   return ErrnoStatus(EPROTO, what);
@@ -92,7 +91,8 @@ void ServerSession::Impl::SendOptionError(uint32_t option, OptionReplyType type,
                                           absl::string_view message) {
   if (message.size() > kMaxStringLength) message = message.substr(0, 4096);
   SendOptionReply(option, type, AsBytes(message));
-  if (tracing()) TraceLine(absl::StrCat("   message ", Quoted(message)));
+  if (tracing())
+    TraceLine(absl::StrCat("   message ", QuotedForTrace(message)));
 }
 
 std::optional<size_t> ServerSession::Impl::FindExport(
@@ -213,14 +213,15 @@ void ServerSession::Impl::HandleInfoOrGo(Option option,
     switch (static_cast<InfoType>(type)) {
       case InfoType::kName:
         SendOptionReply(opt, OptionReplyType::kInfo, EncodeInfoName({e.name}));
-        if (tracing()) TraceLine("   NBD_INFO_NAME " + Quoted(e.name));
+        if (tracing()) TraceLine("   NBD_INFO_NAME " + QuotedForTrace(e.name));
         break;
       case InfoType::kDescription:
         if (!e.description.empty()) {
           SendOptionReply(opt, OptionReplyType::kInfo,
                           EncodeInfoDescription({e.description}));
           if (tracing()) {
-            TraceLine("   NBD_INFO_DESCRIPTION " + Quoted(e.description));
+            TraceLine("   NBD_INFO_DESCRIPTION " +
+                      QuotedForTrace(e.description));
           }
         }
         break;
@@ -254,8 +255,8 @@ void ServerSession::Impl::HandleList(absl::Span<const uint8_t> data) {
     SendOptionReply(opt, OptionReplyType::kServer,
                     EncodeServerReply({e.name, e.description}));
     if (tracing()) {
-      TraceLine(absl::StrCat("   export ", Quoted(e.name), " ",
-                             Quoted(e.description)));
+      TraceLine(absl::StrCat("   export ", QuotedForTrace(e.name), " ",
+                             QuotedForTrace(e.description)));
     }
   }
   SendOptionReply(opt, OptionReplyType::kAck);
@@ -297,7 +298,7 @@ void ServerSession::Impl::HandleMetaContext(Option option,
                         {kBaseAllocationContextId, kContextBaseAllocation}));
     if (tracing()) {
       TraceLine(absl::StrFormat("   context id=%d %s", kBaseAllocationContextId,
-                                Quoted(kContextBaseAllocation)));
+                                QuotedForTrace(kContextBaseAllocation)));
     }
   }
   if (set) {

@@ -23,8 +23,6 @@
 namespace nbd {
 namespace {
 
-using server_internal::Quoted;
-
 // Extents per block-status reply (the spec's SHOULD limit).
 constexpr size_t kMaxExtents = 1u << 20;
 
@@ -112,9 +110,10 @@ void ServerSession::Impl::QueueError(const ServerRequest& r, int errno_value,
   if (!chunked) return PushSimpleReply(r.cookie, error);
   Bytes payload = EncodeErrorChunk({error, std::string(ClipMessage(message))});
   PushChunkHeader(r, kReplyFlagDone, ChunkType::kError, payload.size(),
-                  tracing() ? absl::StrFormat("error=%d message %s", error,
-                                              Quoted(ClipMessage(message)))
-                            : std::string());
+                  tracing()
+                      ? absl::StrFormat("error=%d message %s", error,
+                                        QuotedForTrace(ClipMessage(message)))
+                      : std::string());
   out_.PushOwned(std::move(payload));
 }
 
@@ -127,9 +126,10 @@ void ServerSession::Impl::QueueErrorOffset(const ServerRequest& r,
       {error, std::string(ClipMessage(message)), error_offset});
   PushChunkHeader(
       r, kReplyFlagDone, ChunkType::kErrorOffset, payload.size(),
-      tracing() ? absl::StrFormat("error=%d offset=%d message %s", error,
-                                  error_offset, Quoted(ClipMessage(message)))
-                : std::string());
+      tracing()
+          ? absl::StrFormat("error=%d offset=%d message %s", error,
+                            error_offset, QuotedForTrace(ClipMessage(message)))
+          : std::string());
   out_.PushOwned(std::move(payload));
 }
 

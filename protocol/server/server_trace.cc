@@ -7,7 +7,6 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -16,10 +15,6 @@
 #include "protocol/wire.h"
 
 namespace nbd {
-
-std::string server_internal::Quoted(absl::string_view s) {
-  return absl::StrCat("\"", absl::CHexEscape(s), "\"");
-}
 
 // Unknown options keep their number, so the trace still says what came.
 std::string server_internal::OptionLabel(uint32_t option) {
@@ -31,7 +26,6 @@ std::string server_internal::OptionLabel(uint32_t option) {
 namespace {
 
 using server_internal::OptionLabel;
-using server_internal::Quoted;
 
 }  // namespace
 
@@ -46,8 +40,8 @@ void ServerSession::Impl::TraceOption(uint32_t option,
     case Option::kExportName:
       absl::StrAppend(
           &line, " ",
-          Quoted(absl::string_view(reinterpret_cast<const char*>(data.data()),
-                                   data.size())));
+          QuotedForTrace(absl::string_view(
+              reinterpret_cast<const char*>(data.data()), data.size())));
       return TraceLine(std::move(line));
     case Option::kInfo:
     case Option::kGo:
@@ -56,8 +50,8 @@ void ServerSession::Impl::TraceOption(uint32_t option,
         for (uint16_t type : r->info_requests) {
           infos.push_back(InfoTypeName(type));
         }
-        absl::StrAppend(&line, " export=", Quoted(r->export_name), " info=[",
-                        absl::StrJoin(infos, ", "), "]");
+        absl::StrAppend(&line, " export=", QuotedForTrace(r->export_name),
+                        " info=[", absl::StrJoin(infos, ", "), "]");
         return TraceLine(std::move(line));
       }
       break;
@@ -66,9 +60,10 @@ void ServerSession::Impl::TraceOption(uint32_t option,
       if (absl::StatusOr<MetaContextRequest> r = DecodeMetaContextRequest(data);
           r.ok()) {
         std::vector<std::string> queries;
-        for (const std::string& q : r->queries) queries.push_back(Quoted(q));
-        absl::StrAppend(&line, " export=", Quoted(r->export_name), " queries=[",
-                        absl::StrJoin(queries, ", "), "]");
+        for (const std::string& q : r->queries)
+          queries.push_back(QuotedForTrace(q));
+        absl::StrAppend(&line, " export=", QuotedForTrace(r->export_name),
+                        " queries=[", absl::StrJoin(queries, ", "), "]");
         return TraceLine(std::move(line));
       }
       break;
@@ -103,7 +98,7 @@ void ServerSession::Impl::TraceTransmission() {
   const ExportInfo& e = opts_.exports[*export_];
   TraceLine(
       absl::StrFormat("transmission: export %s size=%d flags=0x%x, %s, %s",
-                      Quoted(e.name), e.size, tflags_,
+                      QuotedForTrace(e.name), e.size, tflags_,
                       extended_     ? "extended headers"
                       : structured_ ? "structured replies"
                                     : "simple replies",

@@ -23,9 +23,6 @@
 namespace nbd {
 namespace server_internal {
 
-// A name for the trace: quoted, with control and non-ASCII bytes escaped,
-// as the client's trace does.
-std::string Quoted(absl::string_view s);
 // The option's name; an unknown one keeps its number ("NBD_OPT_? (99)").
 std::string OptionLabel(uint32_t option);
 
