@@ -5,7 +5,6 @@
 #include <cerrno>
 #include <utility>
 
-#include "absl/time/clock.h"
 #include "protocol/status.h"
 
 namespace nbd::adapters {
@@ -62,33 +61,25 @@ void EpollConnection::Kick() {
 
 absl::Status EpollConnection::Disconnect(uint32_t flags) {
   absl::Status s = client_.Disconnect(flags);
-  if (s.ok()) ArmDefaultDeadline();
+  if (s.ok()) deadline_.Arm();
   Kick();
   return s;
 }
 
 absl::Status EpollConnection::Shutdown(uint32_t flags) {
   absl::Status s = client_.Shutdown(flags);
-  if (s.ok()) ArmDefaultDeadline();
+  if (s.ok()) deadline_.Arm();
   Kick();
   return s;
 }
 
-void EpollConnection::ArmDefaultDeadline() {
-  if (!deadline_.has_value()) {
-    deadline_ = absl::Now() + default_disconnect_timeout_;
-  }
-}
-
 void EpollConnection::Deliver(Event& event) {
-  // The disconnect request is out: from now on only the server's close is
-  // awaited, which must not take forever.
-  if (std::holds_alternative<ShutdownWrite>(event)) ArmDefaultDeadline();
+  deadline_.OnEvent(event);
   on_event_(event);
 }
 
 void EpollConnection::CheckDeadline(absl::Time now) {
-  if (finished_ || !deadline_.has_value() || now < *deadline_) return;
+  if (finished_ || !deadline_.Passed(now)) return;
   GiveUp(client_, transport_, TimeoutStatus("waiting for the server to close"),
          [this](Event& e) { Deliver(e); });
   Finish();

@@ -74,12 +74,12 @@ class EpollConnection {
   absl::Status Shutdown(uint32_t flags = 0);
 
   // Bound for the end of the connection (see above).
-  void SetDeadline(absl::Time deadline) { deadline_ = deadline; }
+  void SetDeadline(absl::Time deadline) { deadline_.Set(deadline); }
   // The bound armed when a disconnect starts without a deadline.
   void SetDefaultDisconnectTimeout(absl::Duration timeout) {
-    default_disconnect_timeout_ = timeout;
+    deadline_.set_default_timeout(timeout);
   }
-  std::optional<absl::Time> next_deadline() const { return deadline_; }
+  std::optional<absl::Time> next_deadline() const { return deadline_.get(); }
   // Gives the connection up if `now` is past the deadline.
   void CheckDeadline(absl::Time now);
 
@@ -89,7 +89,6 @@ class EpollConnection {
  private:
   void Step(bool readable);
   void Deliver(Event& event);
-  void ArmDefaultDeadline();
   void Rearm();
   void Finish();
 
@@ -99,8 +98,7 @@ class EpollConnection {
   int epfd_ = -1;
   epoll_data_t data_ = {};
   uint32_t registered_ = 0;  // interest currently in the epoll set
-  std::optional<absl::Time> deadline_;
-  absl::Duration default_disconnect_timeout_ = kDefaultDisconnectTimeout;
+  DisconnectDeadline deadline_;
   bool finished_ = false;
 };
 

@@ -26,20 +26,14 @@ UringConnection::UringConnection(int fd, ClientOptions options,
 
 absl::Status UringConnection::Disconnect(uint32_t flags) {
   absl::Status s = client_.Disconnect(flags);
-  if (s.ok()) ArmDefaultDeadline();
+  if (s.ok()) deadline_.Arm();
   return s;
 }
 
 absl::Status UringConnection::Shutdown(uint32_t flags) {
   absl::Status s = client_.Shutdown(flags);
-  if (s.ok()) ArmDefaultDeadline();
+  if (s.ok()) deadline_.Arm();
   return s;
-}
-
-void UringConnection::ArmDefaultDeadline() {
-  if (!deadline_.has_value()) {
-    deadline_ = absl::Now() + default_disconnect_timeout_;
-  }
 }
 
 UringDriver::UringDriver(io_uring* ring, SyscallCounters* counters)
@@ -182,9 +176,7 @@ void UringDriver::AfterProgress(UringConnection& c) {
     return;
   }
   DrainEvents(c.client_, c.transport_, [&c](Event& e) {
-    // The disconnect request is out: only the server's close is awaited
-    // now, which must not take forever.
-    if (std::holds_alternative<ShutdownWrite>(e)) c.ArmDefaultDeadline();
+    c.deadline_.OnEvent(e);
     c.on_event_(e);
   });
   if (IsTerminal(c.client_.phase())) {
@@ -195,10 +187,7 @@ void UringDriver::AfterProgress(UringConnection& c) {
 
 void UringDriver::CheckDeadlines(absl::Time now) {
   for (auto& c : connections_) {
-    if (c == nullptr || c->finished_ || !c->deadline_.has_value() ||
-        now < *c->deadline_) {
-      continue;
-    }
+    if (c == nullptr || c->finished_ || !c->deadline_.Passed(now)) continue;
     if (!IsTerminal(c->client_.phase())) {
       c->client_.FeedTransportError(
           TimeoutStatus("waiting for the server to close"));
@@ -210,11 +199,11 @@ void UringDriver::CheckDeadlines(absl::Time now) {
 std::optional<absl::Time> UringDriver::next_deadline() const {
   std::optional<absl::Time> best;
   for (const auto& c : connections_) {
-    if (c == nullptr || c->finished_ || IsTerminal(c->client_.phase()) ||
-        !c->deadline_.has_value()) {
+    if (c == nullptr || c->finished_ || IsTerminal(c->client_.phase())) {
       continue;
     }
-    if (!best.has_value() || *c->deadline_ < *best) best = c->deadline_;
+    const std::optional<absl::Time>& d = c->deadline_.get();
+    if (d.has_value() && (!best.has_value() || *d < *best)) best = d;
   }
   return best;
 }

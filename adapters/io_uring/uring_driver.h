@@ -76,10 +76,10 @@ class UringConnection {
   absl::Status Shutdown(uint32_t flags = 0);
 
   // Bound for the end of the connection, e.g. after Disconnect().
-  void SetDeadline(absl::Time deadline) { deadline_ = deadline; }
+  void SetDeadline(absl::Time deadline) { deadline_.Set(deadline); }
   // The bound armed when a disconnect starts without a deadline.
   void SetDefaultDisconnectTimeout(absl::Duration timeout) {
-    default_disconnect_timeout_ = timeout;
+    deadline_.set_default_timeout(timeout);
   }
   // Closed or dead, nothing in flight, fd closed.
   bool finished() const { return finished_; }
@@ -89,7 +89,6 @@ class UringConnection {
   friend class UringDriver;
   UringConnection(int fd, ClientOptions options, Callback on_event,
                   SyscallCounters* counters);
-  void ArmDefaultDeadline();
 
   Client client_;
   SocketTransport transport_;  // shutdown/close only; I/O goes via the ring
@@ -99,8 +98,7 @@ class UringConnection {
   iovec iov_[kMaxGatherSlices];
   msghdr msg_ = {};
   bool forced_shutdown_ = false;  // SHUT_RDWR to flush out in-flight I/O
-  std::optional<absl::Time> deadline_;
-  absl::Duration default_disconnect_timeout_ = kDefaultDisconnectTimeout;
+  DisconnectDeadline deadline_;
   bool finished_ = false;
 };
 

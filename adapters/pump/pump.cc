@@ -9,9 +9,18 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "protocol/status.h"
 
 namespace nbd::adapters {
+
+void DisconnectDeadline::Arm() {
+  if (!deadline_.has_value()) deadline_ = absl::Now() + default_;
+}
+
+void DisconnectDeadline::OnEvent(const Event& event) {
+  if (std::holds_alternative<ShutdownWrite>(event)) Arm();
+}
 
 // PeekOutput() fills IoSlices; the kernel reads them as iovecs.
 static_assert(sizeof(IoSlice) == sizeof(iovec));

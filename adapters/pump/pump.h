@@ -22,6 +22,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
@@ -37,6 +38,31 @@ namespace nbd::adapters {
 // of its own: like libnbd's nbd_shutdown, but never forever. The blocking
 // adapter's kDefaultBlockingTimeout is the same 30 s.
 inline constexpr absl::Duration kDefaultDisconnectTimeout = absl::Seconds(30);
+
+// When an event-loop connection gives up waiting for its end: the caller's
+// deadline if it set one, else kDefaultDisconnectTimeout (or the configured
+// default) from the moment the disconnect started. Shared by epoll and
+// io_uring so both arm the bound at the same points.
+class DisconnectDeadline {
+ public:
+  void Set(absl::Time deadline) { deadline_ = deadline; }
+  void set_default_timeout(absl::Duration timeout) { default_ = timeout; }
+  // The disconnect starts (the adapter's Disconnect()/Shutdown()): arms
+  // now + default unless a deadline is already set.
+  void Arm();
+  // For every event the connection delivers: ShutdownWrite means the
+  // disconnect request is out (even if the core's own Disconnect() or
+  // Shutdown() was called), so only the server's close is awaited now.
+  void OnEvent(const Event& event);
+  const std::optional<absl::Time>& get() const { return deadline_; }
+  bool Passed(absl::Time now) const {
+    return deadline_.has_value() && now >= *deadline_;
+  }
+
+ private:
+  std::optional<absl::Time> deadline_;
+  absl::Duration default_ = kDefaultDisconnectTimeout;
+};
 
 // System calls made on behalf of connections, so tests and benchmarks can
 // report syscalls per operation. Adapters bump the counters of the calls they
