@@ -74,7 +74,7 @@ absl::StatusOr<std::unique_ptr<BlockingClient>> BlockingClient::Connect(
   return c;
 }
 
-void BlockingClient::OnEvent(Event& event) {
+void BlockingClient::OnEvent(ClientEvent& event) {
   if (observer_) observer_(event);
   if (auto* e = std::get_if<CommandCompleted>(&event)) {
     if (e->cookie == waiting_for_) command_status_ = e->status;
@@ -97,7 +97,7 @@ void BlockingClient::OnEvent(Event& event) {
 }
 
 absl::Status BlockingClient::ConnectionEnded() const {
-  if (client_.phase() == Phase::kDead) return client_.dead_reason();
+  if (client_.phase() == ClientPhase::kDead) return client_.dead_reason();
   return ErrnoStatus(ENOTCONN, "the server closed the connection");
 }
 
@@ -105,7 +105,7 @@ template <typename Done>
 absl::Status BlockingClient::RunUntil(Done done, absl::Duration timeout,
                                       absl::string_view what) {
   absl::Time deadline = absl::Now() + timeout;
-  auto sink = [this](Event& e) { OnEvent(e); };
+  auto sink = [this](ClientEvent& e) { OnEvent(e); };
   bool readable = false;
   while (true) {
     PumpOnce(client_, transport_, readable, sink);
@@ -252,7 +252,7 @@ absl::StatusOr<std::vector<MetaContext>> BlockingClient::OptSetMetaContext(
 absl::Status BlockingClient::OptAbort(absl::Duration timeout) {
   if (absl::Status s = client_.OptAbort(); !s.ok()) return s;
   absl::Status s = RunUntil([] { return false; }, timeout, "opt_abort");
-  return client_.phase() == Phase::kClosed ? absl::OkStatus() : s;
+  return client_.phase() == ClientPhase::kClosed ? absl::OkStatus() : s;
 }
 
 absl::Status BlockingClient::Shutdown(uint32_t flags, absl::Duration timeout) {
@@ -260,7 +260,7 @@ absl::Status BlockingClient::Shutdown(uint32_t flags, absl::Duration timeout) {
   // Runs until the connection ends: RunUntil returns its ending status.
   absl::Status s = RunUntil([] { return false; }, timeout, "shutdown");
   transport_.Close();
-  return client_.phase() == Phase::kClosed ? absl::OkStatus() : s;
+  return client_.phase() == ClientPhase::kClosed ? absl::OkStatus() : s;
 }
 
 }  // namespace nbd::adapters

@@ -32,8 +32,8 @@
 #include "absl/types/span.h"
 #include "adapters/connect/connect.h"
 #include "adapters/pump/pump.h"
-#include "protocol/client.h"
-#include "protocol/options.h"
+#include "protocol/client/client.h"
+#include "protocol/client/options.h"
 
 namespace nbd::adapters {
 
@@ -45,9 +45,9 @@ struct ExportEntry {
 };
 
 // Sees every event of the connection, in order, before the BlockingClient
-// acts on it: for logging and for Trace events (ClientOptions::trace). It
+// acts on it: for logging and for ClientTrace events (ClientOptions::trace). It
 // runs inside the BlockingClient's calls and must not call back into it.
-using EventObserver = std::function<void(const Event&)>;
+using EventObserver = std::function<void(const ClientEvent&)>;
 
 class BlockingClient {
  public:
@@ -136,7 +136,7 @@ class BlockingClient {
   // Waits for the OptionCompleted of the option just started.
   absl::Status WaitOption(absl::Status started, absl::Duration timeout,
                           absl::string_view what);
-  void OnEvent(Event& event);
+  void OnEvent(ClientEvent& event);
   absl::Status ConnectionEnded() const;
 
   Client client_;

@@ -73,7 +73,7 @@ absl::Status EpollConnection::Shutdown(uint32_t flags) {
   return s;
 }
 
-void EpollConnection::Deliver(Event& event) {
+void EpollConnection::Deliver(ClientEvent& event) {
   deadline_.OnEvent(event);
   on_event_(event);
 }
@@ -81,12 +81,12 @@ void EpollConnection::Deliver(Event& event) {
 void EpollConnection::CheckDeadline(absl::Time now) {
   if (finished_ || !deadline_.Passed(now)) return;
   GiveUp(client_, transport_, TimeoutStatus("waiting for the server to close"),
-         [this](Event& e) { Deliver(e); });
+         [this](ClientEvent& e) { Deliver(e); });
   Finish();
 }
 
 void EpollConnection::Step(bool readable) {
-  PumpOnce(client_, transport_, readable, [this](Event& e) { Deliver(e); });
+  PumpOnce(client_, transport_, readable, [this](ClientEvent& e) { Deliver(e); });
   if (IsTerminal(client_.phase())) {
     Finish();
   } else {

@@ -1,7 +1,7 @@
 // nbd::adapters::EpollConnection: one NBD connection driven from an epoll
 // loop that the caller owns.
 //
-//   EpollConnection conn(fd, options, [&](Event& e) { ... });
+//   EpollConnection conn(fd, options, [&](ClientEvent& e) { ... });
 //   conn.Register(epfd, {.ptr = &conn});      // interest from wants()
 //   ... in the caller's loop, for each epoll_event of conn's fd:
 //   conn.OnReady(ev.events);                   // moves bytes, re-arms
@@ -36,14 +36,14 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "adapters/pump/pump.h"
-#include "protocol/client.h"
-#include "protocol/options.h"
+#include "protocol/client/client.h"
+#include "protocol/client/options.h"
 
 namespace nbd::adapters {
 
 class EpollConnection {
  public:
-  using Callback = std::function<void(Event&)>;
+  using Callback = std::function<void(ClientEvent&)>;
 
   // Takes ownership of `fd` (connected, non-blocking). `counters` may be
   // null; otherwise it must outlive this object.
@@ -88,7 +88,7 @@ class EpollConnection {
 
  private:
   void Step(bool readable);
-  void Deliver(Event& event);
+  void Deliver(ClientEvent& event);
   void Rearm();
   void Finish();
 

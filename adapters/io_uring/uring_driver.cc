@@ -175,7 +175,7 @@ void UringDriver::AfterProgress(UringConnection& c) {
     }
     return;
   }
-  DrainEvents(c.client_, c.transport_, [&c](Event& e) {
+  DrainEvents(c.client_, c.transport_, [&c](ClientEvent& e) {
     c.deadline_.OnEvent(e);
     c.on_event_(e);
   });

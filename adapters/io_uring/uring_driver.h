@@ -59,14 +59,14 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "adapters/pump/pump.h"
-#include "protocol/client.h"
-#include "protocol/options.h"
+#include "protocol/client/client.h"
+#include "protocol/client/options.h"
 
 namespace nbd::adapters {
 
 class UringConnection {
  public:
-  using Callback = std::function<void(Event&)>;
+  using Callback = std::function<void(ClientEvent&)>;
 
   Client& client() { return client_; }
   const Client& client() const { return client_; }

@@ -18,7 +18,7 @@ void DisconnectDeadline::Arm() {
   if (!deadline_.has_value()) deadline_ = absl::Now() + default_;
 }
 
-void DisconnectDeadline::OnEvent(const Event& event) {
+void DisconnectDeadline::OnEvent(const ClientEvent& event) {
   if (std::holds_alternative<ShutdownWrite>(event)) Arm();
 }
 
@@ -90,7 +90,7 @@ void ApplyRecvResult(Client& client, IoResult result) {
     client.FeedEof();
     return;
   }
-  // A failure here also kills the connection inside the core (Dead event),
+  // A failure here also kills the connection inside the core (ClientDead event),
   // which is how the adapter learns about it.
   client.CommitRecv(result.bytes).IgnoreError();
 }
@@ -107,7 +107,7 @@ void ApplySendResult(Client& client, IoResult result) {
 }
 
 void DrainEvents(Client& client, Transport& transport, EventSink sink) {
-  while (std::optional<Event> event = client.PollEvent()) {
+  while (std::optional<ClientEvent> event = client.PollEvent()) {
     if (std::holds_alternative<ShutdownWrite>(*event)) {
       transport.ShutdownWrite();
     }

@@ -28,8 +28,8 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
-#include "protocol/client.h"
-#include "protocol/events.h"
+#include "protocol/client/client.h"
+#include "protocol/client/events.h"
 
 namespace nbd::adapters {
 
@@ -53,7 +53,7 @@ class DisconnectDeadline {
   // For every event the connection delivers: ShutdownWrite means the
   // disconnect request is out (even if the core's own Disconnect() or
   // Shutdown() was called), so only the server's close is awaited now.
-  void OnEvent(const Event& event);
+  void OnEvent(const ClientEvent& event);
   const std::optional<absl::Time>& get() const { return deadline_; }
   bool Passed(absl::Time now) const {
     return deadline_.has_value() && now >= *deadline_;
@@ -128,7 +128,7 @@ class SocketTransport : public Transport {
 // Most slices passed to one sendmsg (well below IOV_MAX).
 inline constexpr size_t kMaxGatherSlices = 64;
 
-using EventSink = absl::FunctionRef<void(Event&)>;
+using EventSink = absl::FunctionRef<void(ClientEvent&)>;
 
 // Fills `out` with the core's pending output; returns the slice count.
 size_t GatherOutput(const Client& client, absl::Span<iovec> out);
@@ -167,8 +167,8 @@ bool PumpOnce(Client& client, Transport& transport, bool maybe_readable,
 short PollEventsFor(Direction direction);  // NOLINT(runtime/int)
 
 // True once the connection can do nothing more.
-inline bool IsTerminal(Phase phase) {
-  return phase == Phase::kClosed || phase == Phase::kDead;
+inline bool IsTerminal(ClientPhase phase) {
+  return phase == ClientPhase::kClosed || phase == ClientPhase::kDead;
 }
 
 }  // namespace nbd::adapters

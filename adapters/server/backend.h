@@ -19,7 +19,7 @@
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
-#include "protocol/server/export.h"
+#include "protocol/server/options.h"
 #include "protocol/wire.h"
 
 namespace nbd {

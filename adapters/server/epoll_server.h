@@ -26,7 +26,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "adapters/server/backend.h"
-#include "protocol/server/export.h"
+#include "protocol/server/options.h"
 
 namespace nbd {
 

@@ -99,7 +99,7 @@ bool ServerConnection::Pump() {
     bool progress = ReceiveOnce();
     ServeEvents();
     progress |= SendOnce();
-    ServeEvents();  // ReplySent, SessionClosed
+    ServeEvents();  // ReplySent, ServerClosed
     const ServerPhase phase = session_.phase();
     if (phase == ServerPhase::kClosed || phase == ServerPhase::kDead) {
       return true;

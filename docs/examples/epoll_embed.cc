@@ -44,7 +44,7 @@ int main(int argc, char** argv) {
   nbd::ClientOptions options;
   options.export_name = conn->export_name;
   nbd::adapters::EpollConnection nbd_conn(
-      conn->fd, options, [&](nbd::Event& e) {
+      conn->fd, options, [&](nbd::ClientEvent& e) {
         if (std::holds_alternative<nbd::Connected>(e)) connected = true;
         if (auto* done = std::get_if<nbd::CommandCompleted>(&e)) {
           ++completed;
@@ -100,7 +100,7 @@ int main(int argc, char** argv) {
     }
   }
   std::printf("%d reads completed; connection %s\n", completed,
-              nbd::PhaseName(nbd_conn.client().phase()));
+              nbd::ClientPhaseName(nbd_conn.client().phase()));
   close(epfd);
-  return nbd_conn.client().phase() == nbd::Phase::kClosed ? 0 : 1;
+  return nbd_conn.client().phase() == nbd::ClientPhase::kClosed ? 0 : 1;
 }

@@ -49,7 +49,7 @@ int main(int argc, char** argv) {
       }
       nbd::ClientOptions options;
       options.export_name = conn->export_name;
-      job.conn = driver.Add(conn->fd, options, [&job](nbd::Event& e) {
+      job.conn = driver.Add(conn->fd, options, [&job](nbd::ClientEvent& e) {
         if (std::holds_alternative<nbd::Connected>(e)) job.connected = true;
         if (std::holds_alternative<nbd::CommandCompleted>(e)) ++job.completed;
       });

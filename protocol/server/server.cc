@@ -8,7 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "protocol/server/internal/session_impl.h"
+#include "protocol/server/internal/impl.h"
 #include "protocol/status.h"
 
 namespace nbd {
@@ -87,7 +87,7 @@ void ServerSession::Impl::Fail(absl::Status reason) {
   rx_unit_ = Unit::kNone;
   rx_scratch_.clear();
   rx_scratch_.shrink_to_fit();
-  events_.push_back(SessionDead{std::move(reason)});
+  events_.push_back(ServerDead{std::move(reason)});
 }
 
 void ServerSession::Impl::StartClosing(absl::string_view why) {
@@ -105,7 +105,7 @@ void ServerSession::Impl::MaybeClose() {
   if (!closing_ || terminal() || !in_flight_.empty() || !out_.empty()) return;
   if (tracing()) TraceLine("closed: every reply sent");
   closed_ = true;
-  events_.push_back(SessionClosed{});
+  events_.push_back(ServerClosed{});
 }
 
 std::unique_ptr<uint8_t[]> ServerSession::Impl::TakeBuffer(size_t n,

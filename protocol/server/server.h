@@ -1,6 +1,6 @@
 // nbd::ServerSession: the sans-IO NBD server core, one per connection.
 //
-// Mirror image of nbd::Client (protocol/client.h): a pure state machine
+// Mirror image of nbd::Client (protocol/client/client.h): a pure state machine
 // that consumes the client's bytes, produces the bytes to send, and queues
 // events. It touches no descriptor, clock, thread or random source and
 // never calls user code. Not thread-safe: one thread drives one session.
@@ -30,7 +30,7 @@
 //   kTransmission  requests flow; Reply*() allowed.
 //   kClosing       NBD_CMD_DISC, NBD_OPT_ABORT or EOF at a boundary was
 //                  received: no more input; outstanding requests are still
-//                  replied to, then the output drains and SessionClosed.
+//                  replied to, then the output drains and ServerClosed.
 //   kClosed        final, clean.
 //   kDead          final, hard disconnect; dead_reason() says why.
 //
@@ -44,8 +44,8 @@
 //  each simple reply with its error, each chunk with type, flags, length and
 //  its offsets, e.g. ERROR_OFFSET's), and plain state changes:
 //  "transmission: <what was negotiated>", "closing: <why>", "closed: ...",
-//  "dead: <reason>". Lines are never queued after SessionClosed or
-//  SessionDead, and are the same for any split of the input. Off by
+//  "dead: <reason>". Lines are never queued after ServerClosed or
+//  ServerDead, and are the same for any split of the input. Off by
 //  default: it formats strings. docs/protocol-core.md has an example.
 //
 // ---- Ownership -------------------------------------------------------------
@@ -63,7 +63,7 @@
 // ---- Errors
 // ------------------------------------------------------------------
 //  - Feed()/CommitRecv() fail only when the connection dies (the reason is
-//    also a SessionDead event) or when called in kClosed/kDead.
+//    also a ServerDead event) or when called in kClosed/kDead.
 //  - Reply*() returns InvalidArgument for an unknown handle or a reply that
 //    does not fit the request (nothing is queued; the handle stays
 //    outstanding), and FailedPrecondition (errno ENOTCONN) once the session
@@ -82,8 +82,8 @@
 #include "absl/types/span.h"
 #include "protocol/constants.h"
 #include "protocol/io.h"
-#include "protocol/server/export.h"
-#include "protocol/server/server_events.h"
+#include "protocol/server/options.h"
+#include "protocol/server/events.h"
 #include "protocol/wire.h"
 
 namespace nbd {

@@ -14,7 +14,7 @@
 //               2 request_structured_replies, 3 request_base_allocation,
 //               4 request_block_size, 5 full_info,
 //               6 extra meta context "qemu:dirty-bitmap:fuzz",
-//               7 trace (Trace events)
+//               7 trace (ClientTrace events)
 //     u8  bits 0-1: tls policy (% 3: disable, allow, require); bits 2-3: final
 //         action (0/3 FeedTransportError, 1 FeedEof, 2 none)
 //     u8  strict bits (& kStrictAll)
@@ -77,10 +77,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
-#include "protocol/client.h"
+#include "protocol/client/client.h"
 #include "protocol/constants.h"
-#include "protocol/events.h"
-#include "protocol/options.h"
+#include "protocol/client/events.h"
+#include "protocol/client/options.h"
 #include "protocol/status.h"
 
 namespace {
@@ -89,7 +89,7 @@ using nbd::Client;
 using nbd::Command;
 using nbd::Cookie;
 using nbd::Option;
-using nbd::Phase;
+using nbd::ClientPhase;
 
 constexpr size_t kMaxOps = 512;
 constexpr size_t kMaxBuffer = 4096;  // largest Read/Write buffer
@@ -187,9 +187,9 @@ uint32_t Checksum(const uint8_t* p, size_t n) {
   return h;
 }
 
-bool IsTerminal(Phase p) { return p == Phase::kClosed || p == Phase::kDead; }
-bool IsTransmission(Phase p) {
-  return p == Phase::kReady || p == Phase::kProcessing;
+bool IsTerminal(ClientPhase p) { return p == ClientPhase::kClosed || p == ClientPhase::kDead; }
+bool IsTransmission(ClientPhase p) {
+  return p == ClientPhase::kReady || p == ClientPhase::kProcessing;
 }
 
 class Harness {
@@ -288,7 +288,7 @@ class Harness {
 
   void Step(uint8_t op) {
     FUZZ_TRACE("op %d (phase %s, in_flight %zu, output %zu)\n", op % kNumOps,
-               nbd::PhaseName(client_->phase()), client_->in_flight(),
+               nbd::ClientPhaseName(client_->phase()), client_->in_flight(),
                client_->pending_output_bytes());
     switch (static_cast<Op>(op % kNumOps)) {
       case kFeed:
@@ -411,7 +411,7 @@ class Harness {
   }
 
   void DoBadCommit() {
-    const Phase before = client_->phase();
+    const ClientPhase before = client_->phase();
     const size_t in_flight = client_->in_flight();
     absl::Span<uint8_t> span = client_->RecvBuffer();
     absl::Status s = client_->CommitRecv(span.size() + 1);
@@ -495,7 +495,7 @@ class Harness {
   void Drain(size_t count) {
     if (count == 0) count = std::numeric_limits<size_t>::max();
     for (size_t i = 0; i < count; ++i) {
-      std::optional<nbd::Event> e = client_->PollEvent();
+      std::optional<nbd::ClientEvent> e = client_->PollEvent();
       if (!e.has_value()) {
         FUZZ_CHECK(!client_->has_events());
         break;
@@ -508,7 +508,7 @@ class Harness {
     if (!client_->has_events()) CheckDrained();
   }
 
-  static void TraceEvent(const nbd::Event& e) {
+  static void TraceEvent(const nbd::ClientEvent& e) {
     if (!Tracing()) return;
     std::fprintf(stderr, "  event %zu", e.index());
     if (const auto* c = std::get_if<nbd::CommandCompleted>(&e)) {
@@ -518,7 +518,7 @@ class Harness {
     } else if (const auto* o = std::get_if<nbd::OptionCompleted>(&e)) {
       std::fprintf(stderr, " OptionCompleted %d: %s",
                    static_cast<int>(o->option), o->status.ToString().c_str());
-    } else if (const auto* d = std::get_if<nbd::Dead>(&e)) {
+    } else if (const auto* d = std::get_if<nbd::ClientDead>(&e)) {
       std::fprintf(stderr, " Dead: %s", d->reason.ToString().c_str());
     }
     std::fprintf(stderr, "\n");
@@ -626,18 +626,18 @@ class Harness {
     saw_shutdown_write_ = true;
   }
 
-  void OnEvent(const nbd::Trace& e) {
+  void OnEvent(const nbd::ClientTrace& e) {
     FUZZ_CHECK_MSG(trace_, "a Trace event without ClientOptions::trace");
     FUZZ_CHECK_MSG(!e.message.empty(), "an empty Trace line");
   }
-  void OnEvent(const nbd::Closed&) { OnTerminalEvent(Phase::kClosed); }
+  void OnEvent(const nbd::ClientClosed&) { OnTerminalEvent(ClientPhase::kClosed); }
 
-  void OnEvent(const nbd::Dead& e) {
+  void OnEvent(const nbd::ClientDead& e) {
     FUZZ_CHECK_MSG(!e.reason.ok(), "Dead with an OK reason");
-    OnTerminalEvent(Phase::kDead);
+    OnTerminalEvent(ClientPhase::kDead);
   }
 
-  void OnTerminalEvent(Phase phase) {
+  void OnTerminalEvent(ClientPhase phase) {
     terminal_event_ = phase;
     FUZZ_CHECK_MSG(client_->phase() == phase,
                    "Closed/Dead does not match phase()");
@@ -690,7 +690,7 @@ class Harness {
   template <typename Call>
   void Issued(Command type, uint64_t offset, uint64_t length, uint16_t flags,
               bool report_chunks, Pending buffers, Call call) {
-    const Phase before = client_->phase();
+    const ClientPhase before = client_->phase();
     const size_t in_flight = client_->in_flight();
     const size_t output = client_->pending_output_bytes();
     absl::StatusOr<Cookie> cookie = call();
@@ -711,7 +711,7 @@ class Harness {
     FUZZ_CHECK_MSG(*cookie > last_cookie_, "cookies must count up");
     last_cookie_ = *cookie;
     FUZZ_CHECK(client_->in_flight() == in_flight + 1);
-    FUZZ_CHECK(client_->phase() == Phase::kProcessing);
+    FUZZ_CHECK(client_->phase() == ClientPhase::kProcessing);
     buffers.type = type;
     buffers.offset = offset;
     buffers.length = length;
@@ -785,7 +785,7 @@ class Harness {
 
   void DoDisconnect() {
     const uint32_t flags = in_.U8() != 0 ? 0x1 : 0;
-    const Phase before = client_->phase();
+    const ClientPhase before = client_->phase();
     const size_t in_flight = client_->in_flight();
     absl::Status s = client_->Disconnect(flags);
     if (!s.ok()) {
@@ -808,7 +808,7 @@ class Harness {
     } else if (sel > 1) {
       flags = 0x20000;
     }
-    const Phase before = client_->phase();
+    const ClientPhase before = client_->phase();
     absl::Status s = client_->Shutdown(flags);
     if (IsTerminal(before)) {
       FUZZ_CHECK_MSG(!s.ok(), "Shutdown succeeded after the end");
@@ -830,7 +830,7 @@ class Harness {
   }
 
   void DoOpt() {
-    const Phase before = client_->phase();
+    const ClientPhase before = client_->phase();
     const uint8_t which = in_.U8() % 8;
     absl::Status s;
     std::optional<Option> completes;
@@ -871,7 +871,7 @@ class Harness {
       FUZZ_CHECK(client_->phase() == before);
       return;
     }
-    FUZZ_CHECK_MSG(before == Phase::kNegotiating,
+    FUZZ_CHECK_MSG(before == ClientPhase::kNegotiating,
                    "an Opt* call was accepted outside negotiation");
     if (completes.has_value()) options_.push_back(*completes);
   }
@@ -879,13 +879,13 @@ class Harness {
   void DoSetExportName() {
     std::string name = ExportName();
     const size_t size = name.size();
-    const Phase before = client_->phase();
+    const ClientPhase before = client_->phase();
     absl::Status s = client_->SetExportName(std::move(name));
     if (!s.ok()) return;
     FUZZ_CHECK_MSG(size <= nbd::kMaxStringLength,
                    "SetExportName accepted an over-long name");
-    FUZZ_CHECK(before == Phase::kNegotiating);
-    FUZZ_CHECK(client_->phase() == Phase::kNegotiating);
+    FUZZ_CHECK(before == ClientPhase::kNegotiating);
+    FUZZ_CHECK(client_->phase() == ClientPhase::kNegotiating);
   }
 
   void DoTls() {
@@ -942,7 +942,7 @@ class Harness {
       FUZZ_CHECK(c.meta_context_id(m.name).has_value());
     }
     if (IsTerminal(c.phase())) {
-      FUZZ_CHECK(c.dead_reason().ok() != (c.phase() == Phase::kDead));
+      FUZZ_CHECK(c.dead_reason().ok() != (c.phase() == ClientPhase::kDead));
     }
   }
 
@@ -963,7 +963,7 @@ class Harness {
   }
 
   void CheckState() {
-    const Phase phase = client_->phase();
+    const ClientPhase phase = client_->phase();
     if (terminal_phase_.has_value()) {
       FUZZ_CHECK_MSG(phase == *terminal_phase_, "the phase left kClosed/kDead");
     }
@@ -988,7 +988,7 @@ class Harness {
 
   // After every event was popped: what the core holds must match our books.
   void CheckDrained() {
-    const Phase phase = client_->phase();
+    const ClientPhase phase = client_->phase();
     if (IsTerminal(phase)) {
       FUZZ_CHECK_MSG(terminal_event_.has_value(),
                      "connection ended without Closed/Dead");
@@ -1001,7 +1001,7 @@ class Harness {
     FUZZ_CHECK_MSG(in_flight <= pending_.size() + 1,
                    "the core tracks commands the caller never issued");
     // kReady: nothing queued; only a sent NBD_CMD_DISC may count.
-    if (phase == Phase::kReady) FUZZ_CHECK(pending_.empty() && in_flight <= 1);
+    if (phase == ClientPhase::kReady) FUZZ_CHECK(pending_.empty() && in_flight <= 1);
   }
 
   Input& in_;
@@ -1022,8 +1022,8 @@ class Harness {
   bool saw_start_tls_ = false;
   bool tls_done_ = false;
   bool saw_shutdown_write_ = false;
-  std::optional<Phase> terminal_phase_;  // phase() once it became terminal
-  std::optional<Phase> terminal_event_;  // Closed/Dead once popped
+  std::optional<ClientPhase> terminal_phase_;  // phase() once it became terminal
+  std::optional<ClientPhase> terminal_event_;  // ClientClosed/ClientDead once popped
   uint32_t wire_hash_ = 0;
 };
 

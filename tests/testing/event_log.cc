@@ -122,16 +122,16 @@ struct Formatter {
   }
   std::string operator()(const StartTls&) { return "StartTls"; }
   std::string operator()(const ShutdownWrite&) { return "ShutdownWrite"; }
-  std::string operator()(const Trace& e) { return "Trace " + e.message; }
-  std::string operator()(const Closed&) { return "Closed"; }
-  std::string operator()(const Dead& e) {
+  std::string operator()(const ClientTrace& e) { return "Trace " + e.message; }
+  std::string operator()(const ClientClosed&) { return "Closed"; }
+  std::string operator()(const ClientDead& e) {
     return WithStatus("Dead ", e.reason);
   }
 };
 
 }  // namespace
 
-std::string FormatEvent(const Event& event, std::string* message) {
+std::string FormatEvent(const ClientEvent& event, std::string* message) {
   message->clear();
   return std::visit(Formatter{message}, event);
 }

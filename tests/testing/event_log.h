@@ -6,8 +6,8 @@
 
 #include <string>
 
-#include "protocol/client.h"
-#include "protocol/events.h"
+#include "protocol/client/client.h"
+#include "protocol/client/events.h"
 
 namespace nbd::test {
 
@@ -16,7 +16,7 @@ const char* CommandName(Command command);
 
 // E.g. "CommandCompleted cookie=1 READ ok", "Dead EPROTO", "Closed".
 // `message` receives the status message carried by the event ("" if none).
-std::string FormatEvent(const Event& event, std::string* message);
+std::string FormatEvent(const ClientEvent& event, std::string* message);
 
 }  // namespace nbd::test
 

@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "protocol/client.h"
+#include "protocol/client/client.h"
 #include "protocol/constants.h"
 #include "tests/testing/script.h"
 

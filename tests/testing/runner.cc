@@ -117,7 +117,7 @@ void ScenarioRun::Execute(size_t index, const Step& step) {
       break;
     }
     case Step::Kind::kSnapshot:
-      Log(absl::StrCat("phase=", PhaseName(client_->phase()),
+      Log(absl::StrCat("phase=", ClientPhaseName(client_->phase()),
                        " in_flight=", client_->in_flight()));
       break;
     case Step::Kind::kContext:
@@ -153,8 +153,8 @@ void ScenarioRun::Settle() {
 
 void ScenarioRun::FeedPending() {
   while (!pending_input_.empty()) {
-    const Phase phase = client_->phase();
-    if (phase == Phase::kClosed || phase == Phase::kDead) {
+    const ClientPhase phase = client_->phase();
+    if (phase == ClientPhase::kClosed || phase == ClientPhase::kDead) {
       pending_input_.clear();  // a dead client takes nothing more
       return;
     }
@@ -165,9 +165,9 @@ void ScenarioRun::FeedPending() {
           client_->Feed(ByteSpan(pending_input_).first(piece));
       if (!used.ok()) {
         // Feed() reports the reason the connection died.
-        if (client_->phase() != Phase::kDead) {
+        if (client_->phase() != ClientPhase::kDead) {
           Failure(absl::StrCat("Feed failed but the client is ",
-                               PhaseName(client_->phase()), ": ",
+                               ClientPhaseName(client_->phase()), ": ",
                                used.status().ToString()));
         } else if (used.status() != client_->dead_reason()) {
           Failure(absl::StrCat("Feed returned ", used.status().ToString(),
@@ -195,9 +195,9 @@ void ScenarioRun::FeedPending() {
       absl::Status status = client_->CommitRecv(n);
       pending_input_.erase(pending_input_.begin(), pending_input_.begin() + n);
       if (!status.ok()) {
-        if (client_->phase() != Phase::kDead) {
+        if (client_->phase() != ClientPhase::kDead) {
           Failure(absl::StrCat("CommitRecv failed but the client is ",
-                               PhaseName(client_->phase()), ": ",
+                               ClientPhaseName(client_->phase()), ": ",
                                status.ToString()));
         }
         pending_input_.clear();
@@ -245,7 +245,7 @@ void ScenarioRun::TakeOutput(size_t limit) {
 }
 
 void ScenarioRun::PollEvents() {
-  while (std::optional<Event> event = client_->PollEvent()) {
+  while (std::optional<ClientEvent> event = client_->PollEvent()) {
     if (terminal_event_seen_) {
       std::string ignored;
       Failure(absl::StrCat("event after Closed/Dead: ",
@@ -260,8 +260,8 @@ void ScenarioRun::PollEvents() {
         Failure(absl::StrCat("cookie ", done->cookie, " completed twice"));
       }
     }
-    if (std::holds_alternative<Closed>(*event) ||
-        std::holds_alternative<Dead>(*event)) {
+    if (std::holds_alternative<ClientClosed>(*event) ||
+        std::holds_alternative<ClientDead>(*event)) {
       terminal_event_seen_ = true;
     }
     std::string message;
@@ -272,10 +272,10 @@ void ScenarioRun::PollEvents() {
 }
 
 void ScenarioRun::CheckInvariants() {
-  const Phase phase = client_->phase();
-  const bool terminal = phase == Phase::kClosed || phase == Phase::kDead;
+  const ClientPhase phase = client_->phase();
+  const bool terminal = phase == ClientPhase::kClosed || phase == ClientPhase::kDead;
   if (terminal != terminal_event_seen_) {
-    Failure(absl::StrCat("phase ", PhaseName(phase),
+    Failure(absl::StrCat("phase ", ClientPhaseName(phase),
                          terminal_event_seen_ ? " after" : " without",
                          " a Closed/Dead event"));
   }
@@ -287,14 +287,14 @@ void ScenarioRun::CheckInvariants() {
   if (client_->pending_output_bytes() != 0) {
     Failure("output still pending when closed/dead");
   }
-  if ((phase == Phase::kDead) == client_->dead_reason().ok()) {
+  if ((phase == ClientPhase::kDead) == client_->dead_reason().ok()) {
     Failure("dead_reason() must be set exactly when dead");
   }
 }
 
 void ScenarioRun::FinalChecks() {
-  const Phase phase = client_->phase();
-  if (phase == Phase::kClosed || phase == Phase::kDead) {
+  const ClientPhase phase = client_->phase();
+  if (phase == ClientPhase::kClosed || phase == ClientPhase::kDead) {
     for (Cookie cookie : ctx_.accepted) {
       if (completions_[cookie] != 1) {
         Failure(absl::StrCat("cookie ", cookie, " completed ",

@@ -13,7 +13,7 @@
 // into a byte stream (checked by ClientSends steps), and pops every event
 // into the log. Each run also checks the core's invariants: every accepted
 // command completes at most once, and exactly once if the connection ends;
-// Closed/Dead is the last event; a closed or dead client wants nothing, has
+// ClientClosed/ClientDead is the last event; a closed or dead client wants nothing, has
 // nothing in flight and no output.
 #ifndef NBD_TESTS_TESTING_RUNNER_H_
 #define NBD_TESTS_TESTING_RUNNER_H_
@@ -28,7 +28,7 @@
 #include <vector>
 
 #include "gmock/gmock.h"
-#include "protocol/client.h"
+#include "protocol/client/client.h"
 #include "tests/testing/script.h"
 
 namespace nbd::test {

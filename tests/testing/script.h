@@ -29,10 +29,10 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "protocol/client.h"
+#include "protocol/client/client.h"
 #include "protocol/constants.h"
-#include "protocol/events.h"
-#include "protocol/options.h"
+#include "protocol/client/events.h"
+#include "protocol/client/options.h"
 #include "protocol/wire.h"
 
 namespace nbd::test {

@@ -21,8 +21,8 @@ absl::StatusOr<std::unique_ptr<adapters::BlockingClient>> ConnectBlocking(
   if (g.debug) {
     // Every protocol message both ways, from the core's trace.
     options.trace = true;
-    observer = [g](const Event& e) {
-      if (auto* t = std::get_if<Trace>(&e)) Debug(g, t->message);
+    observer = [g](const ClientEvent& e) {
+      if (auto* t = std::get_if<ClientTrace>(&e)) Debug(g, t->message);
     };
   }
   absl::StatusOr<std::unique_ptr<adapters::BlockingClient>> client =
@@ -40,7 +40,7 @@ absl::StatusOr<std::unique_ptr<adapters::BlockingClient>> ConnectBlocking(
   Debug(g, absl::StrCat("handshake done: protocol ", ProtocolName(c),
                         ", structured replies ", c.structured_replies(),
                         ", extended headers ", c.extended_headers(), ", phase ",
-                        PhaseName(c.phase())));
+                        ClientPhaseName(c.phase())));
   return client;
 }
 

@@ -8,7 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "adapters/blocking/blocking_client.h"
-#include "protocol/options.h"
+#include "protocol/client/options.h"
 #include "tools/nbd/command.h"
 
 namespace nbd::tool {

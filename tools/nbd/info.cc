@@ -72,7 +72,7 @@ std::string ExportUri(const std::string& uri, const std::string& name) {
 std::vector<std::string> ListContexts(adapters::BlockingClient& client,
                                       const GlobalOptions& g) {
   std::vector<std::string> out;
-  if (client.client().phase() != Phase::kNegotiating ||
+  if (client.client().phase() != ClientPhase::kNegotiating ||
       !client.client().structured_replies()) {
     for (const MetaContext& m : client.client().meta_contexts()) {
       out.push_back(m.name);
@@ -220,7 +220,7 @@ void PrintJson(const Report& r) {
 absl::Status ListExports(adapters::BlockingClient& client,
                          const std::string& uri, const GlobalOptions& g,
                          Report* report) {
-  if (client.client().phase() != Phase::kNegotiating) {
+  if (client.client().phase() != ClientPhase::kNegotiating) {
     return absl::FailedPreconditionError(
         absl::StrCat("the server (", ProtocolName(client.client()),
                      " protocol) has no option mode: cannot list exports"));
@@ -278,7 +278,7 @@ int InfoCommand(const std::vector<std::string>& args, const GlobalOptions& g) {
     }
   } else {
     std::vector<std::string> contexts = ListContexts(bc, g);
-    if (bc.client().phase() == Phase::kNegotiating) {
+    if (bc.client().phase() == ClientPhase::kNegotiating) {
       if (absl::Status s = bc.OptGo(g.timeout); !s.ok()) {
         return fail(absl::Status(
             s.code(),

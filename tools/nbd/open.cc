@@ -357,12 +357,12 @@ absl::Status Engine::OpenOne(Export& exp, std::string_view uri,
   Export::Conn* c = conn.get();
   c->exp = &exp;
   c->index = exp.conns_.size();
-  auto on_event = [this, c](Event& e) { OnEvent(*c, e); };
+  auto on_event = [this, c](ClientEvent& e) { OnEvent(*c, e); };
   switch (options_.adapter) {
     case Adapter::kBlocking: {
       adapters::EventObserver observer;
       if (options_.debug) {
-        observer = [this, c](const Event& e) { TraceEvent(*c, e); };
+        observer = [this, c](const ClientEvent& e) { TraceEvent(*c, e); };
       }
       auto client = adapters::BlockingClient::Connect(
           std::move(*connection), std::move(options), options_.timeout,
@@ -403,14 +403,14 @@ absl::Status Engine::RunUntil(const std::function<bool()>& done,
   return absl::OkStatus();
 }
 
-void Engine::TraceEvent(const Export::Conn& c, const Event& event) {
-  if (auto* t = std::get_if<Trace>(&event)) {
+void Engine::TraceEvent(const Export::Conn& c, const ClientEvent& event) {
+  if (auto* t = std::get_if<ClientTrace>(&event)) {
     std::fprintf(stderr, "nbd: debug: %s [%zu]: %s\n", c.exp->uri_.c_str(),
                  c.index, t->message.c_str());
   }
 }
 
-void Engine::OnEvent(Export::Conn& c, Event& event) {
+void Engine::OnEvent(Export::Conn& c, ClientEvent& event) {
   TraceEvent(c, event);
   if (std::holds_alternative<Connected>(event)) {
     c.connected = true;
@@ -425,10 +425,10 @@ void Engine::OnEvent(Export::Conn& c, Event& event) {
     Export::Op& op = it->second;
     if (op.extents.empty()) op.extents_offset = bs->offset;
     op.extents.insert(op.extents.end(), bs->extents.begin(), bs->extents.end());
-  } else if (auto* dead = std::get_if<Dead>(&event)) {
+  } else if (auto* dead = std::get_if<ClientDead>(&event)) {
     c.ended = true;
     c.end_reason = dead->reason;
-  } else if (std::holds_alternative<Closed>(event)) {
+  } else if (std::holds_alternative<ClientClosed>(event)) {
     c.ended = true;
   }
 }

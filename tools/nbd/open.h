@@ -41,8 +41,8 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "adapters/pump/pump.h"
-#include "protocol/client.h"
-#include "protocol/options.h"
+#include "protocol/client/client.h"
+#include "protocol/client/options.h"
 
 namespace nbd::adapters {
 class BlockingClient;
@@ -200,9 +200,9 @@ class Engine {
                        const ClientOptions& options);
   absl::Status RunUntil(const std::function<bool()>& done,
                         absl::Duration timeout);
-  // --debug: prints the core's Trace events, naming the export and connection.
-  void TraceEvent(const Export::Conn& conn, const Event& event);
-  void OnEvent(Export::Conn& conn, Event& event);
+  // --debug: prints the core's ClientTrace events, naming the export and connection.
+  void TraceEvent(const Export::Conn& conn, const ClientEvent& event);
+  void OnEvent(Export::Conn& conn, ClientEvent& event);
   void KickDirty();
   size_t Dispatch();
   void RunBlocking();

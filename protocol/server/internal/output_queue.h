@@ -18,7 +18,7 @@
 
 #include "absl/types/span.h"
 #include "protocol/io.h"
-#include "protocol/server/server_events.h"
+#include "protocol/server/events.h"
 
 namespace nbd::server_internal {
 

@@ -7,7 +7,7 @@
 #include "adapters/connect/connect.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "protocol/events.h"
+#include "protocol/client/events.h"
 #include "tests/testing/servers.h"
 
 namespace nbd::test {
@@ -29,8 +29,8 @@ TEST(BlockingTrace, ObserverSeesTheWholeConversation) {
   ClientOptions options;
   options.trace = true;
   auto client = adapters::BlockingClient::Connect(
-      *fd, options, absl::Seconds(10), nullptr, [&](const Event& e) {
-        if (auto* t = std::get_if<Trace>(&e)) trace.push_back(t->message);
+      *fd, options, absl::Seconds(10), nullptr, [&](const ClientEvent& e) {
+        if (auto* t = std::get_if<ClientTrace>(&e)) trace.push_back(t->message);
         if (std::holds_alternative<CommandCompleted>(e)) ++completions;
       });
   ASSERT_TRUE(client.ok()) << client.status();

@@ -6,7 +6,7 @@
 
 #include "absl/strings/str_join.h"
 #include "gtest/gtest.h"
-#include "protocol/client.h"
+#include "protocol/client/client.h"
 #include "protocol/constants.h"
 #include "protocol/status.h"
 #include "tests/adapters/interop/interop_fixture.h"

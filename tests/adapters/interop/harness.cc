@@ -212,7 +212,7 @@ class LoopHarness : public Harness {
         timeout);
     if (!s.ok()) return s;
     if (IsTerminal(client().phase())) {
-      return client().phase() == Phase::kDead
+      return client().phase() == ClientPhase::kDead
                  ? client().dead_reason()
                  : ErrnoStatus(ENOTCONN, "closed during the handshake");
     }
@@ -293,7 +293,7 @@ class LoopHarness : public Harness {
   virtual absl::Status Loop(const std::function<bool()>& done,
                             absl::Duration timeout) = 0;
 
-  void OnEvent(Event& event) {
+  void OnEvent(ClientEvent& event) {
     if (auto* e = std::get_if<CommandCompleted>(&event)) {
       auto it = by_cookie_.find(e->cookie);
       if (it == by_cookie_.end()) return;
@@ -347,7 +347,7 @@ class LoopHarness : public Harness {
     absl::Status s =
         Loop([&] { return finished(); }, timeout + absl::Seconds(5));
     if (!s.ok()) return s;
-    if (mclient().phase() == Phase::kClosed) return absl::OkStatus();
+    if (mclient().phase() == ClientPhase::kClosed) return absl::OkStatus();
     return mclient().dead_reason();
   }
 
@@ -386,7 +386,7 @@ class EpollHarness : public LoopHarness {
     if (!loop.ok()) return loop.status();
     loop_ = std::move(*loop);
     conn_ = std::make_unique<adapters::EpollConnection>(
-        fd, std::move(options), [this](Event& e) { OnEvent(e); }, counters_);
+        fd, std::move(options), [this](ClientEvent& e) { OnEvent(e); }, counters_);
     return loop_->Add(conn_.get());
   }
   Client& mclient() override { return conn_->client(); }
@@ -422,7 +422,7 @@ class UringHarness : public LoopHarness {
     if (!loop.ok()) return loop.status();
     loop_ = std::move(*loop);
     conn_ =
-        loop_->Add(fd, std::move(options), [this](Event& e) { OnEvent(e); });
+        loop_->Add(fd, std::move(options), [this](ClientEvent& e) { OnEvent(e); });
     return absl::OkStatus();
   }
   Client& mclient() override { return conn_->client(); }

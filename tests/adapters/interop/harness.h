@@ -18,7 +18,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "adapters/pump/pump.h"
-#include "protocol/client.h"
+#include "protocol/client/client.h"
 
 namespace nbd::test {
 

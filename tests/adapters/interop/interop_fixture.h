@@ -14,7 +14,7 @@
 #include "adapters/connect/connect.h"
 #include "adapters/pump/pump.h"
 #include "gtest/gtest.h"
-#include "protocol/client.h"
+#include "protocol/client/client.h"
 #include "protocol/status.h"
 #include "tests/adapters/interop/harness.h"
 #include "tests/testing/servers.h"

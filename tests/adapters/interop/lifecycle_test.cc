@@ -40,7 +40,7 @@ TEST_P(LifecycleTest, DisconnectWithCommandsInFlight) {
   EXPECT_EQ(back[0], data);
   EXPECT_EQ(back[1], std::vector<uint8_t>(65536, 0));
   EXPECT_EQ(back[2], data);
-  EXPECT_EQ(h->client().phase(), Phase::kClosed);
+  EXPECT_EQ(h->client().phase(), ClientPhase::kClosed);
   EXPECT_EQ(h->client().in_flight(), 0u);
   EXPECT_TRUE(h->finished());
 }
@@ -68,8 +68,8 @@ TEST_P(LifecycleTest, ServerDeathFailsPendingCommandsOnce) {
     EXPECT_EQ(StatusErrno(op.status), ENOTCONN) << op.status;
   }
   EXPECT_GE(issued, 1);
-  Phase p = h->client().phase();
-  EXPECT_TRUE(p == Phase::kClosed || p == Phase::kDead) << PhaseName(p);
+  ClientPhase p = h->client().phase();
+  EXPECT_TRUE(p == ClientPhase::kClosed || p == ClientPhase::kDead) << ClientPhaseName(p);
   EXPECT_TRUE(h->finished());
 }
 
@@ -84,7 +84,7 @@ TEST_P(LifecycleTest, ServerDeathWhileParkedInOptionMode) {
   options.option_mode = true;
   auto h = ConnectTo((*server)->socket_path(), options);
   ASSERT_NE(h, nullptr);
-  ASSERT_EQ(h->client().phase(), Phase::kNegotiating);
+  ASSERT_EQ(h->client().phase(), ClientPhase::kNegotiating);
   (*server)->Kill();
   if (GetParam() == AdapterKind::kBlocking) {
     // Reads only inside calls: the next option is where it finds out.
@@ -104,7 +104,7 @@ TEST_P(LifecycleTest, ServerDeathWhileParkedInOptionMode) {
                   before.epoll_wait - before.io_uring_enter,
               100u);
   }
-  EXPECT_EQ(h->client().phase(), Phase::kDead);
+  EXPECT_EQ(h->client().phase(), ClientPhase::kDead);
   EXPECT_TRUE(h->finished());
 }
 
@@ -118,7 +118,7 @@ TEST_P(LifecycleTest, ShutdownGivesUpOnServerThatNeverCloses) {
   ASSERT_TRUE(h->Connect(*fd, {}, kTimeout).ok());
   absl::Status s = h->Shutdown(0, absl::Milliseconds(300));
   EXPECT_EQ(StatusErrno(s), ETIMEDOUT) << s;
-  EXPECT_EQ(h->client().phase(), Phase::kDead);
+  EXPECT_EQ(h->client().phase(), ClientPhase::kDead);
   EXPECT_TRUE(h->finished());
   // The DISC request went out and the write side was shut down.
   absl::Time give_up = absl::Now() + kTimeout;
@@ -168,7 +168,7 @@ TEST_P(LifecycleTest, CommandToSilentServerTimesOut) {
       EXPECT_EQ(StatusErrno(op.status), ENOTCONN) << op.status;
     }
   }
-  EXPECT_EQ(h->client().phase(), Phase::kDead);
+  EXPECT_EQ(h->client().phase(), ClientPhase::kDead);
   EXPECT_TRUE(h->finished());
 }
 
@@ -180,7 +180,7 @@ TEST_P(LifecycleTest, ShutdownAbandonPendingFailsUnsentCommands) {
   ASSERT_NE(h, nullptr);
   // Nothing pending: the flag changes nothing and the close is clean.
   EXPECT_TRUE(h->Shutdown(kShutdownAbandonPending, kTimeout).ok());
-  EXPECT_EQ(h->client().phase(), Phase::kClosed);
+  EXPECT_EQ(h->client().phase(), ClientPhase::kClosed);
 }
 
 NBD_INSTANTIATE_FOR_ALL_ADAPTERS(LifecycleTest);

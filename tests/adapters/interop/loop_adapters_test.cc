@@ -49,7 +49,7 @@ struct SilentPair {
 struct Completions {
   int count = 0;
   absl::Status status;
-  void OnEvent(Event& e) {
+  void OnEvent(ClientEvent& e) {
     if (auto* c = std::get_if<CommandCompleted>(&e)) {
       ++count;
       status = c->status;
@@ -71,12 +71,12 @@ TEST(EpollDefaultDeadlineTest, CoreDisconnectWithoutDeadlineEnds) {
   SilentPair pair;
   auto loop = EpollLoop::Create();
   ASSERT_TRUE(loop.ok());
-  EpollConnection conn(pair.client_fd, {}, [](Event&) {});
+  EpollConnection conn(pair.client_fd, {}, [](ClientEvent&) {});
   conn.SetDefaultDisconnectTimeout(kShortBound);
   ASSERT_TRUE((*loop)->Add(&conn).ok());
   ASSERT_TRUE(
       (*loop)
-          ->RunUntil([&] { return conn.client().phase() == Phase::kReady; },
+          ->RunUntil([&] { return conn.client().phase() == ClientPhase::kReady; },
                      kGuard)
           .ok());
   EXPECT_FALSE(conn.next_deadline().has_value());
@@ -88,7 +88,7 @@ TEST(EpollDefaultDeadlineTest, CoreDisconnectWithoutDeadlineEnds) {
   EXPECT_LE(*conn.next_deadline(), absl::Now() + kShortBound);
   absl::Status s = (*loop)->RunUntil([&] { return conn.finished(); }, kGuard);
   EXPECT_TRUE(s.ok()) << s;
-  EXPECT_EQ(conn.client().phase(), Phase::kDead);
+  EXPECT_EQ(conn.client().phase(), ClientPhase::kDead);
   EXPECT_EQ(StatusErrno(conn.client().dead_reason()), ETIMEDOUT);
   EXPECT_TRUE(WaitForEof(*pair.server));
   EXPECT_EQ(pair.server->bytes_read(), 28u);  // NBD_CMD_DISC
@@ -99,12 +99,12 @@ TEST(EpollDefaultDeadlineTest, ShutdownWithCommandInFlightEnds) {
   auto loop = EpollLoop::Create();
   ASSERT_TRUE(loop.ok());
   Completions read;
-  EpollConnection conn(pair.client_fd, {}, [&](Event& e) { read.OnEvent(e); });
+  EpollConnection conn(pair.client_fd, {}, [&](ClientEvent& e) { read.OnEvent(e); });
   conn.SetDefaultDisconnectTimeout(kShortBound);
   ASSERT_TRUE((*loop)->Add(&conn).ok());
   ASSERT_TRUE(
       (*loop)
-          ->RunUntil([&] { return conn.client().phase() == Phase::kReady; },
+          ->RunUntil([&] { return conn.client().phase() == ClientPhase::kReady; },
                      kGuard)
           .ok());
   std::vector<uint8_t> buf(4096);
@@ -125,11 +125,11 @@ TEST(EpollDefaultDeadlineTest, ExplicitDeadlineWins) {
   SilentPair pair;
   auto loop = EpollLoop::Create();
   ASSERT_TRUE(loop.ok());
-  EpollConnection conn(pair.client_fd, {}, [](Event&) {});
+  EpollConnection conn(pair.client_fd, {}, [](ClientEvent&) {});
   ASSERT_TRUE((*loop)->Add(&conn).ok());
   ASSERT_TRUE(
       (*loop)
-          ->RunUntil([&] { return conn.client().phase() == Phase::kReady; },
+          ->RunUntil([&] { return conn.client().phase() == ClientPhase::kReady; },
                      kGuard)
           .ok());
   absl::Time mine = absl::Now() + kShortBound;
@@ -147,12 +147,12 @@ struct UringFixture {
     if (l.ok()) loop = std::move(*l);
   }
   UringConnection* Connect(SilentPair& pair, Completions* c = nullptr) {
-    UringConnection* conn = loop->Add(pair.client_fd, {}, [c](Event& e) {
+    UringConnection* conn = loop->Add(pair.client_fd, {}, [c](ClientEvent& e) {
       if (c != nullptr) c->OnEvent(e);
     });
     conn->SetDefaultDisconnectTimeout(kShortBound);
     absl::Status s = loop->RunUntil(
-        [&] { return conn->client().phase() == Phase::kReady; }, kGuard);
+        [&] { return conn->client().phase() == ClientPhase::kReady; }, kGuard);
     EXPECT_TRUE(s.ok()) << s;
     return conn;
   }
@@ -168,7 +168,7 @@ TEST(UringDefaultDeadlineTest, CoreDisconnectWithoutDeadlineEnds) {
   ASSERT_TRUE(conn->client().Disconnect().ok());
   absl::Status s = f.loop->RunUntil([&] { return conn->finished(); }, kGuard);
   EXPECT_TRUE(s.ok()) << s;
-  EXPECT_EQ(conn->client().phase(), Phase::kDead);
+  EXPECT_EQ(conn->client().phase(), ClientPhase::kDead);
   EXPECT_EQ(StatusErrno(conn->client().dead_reason()), ETIMEDOUT);
   EXPECT_TRUE(WaitForEof(*pair.server));
   EXPECT_EQ(pair.server->bytes_read(), 28u);
@@ -221,7 +221,7 @@ TEST(UringDriverTest, GivenUpConnectionNoLongerHasADeadline) {
   conn->SetDeadline(absl::Now() - absl::Seconds(1));
   ASSERT_TRUE(f.loop->driver().next_deadline().has_value());
   f.loop->driver().CheckDeadlines(absl::Now());
-  EXPECT_EQ(conn->client().phase(), Phase::kDead);
+  EXPECT_EQ(conn->client().phase(), ClientPhase::kDead);
   EXPECT_FALSE(conn->finished());  // held until the receive completes
   EXPECT_FALSE(f.loop->driver().next_deadline().has_value());
   absl::Status s = f.loop->RunUntil([&] { return conn->finished(); }, kGuard);
@@ -247,8 +247,8 @@ TEST(UringDriverTest, RemoveFreesFinishedConnectionsOnly) {
   // The slot is reused; the other connection is untouched and still works.
   UringConnection* third = f.Connect(c);
   EXPECT_EQ(f.loop->driver().connection_count(), 2u);
-  EXPECT_EQ(third->client().phase(), Phase::kReady);
-  EXPECT_EQ(second->client().phase(), Phase::kReady);
+  EXPECT_EQ(third->client().phase(), ClientPhase::kReady);
+  EXPECT_EQ(second->client().phase(), ClientPhase::kReady);
   ASSERT_TRUE(second->Disconnect().ok());
   ASSERT_TRUE(
       f.loop->RunUntil([&] { return second->finished(); }, kGuard).ok());

@@ -67,7 +67,7 @@ TEST_P(NbdServerTest, IntegrityAndCommands) {
   EXPECT_EQ(ra, a);
   EXPECT_EQ(rb, b);
   EXPECT_TRUE(h->Shutdown(0, kTimeout).ok());
-  EXPECT_EQ(h->client().phase(), Phase::kClosed);
+  EXPECT_EQ(h->client().phase(), ClientPhase::kClosed);
 }
 
 TEST_P(NbdServerTest, EveryAdvertisedCommandAndFlag) {
@@ -83,7 +83,7 @@ TEST_P(NbdServerTest, EveryAdvertisedCommandAndFlag) {
   EXPECT_TRUE(c.can_flush() && c.can_fua() && c.can_trim());
   PrintWalk(ExerciseEveryAdvertisedCommand(*h, kTimeout));
   EXPECT_TRUE(h->Shutdown(0, kTimeout).ok());
-  EXPECT_EQ(h->client().phase(), Phase::kClosed);
+  EXPECT_EQ(h->client().phase(), ClientPhase::kClosed);
 }
 
 // nbd-server answers NBD_OPT_INFO with size 0 (a server quirk); GO gives the

@@ -61,7 +61,7 @@ TEST_P(NbdkitTest, MemoryEveryAdvertisedCommandAndFlag) {
   CheckIntegrity(*h, kMiB);
   PrintWalk(ExerciseEveryAdvertisedCommand(*h, kTimeout));
   EXPECT_TRUE(h->Shutdown(0, kTimeout).ok());
-  EXPECT_EQ(h->client().phase(), Phase::kClosed);
+  EXPECT_EQ(h->client().phase(), ClientPhase::kClosed);
   EXPECT_TRUE(h->finished());
 }
 
@@ -206,7 +206,7 @@ TEST_P(NbdkitTest, SingleThroughConnectCommand) {
   ASSERT_TRUE(h->Connect(conn.fd, {}, kTimeout).ok());
   CheckIntegrity(*h, kMiB);
   EXPECT_TRUE(h->Shutdown(0, kTimeout).ok());
-  EXPECT_EQ(h->client().phase(), Phase::kClosed);
+  EXPECT_EQ(h->client().phase(), ClientPhase::kClosed);
   h.reset();
   conn.fd = -1;  // closed by the adapter
   EXPECT_TRUE(adapters::StopSubprocess(*conn.subprocess).ok());
@@ -315,7 +315,7 @@ TEST_P(NbdkitTest, EioOnChosenRangeFailsOnlyThoseCommands) {
     }
   }
   EXPECT_EQ(zeroes, std::vector<uint8_t>(16384, 0));
-  EXPECT_EQ(h->client().phase(), Phase::kReady);
+  EXPECT_EQ(h->client().phase(), ClientPhase::kReady);
 
   // Still usable: the good writes landed, the bad range still fails.
   std::vector<uint8_t> ra(4096), rb(8192), rc(4096), again(512);
@@ -332,7 +332,7 @@ TEST_P(NbdkitTest, EioOnChosenRangeFailsOnlyThoseCommands) {
   EXPECT_EQ(rb, b);
   EXPECT_EQ(rc, c);
   EXPECT_TRUE(h->Shutdown(0, kTimeout).ok());
-  EXPECT_EQ(h->client().phase(), Phase::kClosed);
+  EXPECT_EQ(h->client().phase(), ClientPhase::kClosed);
   server->reset();
   ::unlink(disk.c_str());
   ::rmdir(dir->c_str());
@@ -422,7 +422,7 @@ TEST_P(NbdkitTest, OptionMode) {
   options.option_mode = true;
   auto h = ConnectTo((*server)->socket_path(), options);
   ASSERT_NE(h, nullptr);
-  EXPECT_EQ(h->client().phase(), Phase::kNegotiating);
+  EXPECT_EQ(h->client().phase(), ClientPhase::kNegotiating);
   auto list = h->OptList(kTimeout);
   ASSERT_TRUE(list.ok()) << list.status();
   EXPECT_EQ(*list, std::vector<std::string>{""});
@@ -435,7 +435,7 @@ TEST_P(NbdkitTest, OptionMode) {
     has_base |= m.name == "base:allocation";
   EXPECT_TRUE(has_base);
   ASSERT_TRUE(h->OptGo(kTimeout).ok());
-  EXPECT_EQ(h->client().phase(), Phase::kReady);
+  EXPECT_EQ(h->client().phase(), ClientPhase::kReady);
   CheckIntegrity(*h, kMiB);
   EXPECT_TRUE(h->Shutdown(0, kTimeout).ok());
 }
@@ -449,7 +449,7 @@ TEST_P(NbdkitTest, OptAbortEndsCleanly) {
   auto h = ConnectTo((*server)->socket_path(), options);
   ASSERT_NE(h, nullptr);
   EXPECT_TRUE(h->OptAbort(kTimeout).ok());
-  EXPECT_EQ(h->client().phase(), Phase::kClosed);
+  EXPECT_EQ(h->client().phase(), ClientPhase::kClosed);
   EXPECT_TRUE(h->finished());
 }
 

@@ -75,7 +75,7 @@ TEST_P(QemuNbdTest, RawFileIntegrityAndCommands) {
     EXPECT_EQ(z, std::vector<uint8_t>(65536, 0));
   }
   EXPECT_TRUE(h->Shutdown(0, kTimeout).ok());
-  EXPECT_EQ(h->client().phase(), Phase::kClosed);
+  EXPECT_EQ(h->client().phase(), ClientPhase::kClosed);
 }
 
 TEST_P(QemuNbdTest, SparseQcow2BlockStatus) {
@@ -145,7 +145,7 @@ TEST_P(QemuNbdTest, EveryAdvertisedCommandAndFlag) {
                 c.can_block_status());
     PrintWalk(ExerciseEveryAdvertisedCommand(*h, kTimeout));
     EXPECT_TRUE(h->Shutdown(0, kTimeout).ok());
-    EXPECT_EQ(h->client().phase(), Phase::kClosed);
+    EXPECT_EQ(h->client().phase(), ClientPhase::kClosed);
   }
 }
 

@@ -13,7 +13,7 @@
 #include "adapters/io_uring/uring_loop.h"
 #include "adapters/pump/pump.h"
 #include "gtest/gtest.h"
-#include "protocol/client.h"
+#include "protocol/client/client.h"
 #include "tests/adapters/interop/interop_fixture.h"
 #include "tests/testing/servers.h"
 
@@ -32,7 +32,7 @@ struct Conn {
   std::map<Cookie, int> completions;
   std::map<Cookie, absl::Status> status;
 
-  void OnEvent(Event& e) {
+  void OnEvent(ClientEvent& e) {
     if (std::holds_alternative<Connected>(e)) connected = true;
     if (auto* c = std::get_if<CommandCompleted>(&e)) {
       ++completions[c->cookie];
@@ -63,7 +63,7 @@ void RunOnOneRing(const std::string& socket, size_t readahead,
     ClientOptions options;
     options.recv_readahead = readahead;
     c->uring = (*loop)->Add(*fd, std::move(options),
-                            [raw](Event& e) { raw->OnEvent(e); });
+                            [raw](ClientEvent& e) { raw->OnEvent(e); });
     conns.push_back(std::move(c));
   }
   auto all = [&](auto pred) {
@@ -144,7 +144,7 @@ void RunOnOneRing(const std::string& socket, size_t readahead,
               [&] { return all([](Conn& c) { return c.uring->finished(); }); },
               kTimeout + absl::Seconds(5))
           .ok());
-  for (auto& c : conns) EXPECT_EQ(c->uring->client().phase(), Phase::kClosed);
+  for (auto& c : conns) EXPECT_EQ(c->uring->client().phase(), ClientPhase::kClosed);
 }
 
 TEST(UringSharedRingTest, ManyConnectionsOneRing) {

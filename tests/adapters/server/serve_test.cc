@@ -12,7 +12,7 @@
 #include "protocol/server/server.h"
 #include "protocol/wire.h"
 #include "tests/adapters/server/test_backends.h"
-#include "tests/protocol/server/server_test_util.h"
+#include "tests/protocol/server/test_util.h"
 
 namespace nbd::test {
 namespace {

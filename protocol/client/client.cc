@@ -1,0 +1,470 @@
+// nbd::Client: public wrappers, queries, input plumbing and lifecycle.
+#include "protocol/client/client.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "protocol/client/internal/impl.h"
+#include "protocol/status.h"
+
+namespace nbd {
+
+const char* ClientPhaseName(ClientPhase phase) {
+  switch (phase) {
+    case ClientPhase::kConnecting:
+      return "connecting";
+    case ClientPhase::kNegotiating:
+      return "negotiating";
+    case ClientPhase::kReady:
+      return "ready";
+    case ClientPhase::kProcessing:
+      return "processing";
+    case ClientPhase::kClosed:
+      return "closed";
+    case ClientPhase::kDead:
+      return "dead";
+  }
+  return "unknown";
+}
+
+const char* ProtocolVariantName(ProtocolVariant variant) {
+  switch (variant) {
+    case ProtocolVariant::kUnknown:
+      return "unknown";
+    case ProtocolVariant::kOldstyle:
+      return "oldstyle";
+    case ProtocolVariant::kNewstyle:
+      return "newstyle";
+    case ProtocolVariant::kFixedNewstyle:
+      return "newstyle-fixed";
+  }
+  return "unknown";
+}
+
+Client::Impl::Impl(ClientOptions options) : opts_(std::move(options)) {
+  opts_.max_payload =
+      std::clamp<uint32_t>(opts_.max_payload, 1, kHardMaxPayload);
+  export_name_ = opts_.export_name;
+  Expect(Unit::kGreeting, 16);
+}
+
+// ---- Phase and counters ---------------------------------------------------
+
+ClientPhase Client::Impl::phase() const {
+  if (dead_) return ClientPhase::kDead;
+  if (closed_) return ClientPhase::kClosed;
+  if (!in_transmission_) {
+    return parked_ ? ClientPhase::kNegotiating : ClientPhase::kConnecting;
+  }
+  if (!commands_.empty() || !out_.empty()) return ClientPhase::kProcessing;
+  return ClientPhase::kReady;
+}
+
+size_t Client::Impl::in_flight() const {
+  if (terminal()) return 0;
+  return commands_.size() + (disc_queued_ ? 1 : 0);
+}
+
+// ---- Input plumbing
+// ----------------------------------------------------------
+
+void Client::Impl::Expect(Unit unit, size_t n) {
+  rx_unit_ = unit;
+  rx_want_ = n;
+  rx_got_ = 0;
+  rx_dst_ = nullptr;
+  rx_scratch_.resize(n);
+  if (n == 0) OnUnitComplete();
+}
+
+void Client::Impl::ExpectInto(Unit unit, uint8_t* dst, size_t n) {
+  rx_unit_ = unit;
+  rx_want_ = n;
+  rx_got_ = 0;
+  rx_dst_ = dst;
+  if (n == 0) OnUnitComplete();
+}
+
+bool Client::Impl::input_blocked() const { return terminal() || tls_paused_; }
+
+void Client::Impl::OnUnitComplete() {
+  Unit unit = rx_unit_;
+  rx_unit_ = Unit::kNone;
+  switch (unit) {
+    case Unit::kNone:
+      return;
+    case Unit::kGreeting:
+      return OnGreeting();
+    case Unit::kOldstyleRest:
+      return OnOldstyleRest();
+    case Unit::kHandshakeFlags:
+      return OnHandshakeFlags();
+    case Unit::kOptReplyHeader:
+      return OnOptReplyHeader();
+    case Unit::kOptReplyPayload:
+      return OnOptReply();
+    case Unit::kExportNameReply:
+      return OnExportNameReply();
+    case Unit::kExportNamePadding:
+      return EnterTransmission(*size_, tflags_);
+    case Unit::kReplyHeader:
+      return OnReplyHeader();
+    case Unit::kStructuredLength:
+      return OnStructuredLength();
+    case Unit::kSimpleReadPayload:
+      return OnSimpleReadPayload();
+    case Unit::kChunkPayload:
+      return OnChunkPayload();
+    case Unit::kDataOffset:
+      return OnDataOffset();
+    case Unit::kDataPayload:
+      return OnDataPayload();
+  }
+}
+
+absl::StatusOr<size_t> Client::Impl::Feed(absl::Span<const uint8_t> bytes) {
+  probe_out_ = false;
+  if (terminal()) {
+    return PreconditionStatus(
+        EINVAL, absl::StrCat(
+                    "cannot feed input: the connection is ", ClientPhaseName(phase()),
+                    dead_ ? absl::StrCat(": ", dead_reason_.message()) : ""));
+  }
+  size_t used = 0;
+  while (used < bytes.size() && !input_blocked()) {
+    if (rx_unit_ == Unit::kNone) {
+      Fail(ErrnoStatus(EPROTO, "server sent data when none was expected"));
+      break;
+    }
+    size_t take = std::min(rx_want_ - rx_got_, bytes.size() - used);
+    uint8_t* dst = rx_dst_ != nullptr ? rx_dst_ : rx_scratch_.data();
+    std::memcpy(dst + rx_got_, bytes.data() + used, take);
+    rx_got_ += take;
+    used += take;
+    if (rx_got_ == rx_want_) OnUnitComplete();
+  }
+  if (dead_) return dead_reason_;
+  return used;
+}
+
+absl::Span<uint8_t> Client::Impl::RecvBuffer() {
+  probe_out_ = false;
+  if (input_blocked()) return {};
+  if (rx_unit_ == Unit::kNone) {
+    // Nothing is expected (parked in option mode), yet wants() says read so
+    // that the transport notices EOF or stray bytes. Hand out a byte of our
+    // own that no later call moves: an asynchronous receive may still be in
+    // the kernel when an Opt*() call sets up the next unit.
+    probe_out_ = true;
+    return absl::MakeSpan(probe_, 1);
+  }
+  // Read-ahead only where no TLS boundary can follow: waiting for a reply
+  // header in the transmission phase.
+  if (opts_.recv_readahead > 0 && rx_unit_ == Unit::kReplyHeader &&
+      rx_got_ == 0) {
+    readahead_.resize(std::max(opts_.recv_readahead, rx_want_));
+    return absl::MakeSpan(readahead_);
+  }
+  uint8_t* dst = rx_dst_ != nullptr ? rx_dst_ : rx_scratch_.data();
+  return absl::Span<uint8_t>(dst + rx_got_, rx_want_ - rx_got_);
+}
+
+absl::Status Client::Impl::CommitRecv(size_t n) {
+  if (std::exchange(probe_out_, false) && !input_blocked()) {
+    if (n > 1)
+      return ErrnoStatus(EINVAL, "CommitRecv beyond the receive buffer");
+    if (n == 0) return absl::OkStatus();
+    // The byte went to the probe: whatever is expected now (perhaps the
+    // reply to an option issued meanwhile) gets it through the copying path.
+    absl::StatusOr<size_t> used = Feed(absl::MakeConstSpan(probe_, 1));
+    if (!used.ok()) return used.status();
+    return absl::OkStatus();
+  }
+  if (input_blocked() || rx_unit_ == Unit::kNone) {
+    if (n == 0) return absl::OkStatus();
+    return ErrnoStatus(EINVAL, "CommitRecv without a receive buffer");
+  }
+  if (opts_.recv_readahead > 0 && rx_unit_ == Unit::kReplyHeader &&
+      rx_got_ == 0 && !readahead_.empty()) {
+    if (n > readahead_.size()) {
+      return ErrnoStatus(EINVAL, "CommitRecv beyond the receive buffer");
+    }
+    // The read-ahead bytes go through the copying path.
+    std::vector<uint8_t> staged(readahead_.begin(), readahead_.begin() + n);
+    absl::StatusOr<size_t> used = Feed(staged);
+    if (!used.ok()) return used.status();
+    return absl::OkStatus();
+  }
+  if (n > rx_want_ - rx_got_) {
+    return ErrnoStatus(EINVAL, "CommitRecv beyond the receive buffer");
+  }
+  rx_got_ += n;
+  if (rx_got_ == rx_want_ && n > 0) OnUnitComplete();
+  if (dead_) return dead_reason_;
+  return absl::OkStatus();
+}
+
+void Client::Impl::FeedEof() {
+  probe_out_ = false;
+  if (terminal()) return;
+  if (abort_sent_) {
+    // After NBD_OPT_ABORT the server may close without replying.
+    if (!fail_after_abort_.ok()) return Fail(fail_after_abort_);
+    return Close();
+  }
+  if (!in_transmission_) {
+    return Fail(ErrnoStatus(ECONNRESET,
+                            "server closed the connection during the "
+                            "handshake"));
+  }
+  bool inside_reply =
+      std::any_of(commands_.begin(), commands_.end(),
+                  [](const auto& entry) { return entry.second.reply_started; });
+  if (inside_reply) {
+    return Fail(ErrnoStatus(ECONNRESET,
+                            "server disconnected before the last chunk "
+                            "(NBD_REPLY_FLAG_DONE) of a reply"));
+  }
+  if (rx_unit_ == Unit::kReplyHeader && rx_got_ == 0) return Close();
+  Fail(ErrnoStatus(ECONNRESET, "server disconnected in the middle of a reply"));
+}
+
+// ---- Lifecycle
+// -----------------------------------------------------------------
+
+void Client::Impl::FailAllCommands(const absl::Status& why) {
+  std::map<Cookie, PendingCommand> pending;
+  pending.swap(commands_);
+  for (auto& [cookie, cmd] : pending) {
+    events_.push_back(CommandCompleted{cookie, cmd.type, why});
+  }
+  if (std::optional<Option> user = PendingUserOption()) {
+    events_.push_back(OptionCompleted{*user, why});
+  }
+  option_.reset();
+  go_after_meta_ = false;
+  disc_queued_ = false;
+  out_.Clear();
+  rx_unit_ = Unit::kNone;
+}
+
+void Client::Impl::TraceLine(std::string line) {
+  events_.push_back(ClientTrace{std::move(line)});
+}
+
+void Client::Impl::Fail(absl::Status reason) {
+  if (terminal()) return;
+  if (reason.ok()) reason = ErrnoStatus(EIO, "connection failed");
+  if (tracing()) TraceLine(absl::StrCat("dead: ", reason.message()));
+  FailAllCommands(ErrnoStatus(
+      ENOTCONN, absl::StrCat("connection is dead: ", reason.message())));
+  dead_ = true;
+  dead_reason_ = reason;
+  parked_ = false;
+  tls_paused_ = false;
+  events_.push_back(ClientDead{reason});
+}
+
+void Client::Impl::Close() {
+  if (terminal()) return;
+  if (tracing()) TraceLine("closed: the server ended the connection cleanly");
+  FailAllCommands(ErrnoStatus(ENOTCONN, "connection closed by the server"));
+  closed_ = true;
+  parked_ = false;
+  tls_paused_ = false;
+  events_.push_back(ClientClosed{});
+}
+
+void Client::Impl::OnSegmentSent(const internal::Segment& segment) {
+  switch (segment.kind) {
+    case internal::SegmentKind::kDiscHeader:
+      if (tracing()) TraceLine("NBD_CMD_DISC sent: shut down the write side");
+      events_.push_back(ShutdownWrite{});
+      return;
+    case internal::SegmentKind::kAbortOption:
+      events_.push_back(ShutdownWrite{});
+      return;
+    case internal::SegmentKind::kWritePayload: {
+      auto it = commands_.find(segment.cookie);
+      if (it == commands_.end()) return;
+      it->second.payload_pending = false;
+      // The reply came first; now the buffer is free to hand back.
+      if (it->second.reply_status.has_value()) {
+        CompleteCommand(segment.cookie, *it->second.reply_status);
+      }
+      return;
+    }
+    default:
+      return;
+  }
+}
+
+// ---- Public wrappers
+// -------------------------------------------------------------
+
+Client::Client(ClientOptions options)
+    : impl_(std::make_unique<Impl>(std::move(options))) {}
+Client::~Client() = default;
+
+ClientPhase Client::phase() const { return impl_->phase(); }
+
+Direction Client::wants() const {
+  if (impl_->terminal() || impl_->tls_paused_) return Direction::kNone;
+  bool write = impl_->out_.pending_bytes() > 0;
+  return write ? Direction::kBoth : Direction::kRead;
+}
+
+size_t Client::in_flight() const { return impl_->in_flight(); }
+absl::Status Client::dead_reason() const { return impl_->dead_reason_; }
+ProtocolVariant Client::protocol() const { return impl_->protocol_; }
+std::optional<uint64_t> Client::export_size() const { return impl_->size_; }
+uint16_t Client::transmission_flags() const { return impl_->tflags_; }
+bool Client::is_read_only() const { return impl_->tflags_ & kTransmitReadOnly; }
+bool Client::can_flush() const { return impl_->tflags_ & kTransmitSendFlush; }
+bool Client::can_fua() const { return impl_->tflags_ & kTransmitSendFua; }
+bool Client::can_trim() const { return impl_->tflags_ & kTransmitSendTrim; }
+bool Client::can_zero() const {
+  return impl_->tflags_ & kTransmitSendWriteZeroes;
+}
+bool Client::can_fast_zero() const {
+  return impl_->tflags_ & kTransmitSendFastZero;
+}
+bool Client::can_df() const { return impl_->tflags_ & kTransmitSendDf; }
+bool Client::can_multi_conn() const {
+  return impl_->tflags_ & kTransmitCanMultiConn;
+}
+bool Client::can_cache() const { return impl_->tflags_ & kTransmitSendCache; }
+bool Client::is_rotational() const {
+  return impl_->tflags_ & kTransmitRotational;
+}
+bool Client::can_block_status() const {
+  return impl_->structured_ && !impl_->contexts_.empty();
+}
+BlockSizeConstraints Client::block_size() const { return impl_->block_size_; }
+uint32_t Client::max_payload() const {
+  uint32_t limit = impl_->opts_.max_payload;
+  if (impl_->block_size_committed_ && impl_->block_size_.maximum != 0) {
+    limit = std::min(limit, impl_->block_size_.maximum);
+  }
+  return limit;
+}
+bool Client::structured_replies() const { return impl_->structured_; }
+bool Client::extended_headers() const { return impl_->extended_; }
+bool Client::tls_negotiated() const { return impl_->tls_negotiated_; }
+const std::vector<MetaContext>& Client::meta_contexts() const {
+  return impl_->contexts_;
+}
+std::optional<uint32_t> Client::meta_context_id(std::string_view name) const {
+  for (const MetaContext& c : impl_->contexts_) {
+    if (c.name == name) return c.id;
+  }
+  return std::nullopt;
+}
+const std::string& Client::export_name() const { return impl_->export_name_; }
+const std::string& Client::canonical_name() const {
+  return impl_->canonical_name_;
+}
+const std::string& Client::description() const { return impl_->description_; }
+
+absl::StatusOr<size_t> Client::Feed(absl::Span<const uint8_t> bytes) {
+  return impl_->Feed(bytes);
+}
+void Client::FeedEof() { impl_->FeedEof(); }
+void Client::FeedTransportError(absl::Status error) {
+  if (error.ok()) error = ErrnoStatus(EIO, "transport error");
+  impl_->Fail(std::move(error));
+}
+absl::Span<uint8_t> Client::RecvBuffer() { return impl_->RecvBuffer(); }
+absl::Status Client::CommitRecv(size_t n) { return impl_->CommitRecv(n); }
+
+size_t Client::PeekOutput(absl::Span<IoSlice> out) const {
+  return impl_->out_.Peek(out);
+}
+size_t Client::pending_output_bytes() const {
+  return impl_->out_.pending_bytes();
+}
+absl::Status Client::ConsumeOutput(size_t n) {
+  if (n > impl_->out_.pending_bytes()) {
+    return ErrnoStatus(EINVAL,
+                       absl::StrFormat("ConsumeOutput(%d) exceeds the %d bytes "
+                                       "pending",
+                                       n, impl_->out_.pending_bytes()));
+  }
+  Impl* impl = impl_.get();
+  impl->out_.Consume(
+      n, [impl](const internal::Segment& s) { impl->OnSegmentSent(s); });
+  // A segment that finished NBD_OPT_ABORT after a fatal refusal ends here.
+  if (impl->abort_sent_ && impl->out_.empty() &&
+      !impl->fail_after_abort_.ok()) {
+    impl->Fail(impl->fail_after_abort_);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Client::PinOutput(size_t n) {
+  if (n > impl_->out_.pending_bytes()) {
+    return ErrnoStatus(
+        EINVAL, absl::StrFormat("PinOutput(%d) exceeds the %d bytes pending", n,
+                                impl_->out_.pending_bytes()));
+  }
+  impl_->out_.Pin(n);
+  return absl::OkStatus();
+}
+
+std::optional<ClientEvent> Client::PollEvent() {
+  if (impl_->events_.empty()) return std::nullopt;
+  ClientEvent e = std::move(impl_->events_.front());
+  impl_->events_.pop_front();
+  return e;
+}
+bool Client::has_events() const { return !impl_->events_.empty(); }
+
+absl::Status Client::Disconnect(uint32_t flags) {
+  Impl& s = *impl_;
+  if (flags != 0) {
+    return ErrnoStatus(
+        EINVAL, absl::StrFormat("Disconnect: unknown flags 0x%x", flags));
+  }
+  if (!s.in_transmission_ || s.terminal()) {
+    return PreconditionStatus(
+        EINVAL,
+        absl::StrCat("Disconnect: invalid state: ", ClientPhaseName(s.phase()),
+                     ": the connection must be connected"));
+  }
+  if (s.disc_queued_ || s.disc_when_drained_) {
+    return ErrnoStatus(EINVAL,
+                       "cannot request more commands after NBD_CMD_DISC");
+  }
+  s.QueueDisc();
+  return absl::OkStatus();
+}
+
+absl::Status Client::Shutdown(uint32_t flags) {
+  Impl& s = *impl_;
+  if ((flags & ~kShutdownAbandonPending) != 0) {
+    return ErrnoStatus(EINVAL,
+                       absl::StrFormat("Shutdown: unknown flags 0x%x", flags));
+  }
+  if (s.terminal()) {
+    return PreconditionStatus(
+        EINVAL,
+        absl::StrCat("Shutdown: connection is already ", ClientPhaseName(s.phase())));
+  }
+  if (!s.in_transmission_) {
+    if (s.abort_requested_ || s.abort_sent_) return absl::OkStatus();
+    s.abort_requested_ = true;
+    if (s.parked_) s.SendAbort();
+    return absl::OkStatus();
+  }
+  if (flags & kShutdownAbandonPending) s.AbandonUnsent();
+  if (s.disc_queued_) return absl::OkStatus();
+  s.disc_when_drained_ = true;
+  s.MaybeSendDisc();
+  return absl::OkStatus();
+}
+
+}  // namespace nbd

@@ -1,0 +1,237 @@
+// Private state of nbd::Client. Split by concern across:
+//   client.cc            public wrappers, queries, input plumbing, lifecycle
+//   handshake.cc         greeting, options, option mode, TLS pause
+//   commands.cc          command validation and request encoding
+//   replies.cc           simple/structured/extended reply decoding
+#ifndef NBD_PROTOCOL_CLIENT_INTERNAL_IMPL_H_
+#define NBD_PROTOCOL_CLIENT_INTERNAL_IMPL_H_
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "protocol/client/client.h"
+#include "protocol/client/internal/output_queue.h"
+
+namespace nbd {
+
+class Client::Impl {
+ public:
+  explicit Impl(ClientOptions options);
+
+  // ---- What the receive side is waiting for -----------------------------
+  enum class Unit {
+    kNone,
+    kGreeting,           // 16: NBDMAGIC + second magic
+    kOldstyleRest,       // 136
+    kHandshakeFlags,     // 2
+    kOptReplyHeader,     // 20
+    kOptReplyPayload,    // header.length
+    kExportNameReply,    // 10
+    kExportNamePadding,  // 124
+    kReplyHeader,        // 16 (compact) or 32 (extended)
+    kStructuredLength,   // 4 more bytes of a 20-byte chunk header
+    kSimpleReadPayload,  // into the caller's buffer
+    kChunkPayload,       // a non-data chunk payload, bounded
+    kDataOffset,         // 8-byte offset of OFFSET_DATA
+    kDataPayload,        // OFFSET_DATA bytes into the caller's buffer
+  };
+
+  struct PendingCommand {
+    Cookie cookie = 0;
+    Command type = Command::kRead;
+    uint16_t flags = 0;
+    uint64_t offset = 0;
+    uint64_t length = 0;
+    uint8_t* read_buffer = nullptr;
+    bool report_chunks = false;
+    absl::Status error;  // first error seen; OK otherwise
+    uint64_t data_seen = 0;
+    bool reply_started = false;  // a chunk without DONE has arrived
+    // READ: the byte ranges (start -> end, merged) that data and hole
+    // chunks already filled. Chunks must not overlap (proto.md), and a
+    // byte count alone cannot tell a gap from a double write.
+    // The common case, chunks that extend one run, stays in `run_*` and
+    // allocates nothing; `covered` takes over at the first gap.
+    bool has_run = false;
+    uint64_t run_start = 0;
+    uint64_t run_end = 0;
+    std::map<uint64_t, uint64_t> covered;
+    // WRITE: part of the payload is still in the output queue, so the
+    // caller's buffer is still referenced. A reply that arrives before it
+    // was all sent (an eager server) is parked in `reply_status` and the
+    // completion waits until the payload left the queue: completing earlier
+    // would let the caller free memory the transport is about to send.
+    bool payload_pending = false;
+    std::optional<absl::Status> reply_status;
+  };
+
+  // An option in flight (one at a time, as the spec requires).
+  struct OptionInFlight {
+    Option option = Option::kAbort;
+    bool from_user = false;  // emits OptionCompleted
+    absl::Status error;      // deferred failure reported at the final reply
+    bool saw_export = false;
+    std::vector<MetaContext> contexts;  // SET_META_CONTEXT replies so far
+  };
+
+  // ---- Input
+  // -----------------------------------------------------------------
+  absl::StatusOr<size_t> Feed(absl::Span<const uint8_t> bytes);
+  void FeedEof();
+  absl::Span<uint8_t> RecvBuffer();
+  absl::Status CommitRecv(size_t n);
+  void Expect(Unit unit, size_t n);                    // into scratch
+  void ExpectInto(Unit unit, uint8_t* dst, size_t n);  // into caller memory
+  void OnUnitComplete();
+  bool input_blocked() const;
+
+  // ---- Handshake (handshake.cc) ----------------------------------
+  void OnGreeting();
+  void OnOldstyleRest();
+  void OnHandshakeFlags();
+  void OnOptReplyHeader();
+  void OnOptReply();
+  void OnExportNameReply();
+  void AdvanceHandshake();
+  // `detail` follows the option's name in the trace.
+  void SendOption(Option option, absl::Span<const uint8_t> data, bool from_user,
+                  absl::string_view detail = {});
+  void SendGo(Option option, bool from_user);
+  void SendSetMeta(std::vector<std::string> queries, Option option,
+                   bool from_user);
+  void SendExportName();
+  void SendAbort();
+  void FinishOption(absl::Status status);
+  // The user's Opt* call that the option in flight is part of, if any: the
+  // option itself, or OptGo() while its automatic SET_META_CONTEXT runs.
+  std::optional<Option> PendingUserOption() const;
+  void EnterTransmission(uint64_t size, uint16_t flags);
+  void Park();
+  absl::Status CheckNegotiating() const;
+  absl::Status HandleInfo(absl::Span<const uint8_t> payload);
+  void ResetNegotiatedState();
+
+  // ---- Commands (commands.cc) ---------------------------------------
+  absl::Status CheckCanIssue() const;
+  absl::Status Validate(Command type, uint16_t flags, uint64_t offset,
+                        uint64_t length) const;
+  Cookie Queue(Command type, uint16_t flags, uint64_t offset, uint64_t length,
+               uint8_t* read_buffer, absl::Span<const uint8_t> write_payload,
+               bool report_chunks);
+  absl::StatusOr<Cookie> Issue(Command type, uint16_t flags, uint64_t offset,
+                               uint64_t length);
+  void QueueDisc();
+  void MaybeSendDisc();
+  void AbandonUnsent();
+
+  // ---- Replies (replies.cc) -----------------------------------------
+  void OnReplyHeader();
+  void OnStructuredLength();
+  void OnChunkHeader(uint16_t flags, uint16_t type, Cookie cookie,
+                     uint64_t length);
+  void OnChunkPayload();
+  void OnDataOffset();
+  void OnDataPayload();
+  void OnSimpleReadPayload();
+  PendingCommand* CurrentCommand();  // Fails the connection if gone
+  void HandleBlockStatus(PendingCommand& cmd, const BlockStatusChunk& chunk);
+  void SetCommandError(PendingCommand& cmd, absl::Status error);
+  void FinishChunk();
+  // Records that [offset, +length) of `cmd`'s buffer was filled; false (and
+  // nothing recorded) if it overlaps a range filled before.
+  bool AddCoverage(PendingCommand& cmd, uint64_t offset, uint64_t length);
+  void CompleteCommand(Cookie cookie, absl::Status status);
+  void ExpectReplyHeader();
+
+  // ---- ClientTrace (client.cc) ------------------------------------------------
+  // Callers test tracing() first, so nothing is formatted when it is off.
+  bool tracing() const { return opts_.trace; }
+  void TraceLine(std::string line);
+
+  // ---- Lifecycle (client.cc)
+  // -------------------------------------------------
+  void Fail(absl::Status reason);  // -> kDead
+  void Close();                    // -> kClosed
+  void FailAllCommands(const absl::Status& why);
+  void OnSegmentSent(const internal::Segment& segment);
+  bool terminal() const { return closed_ || dead_; }
+  ClientPhase phase() const;
+  size_t in_flight() const;
+
+  ClientOptions opts_;
+
+  // Receive state.
+  Unit rx_unit_ = Unit::kNone;
+  size_t rx_want_ = 0;
+  size_t rx_got_ = 0;
+  uint8_t* rx_dst_ = nullptr;  // caller memory, or nullptr for scratch
+  std::vector<uint8_t> rx_scratch_;
+  std::vector<uint8_t> readahead_;
+  // RecvBuffer() handed out probe_ (nothing was expected); the next
+  // CommitRecv() takes its byte from there.
+  uint8_t probe_[1] = {};
+  bool probe_out_ = false;
+
+  internal::OutputQueue out_;
+  std::deque<ClientEvent> events_;
+
+  // Lifecycle.
+  bool closed_ = false;
+  bool dead_ = false;
+  absl::Status dead_reason_;
+
+  // Handshake.
+  ProtocolVariant protocol_ = ProtocolVariant::kUnknown;
+  uint16_t handshake_flags_ = 0;
+  bool no_zeroes_ = false;
+  bool in_transmission_ = false;
+  bool parked_ = false;       // option mode, waiting for an Opt* call
+  bool parked_once_ = false;  // the automatic prefix already ran
+  bool tls_paused_ = false;   // StartTls emitted, waiting for the caller
+  bool tls_negotiated_ = false;
+  bool starttls_tried_ = false;
+  bool eh_tried_ = false;
+  bool sr_tried_ = false;
+  bool meta_tried_ = false;
+  bool meta_set_by_user_ = false;
+  bool go_after_meta_ = false;  // option mode: OptGo sent SET_META first
+  bool go_from_user_ = false;
+  bool abort_requested_ = false;
+  bool abort_sent_ = false;
+  absl::Status fail_after_abort_;  // die once NBD_OPT_ABORT is flushed
+  std::optional<OptionInFlight> option_;
+  OptionReplyHeader opt_reply_;
+  std::string export_name_;
+  std::string canonical_name_;
+  std::string description_;
+
+  // Negotiated.
+  bool structured_ = false;
+  bool extended_ = false;
+  std::vector<MetaContext> contexts_;
+  std::optional<uint64_t> size_;
+  uint16_t tflags_ = 0;
+  BlockSizeConstraints block_size_;
+  bool block_size_committed_ = false;  // sent by GO, which we must obey
+
+  // Transmission.
+  Cookie next_cookie_ = 1;
+  std::map<Cookie, PendingCommand> commands_;
+  bool disc_queued_ = false;
+  bool disc_when_drained_ = false;  // Shutdown(0) or ESHUTDOWN
+  // Current reply.
+  StructuredReplyHeader chunk_;  // flags/type/cookie (length in chunk_len_)
+  uint64_t chunk_len_ = 0;
+  uint64_t data_offset_ = 0;  // OFFSET_DATA absolute offset
+};
+
+}  // namespace nbd
+
+#endif  // NBD_PROTOCOL_CLIENT_INTERNAL_IMPL_H_

@@ -1,0 +1,87 @@
+// What a server session offers: the exports and the per-connection limits.
+// Plain values, fixed when the ServerSession is built.
+#ifndef NBD_PROTOCOL_SERVER_OPTIONS_H_
+#define NBD_PROTOCOL_SERVER_OPTIONS_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "protocol/constants.h"
+
+namespace nbd {
+
+// One export. `flags` below become NBD transmission flags; write-type
+// capabilities are not advertised for a read-only export, DF only once
+// structured replies are negotiated, FAST_ZERO only with WRITE_ZEROES.
+struct ExportInfo {
+  std::string name;         // at most 4096 bytes
+  std::string description;  // at most 4096 bytes; sent as NBD_INFO_DESCRIPTION
+  uint64_t size = 0;        // at most INT64_MAX
+  bool read_only = false;
+  bool can_flush = false;
+  bool can_fua = false;
+  bool can_trim = false;
+  bool can_zero = false;
+  bool can_fast_zero = false;
+  bool can_cache = false;
+  bool can_multi_conn = false;
+  bool can_df = true;  // unfragmented structured reads
+  bool rotational = false;
+  // Allocation status (base:allocation) may be negotiated.
+  bool can_block_status = true;
+  // NBD_INFO_BLOCK_SIZE. `max_block` is also the largest READ/WRITE payload
+  // the session accepts (larger ones fail with EOVERFLOW).
+  uint32_t min_block = kDefaultMinBlockSize;
+  uint32_t preferred_block = kDefaultPreferredBlockSize;
+  uint32_t max_block = kDefaultMaxPayload;
+};
+
+// The NBD transmission flags a session advertises for `e`.
+uint16_t TransmissionFlags(const ExportInfo& e, bool structured_replies);
+
+struct ServerOptions {
+  // Exports by name. A client asking for "" gets `exports[default_export]`
+  // unless an export is really named "". Must not be empty.
+  std::vector<ExportInfo> exports;
+  size_t default_export = 0;
+
+  bool allow_list = true;                // NBD_OPT_LIST (else ERR_POLICY)
+  bool allow_structured_replies = true;  // else ERR_UNSUP
+  bool allow_extended_headers = true;    // else ERR_UNSUP
+
+  // ---- Bounds on what the client controls -------------------------------
+  // Largest option payload read into memory. Longer options are skipped
+  // without being stored and answered NBD_REP_ERR_TOO_BIG (a too-long
+  // NBD_OPT_EXPORT_NAME, which has no error reply, drops the connection).
+  uint32_t max_option_length = 64 * 1024;
+  // Options per connection before the session gives up (hard disconnect).
+  uint32_t max_options = 1024;
+  // Requests handed to the embedder and not yet replied. While the limit is
+  // reached the session stops reading (wants() drops kRead).
+  size_t max_in_flight = 64;
+  // While more output than this is pending, the session reads no new
+  // message (it finishes the current one).
+  size_t output_high_water = 16u << 20;
+  // A WRITE (or PAYLOAD_LEN) payload above the export's max_block but at
+  // most this long is read and discarded, and the request fails with
+  // EOVERFLOW; a longer one drops the connection (the spec's hard
+  // disconnect for oversized payloads).
+  uint64_t max_discard_payload = kHardMaxPayload;
+
+  // Queue a ReplySent event once the last byte of each reply handed to the
+  // embedder has been consumed (for embedders that lend read buffers without
+  // a keepalive).
+  bool report_reply_sent = false;
+
+  // Queue a ServerTrace event for every option, option reply, request and
+  // reply chunk, and every state change (server_events.h has the format),
+  // like nbdkit's debug output but as events, so the session still calls
+  // no user code. Off by default: it formats strings.
+  bool trace = false;
+};
+
+}  // namespace nbd
+
+#endif  // NBD_PROTOCOL_SERVER_OPTIONS_H_
