@@ -52,21 +52,126 @@ Client::Impl::Impl(ClientOptions options) : opts_(std::move(options)) {
   Expect(Unit::kGreeting, 16);
 }
 
-// ---- Phase and counters ---------------------------------------------------
+// ---- State, phase, permissions ------------------------------------------------
+
+const char* Client::Impl::StateName(State state) {
+  switch (state) {
+    case State::kAwaitingGreeting:
+      return "awaiting greeting";
+    case State::kStartTlsSent:
+      return "STARTTLS sent";
+    case State::kTlsPaused:
+      return "TLS paused";
+    case State::kExtendedHeadersSent:
+      return "EXTENDED_HEADERS sent";
+    case State::kStructuredReplySent:
+      return "STRUCTURED_REPLY sent";
+    case State::kSetMetaSent:
+      return "SET_META_CONTEXT sent";
+    case State::kGoSent:
+      return "GO sent";
+    case State::kExportNameSent:
+      return "EXPORT_NAME sent";
+    case State::kParked:
+      return "parked";
+    case State::kUserOptionSent:
+      return "user option sent";
+    case State::kUserGoMetaSent:
+      return "OptGo SET_META_CONTEXT sent";
+    case State::kAbortSent:
+      return "ABORT sent";
+    case State::kTransmission:
+      return "transmission";
+    case State::kDisconnectLater:
+      return "DISC when drained";
+    case State::kDisconnectQueued:
+      return "DISC queued";
+    case State::kClosed:
+      return "closed";
+    case State::kDead:
+      return "dead";
+  }
+  return "unknown";
+}
 
 ClientPhase Client::Impl::phase() const {
-  if (dead_) return ClientPhase::kDead;
-  if (closed_) return ClientPhase::kClosed;
-  if (!in_transmission_) {
-    return parked_ ? ClientPhase::kNegotiating : ClientPhase::kConnecting;
+  switch (state_) {
+    case State::kAwaitingGreeting:
+    case State::kStartTlsSent:
+    case State::kTlsPaused:
+    case State::kExtendedHeadersSent:
+    case State::kStructuredReplySent:
+    case State::kSetMetaSent:
+    case State::kGoSent:
+    case State::kExportNameSent:
+    case State::kUserOptionSent:
+    case State::kUserGoMetaSent:
+    case State::kAbortSent:
+      return ClientPhase::kConnecting;
+    case State::kParked:
+      return ClientPhase::kNegotiating;
+    case State::kTransmission:
+    case State::kDisconnectLater:
+    case State::kDisconnectQueued:
+      return commands_.empty() && out_.empty() ? ClientPhase::kReady
+                                               : ClientPhase::kProcessing;
+    case State::kClosed:
+      return ClientPhase::kClosed;
+    case State::kDead:
+      return ClientPhase::kDead;
   }
-  if (!commands_.empty() || !out_.empty()) return ClientPhase::kProcessing;
-  return ClientPhase::kReady;
+  return ClientPhase::kDead;
+}
+
+ClientCallState Client::Impl::call_state() const {
+  switch (state_) {
+    case State::kAwaitingGreeting:
+    case State::kStartTlsSent:
+    case State::kExtendedHeadersSent:
+    case State::kStructuredReplySent:
+    case State::kSetMetaSent:
+    case State::kGoSent:
+    case State::kExportNameSent:
+    case State::kAbortSent:
+      return ClientCallState::kHandshake;
+    case State::kTlsPaused:
+      return ClientCallState::kTlsPaused;
+    case State::kParked:
+      return ClientCallState::kNegotiating;
+    case State::kUserOptionSent:
+    case State::kUserGoMetaSent:
+      return ClientCallState::kOptionInFlight;
+    case State::kTransmission:
+      return ClientCallState::kTransmission;
+    case State::kDisconnectLater:
+    case State::kDisconnectQueued:
+      return ClientCallState::kDisconnecting;
+    case State::kClosed:
+      return ClientCallState::kClosed;
+    case State::kDead:
+      return ClientCallState::kDead;
+  }
+  return ClientCallState::kDead;
+}
+
+absl::Status Client::Impl::Check(ClientCall call) const {
+  const ClientCallState state = call_state();
+  if (ClientCallAllowed(call, state)) return absl::OkStatus();
+  std::string why;
+  if (state == ClientCallState::kDead) {
+    why = absl::StrCat(": ", dead_reason_.message());
+  } else if (call >= ClientCall::kSetExportName &&
+             call <= ClientCall::kOptSetMetaContext && !opts_.option_mode) {
+    why = " (option calls need ClientOptions::option_mode)";
+  }
+  return PreconditionStatus(
+      EINVAL, absl::StrCat(ClientCallName(call), ": not allowed when ",
+                           ClientCallStateName(state), why));
 }
 
 size_t Client::Impl::in_flight() const {
   if (terminal()) return 0;
-  return commands_.size() + (disc_queued_ ? 1 : 0);
+  return commands_.size() + (state_ == State::kDisconnectQueued ? 1 : 0);
 }
 
 // ---- Input plumbing
@@ -89,7 +194,9 @@ void Client::Impl::ExpectInto(Unit unit, uint8_t* dst, size_t n) {
   if (n == 0) OnUnitComplete();
 }
 
-bool Client::Impl::input_blocked() const { return terminal() || tls_paused_; }
+bool Client::Impl::input_blocked() const {
+  return terminal() || state_ == State::kTlsPaused;
+}
 
 void Client::Impl::OnUnitComplete() {
   Unit unit = rx_unit_;
@@ -132,7 +239,7 @@ absl::StatusOr<size_t> Client::Impl::Feed(absl::Span<const uint8_t> bytes) {
     return PreconditionStatus(
         EINVAL, absl::StrCat(
                     "cannot feed input: the connection is ", ClientPhaseName(phase()),
-                    dead_ ? absl::StrCat(": ", dead_reason_.message()) : ""));
+                    dead() ? absl::StrCat(": ", dead_reason_.message()) : ""));
   }
   size_t used = 0;
   while (used < bytes.size() && !input_blocked()) {
@@ -147,7 +254,7 @@ absl::StatusOr<size_t> Client::Impl::Feed(absl::Span<const uint8_t> bytes) {
     used += take;
     if (rx_got_ == rx_want_) OnUnitComplete();
   }
-  if (dead_) return dead_reason_;
+  if (dead()) return dead_reason_;
   return used;
 }
 
@@ -204,19 +311,19 @@ absl::Status Client::Impl::CommitRecv(size_t n) {
   }
   rx_got_ += n;
   if (rx_got_ == rx_want_ && n > 0) OnUnitComplete();
-  if (dead_) return dead_reason_;
+  if (dead()) return dead_reason_;
   return absl::OkStatus();
 }
 
 void Client::Impl::FeedEof() {
   probe_out_ = false;
   if (terminal()) return;
-  if (abort_sent_) {
+  if (state_ == State::kAbortSent) {
     // After NBD_OPT_ABORT the server may close without replying.
     if (!fail_after_abort_.ok()) return Fail(fail_after_abort_);
     return Close();
   }
-  if (!in_transmission_) {
+  if (!in_transmission()) {
     return Fail(ErrnoStatus(ECONNRESET,
                             "server closed the connection during the "
                             "handshake"));
@@ -246,8 +353,6 @@ void Client::Impl::FailAllCommands(const absl::Status& why) {
     events_.push_back(OptionCompleted{*user, why});
   }
   option_.reset();
-  go_after_meta_ = false;
-  disc_queued_ = false;
   out_.Clear();
   rx_unit_ = Unit::kNone;
 }
@@ -262,10 +367,8 @@ void Client::Impl::Fail(absl::Status reason) {
   if (tracing()) TraceLine(absl::StrCat("dead: ", reason.message()));
   FailAllCommands(ErrnoStatus(
       ENOTCONN, absl::StrCat("connection is dead: ", reason.message())));
-  dead_ = true;
+  state_ = State::kDead;
   dead_reason_ = reason;
-  parked_ = false;
-  tls_paused_ = false;
   events_.push_back(ClientDead{reason});
 }
 
@@ -273,9 +376,7 @@ void Client::Impl::Close() {
   if (terminal()) return;
   if (tracing()) TraceLine("closed: the server ended the connection cleanly");
   FailAllCommands(ErrnoStatus(ENOTCONN, "connection closed by the server"));
-  closed_ = true;
-  parked_ = false;
-  tls_paused_ = false;
+  state_ = State::kClosed;
   events_.push_back(ClientClosed{});
 }
 
@@ -303,6 +404,50 @@ void Client::Impl::OnSegmentSent(const internal::Segment& segment) {
   }
 }
 
+void Client::Impl::OnOutputConsumed() {
+  // A segment that finished NBD_OPT_ABORT after a fatal refusal ends here.
+  if (state_ == State::kAbortSent && out_.empty() &&
+      !fail_after_abort_.ok()) {
+    Fail(fail_after_abort_);
+  }
+}
+
+absl::Status Client::Impl::Disconnect(uint32_t flags) {
+  if (absl::Status s = Check(ClientCall::kDisconnect); !s.ok()) return s;
+  if (flags != 0) {
+    return ErrnoStatus(
+        EINVAL, absl::StrFormat("Disconnect: unknown flags 0x%x", flags));
+  }
+  QueueDisc();
+  return absl::OkStatus();
+}
+
+absl::Status Client::Impl::Shutdown(uint32_t flags) {
+  if (absl::Status s = Check(ClientCall::kShutdown); !s.ok()) return s;
+  if ((flags & ~kShutdownAbandonPending) != 0) {
+    return ErrnoStatus(EINVAL,
+                       absl::StrFormat("Shutdown: unknown flags 0x%x", flags));
+  }
+  switch (state_) {
+    case State::kParked:
+      SendAbort();
+      return absl::OkStatus();
+    case State::kTransmission:
+    case State::kDisconnectLater:
+    case State::kDisconnectQueued:
+      if (flags & kShutdownAbandonPending) AbandonUnsent();
+      DisconnectWhenDrained();
+      MaybeSendDisc();
+      return absl::OkStatus();
+    case State::kAbortSent:
+      return absl::OkStatus();
+    default:
+      // A handshake step (or the TLS pause) is under way: abort at its end.
+      abort_pending_ = true;
+      return absl::OkStatus();
+  }
+}
+
 // ---- Public wrappers
 // -------------------------------------------------------------
 
@@ -313,11 +458,12 @@ Client::~Client() = default;
 ClientPhase Client::phase() const { return impl_->phase(); }
 
 Direction Client::wants() const {
-  if (impl_->terminal() || impl_->tls_paused_) return Direction::kNone;
+  if (impl_->input_blocked()) return Direction::kNone;
   bool write = impl_->out_.pending_bytes() > 0;
   return write ? Direction::kBoth : Direction::kRead;
 }
 
+ClientCallState Client::call_state() const { return impl_->call_state(); }
 size_t Client::in_flight() const { return impl_->in_flight(); }
 absl::Status Client::dead_reason() const { return impl_->dead_reason_; }
 ProtocolVariant Client::protocol() const { return impl_->protocol_; }
@@ -370,16 +516,31 @@ const std::string& Client::canonical_name() const {
 }
 const std::string& Client::description() const { return impl_->description_; }
 
+// Each call checks the permission table (protocol/client/permissions.cc)
+// first; refused void calls do nothing.
+
 absl::StatusOr<size_t> Client::Feed(absl::Span<const uint8_t> bytes) {
+  if (absl::Status s = impl_->Check(ClientCall::kFeed); !s.ok()) return s;
   return impl_->Feed(bytes);
 }
-void Client::FeedEof() { impl_->FeedEof(); }
-void Client::FeedTransportError(absl::Status error) {
-  if (error.ok()) error = ErrnoStatus(EIO, "transport error");
-  impl_->Fail(std::move(error));
+void Client::FeedEof() {
+  if (impl_->Allowed(ClientCall::kFeedEof)) impl_->FeedEof();
 }
-absl::Span<uint8_t> Client::RecvBuffer() { return impl_->RecvBuffer(); }
-absl::Status Client::CommitRecv(size_t n) { return impl_->CommitRecv(n); }
+void Client::FeedTransportError(absl::Status error) {
+  if (!impl_->Allowed(ClientCall::kFeedTransportError)) return;
+  impl_->Fail(error.ok() ? ErrnoStatus(EIO, "transport error")
+                         : std::move(error));
+}
+absl::Span<uint8_t> Client::RecvBuffer() {
+  if (!impl_->Allowed(ClientCall::kRecvBuffer)) return {};
+  return impl_->RecvBuffer();
+}
+absl::Status Client::CommitRecv(size_t n) {
+  if (absl::Status s = impl_->Check(ClientCall::kCommitRecv); !s.ok()) {
+    return s;
+  }
+  return impl_->CommitRecv(n);
+}
 
 size_t Client::PeekOutput(absl::Span<IoSlice> out) const {
   return impl_->out_.Peek(out);
@@ -388,6 +549,9 @@ size_t Client::pending_output_bytes() const {
   return impl_->out_.pending_bytes();
 }
 absl::Status Client::ConsumeOutput(size_t n) {
+  if (absl::Status s = impl_->Check(ClientCall::kConsumeOutput); !s.ok()) {
+    return s;
+  }
   if (n > impl_->out_.pending_bytes()) {
     return ErrnoStatus(EINVAL,
                        absl::StrFormat("ConsumeOutput(%d) exceeds the %d bytes "
@@ -397,15 +561,14 @@ absl::Status Client::ConsumeOutput(size_t n) {
   Impl* impl = impl_.get();
   impl->out_.Consume(
       n, [impl](const internal::Segment& s) { impl->OnSegmentSent(s); });
-  // A segment that finished NBD_OPT_ABORT after a fatal refusal ends here.
-  if (impl->abort_sent_ && impl->out_.empty() &&
-      !impl->fail_after_abort_.ok()) {
-    impl->Fail(impl->fail_after_abort_);
-  }
+  impl->OnOutputConsumed();
   return absl::OkStatus();
 }
 
 absl::Status Client::PinOutput(size_t n) {
+  if (absl::Status s = impl_->Check(ClientCall::kPinOutput); !s.ok()) {
+    return s;
+  }
   if (n > impl_->out_.pending_bytes()) {
     return ErrnoStatus(
         EINVAL, absl::StrFormat("PinOutput(%d) exceeds the %d bytes pending", n,
@@ -424,47 +587,10 @@ std::optional<ClientEvent> Client::PollEvent() {
 bool Client::has_events() const { return !impl_->events_.empty(); }
 
 absl::Status Client::Disconnect(uint32_t flags) {
-  Impl& s = *impl_;
-  if (flags != 0) {
-    return ErrnoStatus(
-        EINVAL, absl::StrFormat("Disconnect: unknown flags 0x%x", flags));
-  }
-  if (!s.in_transmission_ || s.terminal()) {
-    return PreconditionStatus(
-        EINVAL,
-        absl::StrCat("Disconnect: invalid state: ", ClientPhaseName(s.phase()),
-                     ": the connection must be connected"));
-  }
-  if (s.disc_queued_ || s.disc_when_drained_) {
-    return ErrnoStatus(EINVAL,
-                       "cannot request more commands after NBD_CMD_DISC");
-  }
-  s.QueueDisc();
-  return absl::OkStatus();
+  return impl_->Disconnect(flags);
 }
-
 absl::Status Client::Shutdown(uint32_t flags) {
-  Impl& s = *impl_;
-  if ((flags & ~kShutdownAbandonPending) != 0) {
-    return ErrnoStatus(EINVAL,
-                       absl::StrFormat("Shutdown: unknown flags 0x%x", flags));
-  }
-  if (s.terminal()) {
-    return PreconditionStatus(
-        EINVAL,
-        absl::StrCat("Shutdown: connection is already ", ClientPhaseName(s.phase())));
-  }
-  if (!s.in_transmission_) {
-    if (s.abort_requested_ || s.abort_sent_) return absl::OkStatus();
-    s.abort_requested_ = true;
-    if (s.parked_) s.SendAbort();
-    return absl::OkStatus();
-  }
-  if (flags & kShutdownAbandonPending) s.AbandonUnsent();
-  if (s.disc_queued_) return absl::OkStatus();
-  s.disc_when_drained_ = true;
-  s.MaybeSendDisc();
-  return absl::OkStatus();
+  return impl_->Shutdown(flags);
 }
 
 }  // namespace nbd

@@ -71,6 +71,7 @@
 #include "protocol/client/events.h"
 #include "protocol/io.h"
 #include "protocol/client/options.h"
+#include "protocol/client/permissions.h"
 #include "protocol/wire.h"
 
 namespace nbd {
@@ -120,6 +121,9 @@ class Client {
 
   // ---- Queries (any phase) ------------------------------------------------
   ClientPhase phase() const;
+  // The phase refined the way the permission table (permissions.h) sees it:
+  // ClientCallAllowed(call, call_state()) says whether `call` is allowed now.
+  ClientCallState call_state() const;
   Direction wants() const;
   // Commands accepted and not yet completed, NBD_CMD_DISC included; 0 once
   // closed or dead.

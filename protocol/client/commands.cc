@@ -12,31 +12,31 @@
 #include "protocol/wire.h"
 
 namespace nbd {
-namespace {}  // namespace
-
-absl::Status Client::Impl::CheckCanIssue() const {
-  if (terminal()) {
-    return PreconditionStatus(
-        EINVAL, absl::StrCat("invalid state: ", ClientPhaseName(phase()),
-                             ": the connection must be connected"));
+ClientCall Client::Impl::CallOf(Command type) {
+  switch (type) {
+    case Command::kRead:
+      return ClientCall::kRead;
+    case Command::kWrite:
+      return ClientCall::kWrite;
+    case Command::kFlush:
+      return ClientCall::kFlush;
+    case Command::kTrim:
+      return ClientCall::kTrim;
+    case Command::kCache:
+      return ClientCall::kCache;
+    case Command::kWriteZeroes:
+      return ClientCall::kWriteZeroes;
+    case Command::kBlockStatus:
+      return ClientCall::kBlockStatus;
+    default:
+      // NBD_CMD_DISC (and anything unknown) follows Disconnect()'s rules.
+      return ClientCall::kDisconnect;
   }
-  if (!in_transmission_) {
-    // libnbd answers ENOTCONN only before a connection exists at all; a
-    // Client is built on a connected transport, so this is its EINVAL.
-    return PreconditionStatus(
-        EINVAL, absl::StrCat("invalid state: ", ClientPhaseName(phase()),
-                             ": the handshake has not finished"));
-  }
-  if (disc_queued_ || disc_when_drained_) {
-    return PreconditionStatus(
-        EINVAL, "cannot request more commands after NBD_CMD_DISC");
-  }
-  return absl::OkStatus();
 }
 
 absl::Status Client::Impl::Validate(Command type, uint16_t flags,
                                     uint64_t offset, uint64_t length) const {
-  if (absl::Status s = CheckCanIssue(); !s.ok()) return s;
+  if (absl::Status s = Check(CallOf(type)); !s.ok()) return s;
   const char* name = CommandName(type);
   const uint32_t strict = opts_.strict;
 
@@ -190,15 +190,16 @@ absl::StatusOr<Cookie> Client::Impl::Issue(Command type, uint16_t flags,
 }
 
 void Client::Impl::QueueDisc() {
-  disc_queued_ = true;
+  state_ = State::kDisconnectQueued;
   Queue(Command::kDisc, 0, 0, 0, nullptr, {}, false);
 }
 
+void Client::Impl::DisconnectWhenDrained() {
+  if (state_ == State::kTransmission) state_ = State::kDisconnectLater;
+}
+
 void Client::Impl::MaybeSendDisc() {
-  if (disc_when_drained_ && !disc_queued_ && commands_.empty() && !terminal() &&
-      in_transmission_) {
-    QueueDisc();
-  }
+  if (state_ == State::kDisconnectLater && commands_.empty()) QueueDisc();
 }
 
 void Client::Impl::AbandonUnsent() {
@@ -217,36 +218,44 @@ void Client::Impl::AbandonUnsent() {
                     "command abandoned by Shutdown before it was "
                     "sent")});
   }
-  if (had_disc) {
-    disc_queued_ = false;
-    QueueDisc();
-  }
+  if (had_disc) QueueDisc();
 }
 
 // ---- Public command calls
 // ------------------------------------------------------
 
-absl::StatusOr<Cookie> Client::Read(uint64_t offset, absl::Span<uint8_t> buffer,
-                                    ReadOptions options) {
+absl::StatusOr<Cookie> Client::Impl::Read(uint64_t offset,
+                                          absl::Span<uint8_t> buffer,
+                                          ReadOptions options) {
   if (absl::Status s =
-          impl_->Validate(Command::kRead, options.flags, offset, buffer.size());
+          Validate(Command::kRead, options.flags, offset, buffer.size());
       !s.ok()) {
     return s;
   }
-  return impl_->Queue(Command::kRead, options.flags, offset, buffer.size(),
-                      buffer.data(), {}, options.report_chunks);
+  return Queue(Command::kRead, options.flags, offset, buffer.size(),
+               buffer.data(), {}, options.report_chunks);
+}
+
+absl::StatusOr<Cookie> Client::Impl::Write(uint64_t offset,
+                                           absl::Span<const uint8_t> data,
+                                           uint16_t flags) {
+  if (absl::Status s = Validate(Command::kWrite, flags, offset, data.size());
+      !s.ok()) {
+    return s;
+  }
+  return Queue(Command::kWrite, flags, offset, data.size(), nullptr, data,
+               false);
+}
+
+absl::StatusOr<Cookie> Client::Read(uint64_t offset, absl::Span<uint8_t> buffer,
+                                    ReadOptions options) {
+  return impl_->Read(offset, buffer, options);
 }
 
 absl::StatusOr<Cookie> Client::Write(uint64_t offset,
                                      absl::Span<const uint8_t> data,
                                      uint16_t flags) {
-  if (absl::Status s =
-          impl_->Validate(Command::kWrite, flags, offset, data.size());
-      !s.ok()) {
-    return s;
-  }
-  return impl_->Queue(Command::kWrite, flags, offset, data.size(), nullptr,
-                      data, false);
+  return impl_->Write(offset, data, flags);
 }
 
 absl::StatusOr<Cookie> Client::Flush(uint16_t flags) {

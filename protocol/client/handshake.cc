@@ -135,53 +135,68 @@ void Client::Impl::OnHandshakeFlags() {
 // ---- Option sequencing
 // -------------------------------------------------------
 
+// Starts the first automatic step after the one `state_` names that the
+// options ask for, in libnbd's order: STARTTLS, EXTENDED_HEADERS,
+// STRUCTURED_REPLY, then option mode parks; otherwise SET_META_CONTEXT and
+// GO. Called when the client flags are out, when an automatic option ended
+// (refused or acknowledged) and when the TLS layer is up.
 void Client::Impl::AdvanceHandshake() {
   if (terminal()) return;
-  if (abort_requested_) return SendAbort();
-  if (opts_.tls != TlsPolicy::kDisable && !starttls_tried_) {
-    starttls_tried_ = true;
-    return SendOption(Option::kStartTls, {}, false);
-  }
-  if (opts_.request_extended_headers && opts_.request_structured_replies &&
-      !eh_tried_) {
-    eh_tried_ = true;
-    return SendOption(Option::kExtendedHeaders, {}, false);
-  }
-  if (opts_.request_structured_replies && !sr_tried_ && !structured_) {
-    sr_tried_ = true;
-    return SendOption(Option::kStructuredReply, {}, false);
-  }
-  if (opts_.option_mode) return Park();
-  bool want_meta =
+  if (abort_pending_) return SendAbort();
+  const bool want_meta =
       opts_.request_base_allocation || !opts_.meta_contexts.empty();
-  if (structured_ && want_meta && !meta_tried_) {
-    meta_tried_ = true;
-    return SendSetMeta({}, Option::kSetMetaContext, false);
+  switch (state_) {
+    case State::kAwaitingGreeting:
+      if (opts_.tls != TlsPolicy::kDisable) {
+        return SendOption(State::kStartTlsSent, Option::kStartTls, {});
+      }
+      [[fallthrough]];
+    case State::kStartTlsSent:
+    case State::kTlsPaused:
+      if (opts_.request_extended_headers && opts_.request_structured_replies) {
+        return SendOption(State::kExtendedHeadersSent,
+                          Option::kExtendedHeaders, {});
+      }
+      [[fallthrough]];
+    case State::kExtendedHeadersSent:
+      // Extended headers imply structured replies.
+      if (opts_.request_structured_replies && !structured_) {
+        return SendOption(State::kStructuredReplySent,
+                          Option::kStructuredReply, {});
+      }
+      [[fallthrough]];
+    case State::kStructuredReplySent:
+      if (opts_.option_mode) return Park();
+      if (structured_ && want_meta) {
+        return SendSetMeta(State::kSetMetaSent, {}, Option::kSetMetaContext);
+      }
+      [[fallthrough]];
+    case State::kSetMetaSent:
+      return SendGo(State::kGoSent, Option::kGo);
+    default:
+      // Every other state moves on by itself (option replies, Opt*() calls).
+      return;
   }
-  SendGo(Option::kGo, false);
 }
 
 void Client::Impl::Park() {
-  parked_ = true;
-  if (!parked_once_) {
-    parked_once_ = true;
-    events_.push_back(Negotiating{});
-  }
+  state_ = State::kParked;
+  events_.push_back(Negotiating{});
 }
 
-void Client::Impl::SendOption(Option option, absl::Span<const uint8_t> data,
-                              bool from_user, absl::string_view detail) {
+void Client::Impl::SendOption(State next, Option option,
+                              absl::Span<const uint8_t> data,
+                              absl::string_view detail) {
   if (tracing()) TraceLine(absl::StrCat("-> ", OptionName(option), detail));
-  parked_ = false;
+  state_ = next;
   option_ = OptionInFlight{};
   option_->option = option;
-  option_->from_user = from_user;
   out_.PushOwned(internal::SegmentKind::kOption, 0,
                  EncodeOptionRequest(option, data));
   Expect(Unit::kOptReplyHeader, kOptionReplyHeaderSize);
 }
 
-void Client::Impl::SendGo(Option option, bool from_user) {
+void Client::Impl::SendGo(State next, Option option) {
   if (export_name_.size() > kMaxStringLength) {
     return Fail(ErrnoStatus(ENAMETOOLONG, "export name exceeds 4096 bytes"));
   }
@@ -207,12 +222,12 @@ void Client::Impl::SendGo(Option option, bool from_user) {
     detail = absl::StrCat(" export=", QuotedForTrace(export_name_), " info=[",
                           absl::StrJoin(infos, ","), "]");
   }
-  SendOption(option, EncodeInfoRequest(request), from_user, detail);
+  SendOption(next, option, EncodeInfoRequest(request), detail);
 }
 
-void Client::Impl::SendSetMeta(std::vector<std::string> queries, Option option,
-                               bool from_user) {
-  if (!from_user) {
+void Client::Impl::SendSetMeta(State next, std::vector<std::string> queries,
+                               Option option) {
+  if (next != State::kUserOptionSent) {
     if (opts_.request_base_allocation) {
       queries.push_back(kContextBaseAllocation);
     }
@@ -230,7 +245,7 @@ void Client::Impl::SendSetMeta(std::vector<std::string> queries, Option option,
     detail = absl::StrCat(" export=", QuotedForTrace(export_name_),
                           " queries=[", absl::StrJoin(quoted, ","), "]");
   }
-  SendOption(option, EncodeMetaContextRequest(request), from_user, detail);
+  SendOption(next, option, EncodeMetaContextRequest(request), detail);
 }
 
 void Client::Impl::SendExportName() {
@@ -241,10 +256,10 @@ void Client::Impl::SendExportName() {
     TraceLine(
         absl::StrCat("-> NBD_OPT_EXPORT_NAME ", QuotedForTrace(export_name_)));
   }
-  parked_ = false;
+  // OptGo()'s fallback still ends in its OptionCompleted.
+  if (state_ != State::kUserOptionSent) state_ = State::kExportNameSent;
   option_ = OptionInFlight{};
   option_->option = Option::kExportName;
-  option_->from_user = go_from_user_;
   out_.PushOwned(internal::SegmentKind::kOption, 0,
                  EncodeOptionRequest(
                      Option::kExportName,
@@ -256,9 +271,8 @@ void Client::Impl::SendExportName() {
 
 void Client::Impl::SendAbort() {
   if (tracing()) TraceLine("-> NBD_OPT_ABORT");
-  abort_requested_ = true;
-  abort_sent_ = true;
-  parked_ = false;
+  state_ = State::kAbortSent;
+  abort_pending_ = false;
   option_ = OptionInFlight{};
   option_->option = Option::kAbort;
   out_.PushOwned(internal::SegmentKind::kAbortOption, 0,
@@ -269,26 +283,27 @@ void Client::Impl::SendAbort() {
 void Client::Impl::FinishOption(absl::Status status) {
   OptionInFlight done = std::move(*option_);
   option_.reset();
-  if (done.from_user) {
+  if (user_option_in_flight()) {
     events_.push_back(OptionCompleted{done.option, status});
   }
   if (terminal()) return;
-  if (go_after_meta_ && done.option == Option::kSetMetaContext) {
-    go_after_meta_ = false;
-    return SendGo(Option::kGo, go_from_user_);
+  switch (state_) {
+    case State::kUserGoMetaSent:
+      // OptGo()'s SET_META_CONTEXT is done, whatever the answer: now GO.
+      return SendGo(State::kUserOptionSent, Option::kGo);
+    case State::kUserOptionSent:
+      if (abort_pending_) return SendAbort();
+      state_ = State::kParked;
+      return;
+    default:
+      return AdvanceHandshake();
   }
-  if (opts_.option_mode && parked_once_) {
-    if (abort_requested_) return SendAbort();
-    parked_ = true;
-    return;
-  }
-  AdvanceHandshake();
 }
 
 std::optional<Option> Client::Impl::PendingUserOption() const {
   if (!option_.has_value()) return std::nullopt;
-  if (option_->from_user) return option_->option;
-  if (go_after_meta_) return Option::kGo;
+  if (state_ == State::kUserOptionSent) return option_->option;
+  if (state_ == State::kUserGoMetaSent) return Option::kGo;
   return std::nullopt;
 }
 
@@ -300,9 +315,7 @@ void Client::Impl::ResetNegotiatedState() {
   size_.reset();
   tflags_ = 0;
   block_size_ = {};
-  eh_tried_ = false;
-  sr_tried_ = false;
-  meta_tried_ = false;
+  meta_requested_ = false;
 }
 
 // ---- Option replies
@@ -434,7 +447,6 @@ void Client::Impl::OnOptReply() {
         events_.push_back(OptionCompleted{*user, error});
       }
       option_.reset();
-      go_after_meta_ = false;
       fail_after_abort_ = error;
       return SendAbort();
     }
@@ -463,7 +475,7 @@ void Client::Impl::OnOptReply() {
           option_.reset();
           return SendExportName();
         }
-        if (option_->from_user) return FinishOption(error);
+        if (user_option_in_flight()) return FinishOption(error);
         option_.reset();
         fail_after_abort_ = error;
         return SendAbort();
@@ -506,7 +518,7 @@ void Client::Impl::OnOptReply() {
       if (option == Option::kSetMetaContext) {
         option_->contexts.push_back({reply->context_id, reply->name});
       }
-      if (option_->from_user) {
+      if (user_option_in_flight()) {
         events_.push_back(MetaContextListed{reply->context_id, reply->name});
       }
       return expect_next();
@@ -542,7 +554,7 @@ void Client::Impl::OnOptReply() {
       option_.reset();
       tls_negotiated_ = true;
       ResetNegotiatedState();
-      tls_paused_ = true;
+      state_ = State::kTlsPaused;
       if (tracing())
         TraceLine("STARTTLS acknowledged: the TLS layer starts now");
       events_.push_back(StartTls{});
@@ -617,18 +629,19 @@ void Client::Impl::EnterTransmission(uint64_t size, uint16_t flags) {
                       : "simple replies",
         contexts_.size()));
   }
-  in_transmission_ = true;
-  parked_ = false;
   if (option_.has_value()) {
-    if (option_->from_user) {
+    if (user_option_in_flight()) {
       events_.push_back(OptionCompleted{Option::kGo, absl::OkStatus()});
     }
     option_.reset();
   }
+  state_ = State::kTransmission;
   events_.push_back(Connected{});
   ExpectReplyHeader();
-  if (abort_requested_) {
-    disc_when_drained_ = true;
+  if (abort_pending_) {
+    // Shutdown() came during the handshake: leave at once, politely.
+    abort_pending_ = false;
+    DisconnectWhenDrained();
     MaybeSendDisc();
   }
 }
@@ -636,117 +649,140 @@ void Client::Impl::EnterTransmission(uint64_t size, uint16_t flags) {
 // ---- Public option-mode and TLS calls
 // ---------------------------------------------
 
-absl::Status Client::Impl::CheckNegotiating() const {
-  if (parked_ && !terminal()) return absl::OkStatus();
-  if (!opts_.option_mode) {
-    return PreconditionStatus(EINVAL,
-                              "option calls need ClientOptions::option_mode");
-  }
-  return PreconditionStatus(
-      EINVAL, absl::StrCat("invalid state: ", ClientPhaseName(phase()),
-                           ": the connection must be negotiating"));
-}
+// Each checks the permission table first (only kNegotiating allows these
+// but TlsHandshakeDone, which only kTlsPaused allows), then its arguments.
 
-absl::Status Client::TlsHandshakeDone() {
-  if (!impl_->tls_paused_) {
-    return PreconditionStatus(EINVAL, "no TLS handshake is pending");
+absl::Status Client::Impl::TlsHandshakeDone() {
+  if (absl::Status s = Check(ClientCall::kTlsHandshakeDone); !s.ok()) {
+    return s;
   }
-  impl_->tls_paused_ = false;
-  impl_->AdvanceHandshake();
+  AdvanceHandshake();  // from kTlsPaused
   return absl::OkStatus();
 }
 
-void Client::TlsHandshakeFailed(absl::Status why) {
-  if (why.ok()) why = ErrnoStatus(EIO, "TLS handshake failed");
-  impl_->Fail(std::move(why));
-}
-
-absl::Status Client::SetExportName(std::string name) {
-  if (absl::Status s = impl_->CheckNegotiating(); !s.ok()) return s;
+absl::Status Client::Impl::SetExportName(std::string name) {
+  if (absl::Status s = Check(ClientCall::kSetExportName); !s.ok()) return s;
   if (name.size() > kMaxStringLength) {
     return ErrnoStatus(ENAMETOOLONG, "export name exceeds 4096 bytes");
   }
   // What we knew describes the old export.
-  impl_->export_name_ = std::move(name);
-  impl_->size_.reset();
-  impl_->tflags_ = 0;
-  impl_->block_size_ = {};
-  impl_->contexts_.clear();
-  impl_->canonical_name_.clear();
-  impl_->description_.clear();
-  impl_->meta_set_by_user_ = false;
-  impl_->meta_tried_ = false;
+  export_name_ = std::move(name);
+  size_.reset();
+  tflags_ = 0;
+  block_size_ = {};
+  contexts_.clear();
+  canonical_name_.clear();
+  description_.clear();
+  meta_requested_ = false;
   return absl::OkStatus();
 }
 
-absl::Status Client::OptList() {
-  if (absl::Status s = impl_->CheckNegotiating(); !s.ok()) return s;
-  impl_->SendOption(Option::kList, {}, true);
+absl::Status Client::Impl::OptList() {
+  if (absl::Status s = Check(ClientCall::kOptList); !s.ok()) return s;
+  SendOption(State::kUserOptionSent, Option::kList, {});
   return absl::OkStatus();
 }
 
-absl::Status Client::OptInfo() {
-  if (absl::Status s = impl_->CheckNegotiating(); !s.ok()) return s;
-  if (impl_->export_name_.size() > kMaxStringLength) {
+absl::Status Client::Impl::OptInfo() {
+  if (absl::Status s = Check(ClientCall::kOptInfo); !s.ok()) return s;
+  if (export_name_.size() > kMaxStringLength) {
     return ErrnoStatus(ENAMETOOLONG, "export name exceeds 4096 bytes");
   }
-  impl_->SendGo(Option::kInfo, true);
+  SendGo(State::kUserOptionSent, Option::kInfo);
   return absl::OkStatus();
 }
 
-absl::Status Client::OptGo() {
-  Impl& s = *impl_;
-  if (absl::Status st = s.CheckNegotiating(); !st.ok()) return st;
-  if (s.export_name_.size() > kMaxStringLength) {
+absl::Status Client::Impl::OptGo() {
+  if (absl::Status s = Check(ClientCall::kOptGo); !s.ok()) return s;
+  if (export_name_.size() > kMaxStringLength) {
     return ErrnoStatus(ENAMETOOLONG, "export name exceeds 4096 bytes");
   }
-  s.go_from_user_ = true;
-  bool want_meta =
-      s.opts_.request_base_allocation || !s.opts_.meta_contexts.empty();
-  if (s.structured_ && want_meta && !s.meta_set_by_user_ && !s.meta_tried_) {
-    s.meta_tried_ = true;
-    s.go_after_meta_ = true;
-    s.SendSetMeta({}, Option::kSetMetaContext, false);
+  const bool want_meta =
+      opts_.request_base_allocation || !opts_.meta_contexts.empty();
+  if (structured_ && want_meta && !meta_requested_) {
+    // The contexts the options ask for, unless the caller chose some.
+    meta_requested_ = true;
+    SendSetMeta(State::kUserGoMetaSent, {}, Option::kSetMetaContext);
   } else {
-    s.SendGo(Option::kGo, true);
+    SendGo(State::kUserOptionSent, Option::kGo);
   }
   return absl::OkStatus();
 }
 
-absl::Status Client::OptAbort() {
-  if (absl::Status s = impl_->CheckNegotiating(); !s.ok()) return s;
-  impl_->SendAbort();
+absl::Status Client::Impl::OptAbort() {
+  if (absl::Status s = Check(ClientCall::kOptAbort); !s.ok()) return s;
+  SendAbort();
   return absl::OkStatus();
 }
 
-absl::Status Client::OptStructuredReply() {
-  if (absl::Status s = impl_->CheckNegotiating(); !s.ok()) return s;
-  impl_->SendOption(Option::kStructuredReply, {}, true);
+absl::Status Client::Impl::OptStructuredReply() {
+  if (absl::Status s = Check(ClientCall::kOptStructuredReply); !s.ok()) {
+    return s;
+  }
+  SendOption(State::kUserOptionSent, Option::kStructuredReply, {});
   return absl::OkStatus();
 }
 
-absl::Status Client::OptExtendedHeaders() {
-  if (absl::Status s = impl_->CheckNegotiating(); !s.ok()) return s;
-  impl_->SendOption(Option::kExtendedHeaders, {}, true);
+absl::Status Client::Impl::OptExtendedHeaders() {
+  if (absl::Status s = Check(ClientCall::kOptExtendedHeaders); !s.ok()) {
+    return s;
+  }
+  SendOption(State::kUserOptionSent, Option::kExtendedHeaders, {});
   return absl::OkStatus();
 }
 
-absl::Status Client::OptListMetaContext(std::vector<std::string> queries) {
-  if (absl::Status s = impl_->CheckNegotiating(); !s.ok()) return s;
-  impl_->SendSetMeta(std::move(queries), Option::kListMetaContext, true);
+absl::Status Client::Impl::OptListMetaContext(
+    std::vector<std::string> queries) {
+  if (absl::Status s = Check(ClientCall::kOptListMetaContext); !s.ok()) {
+    return s;
+  }
+  SendSetMeta(State::kUserOptionSent, std::move(queries),
+              Option::kListMetaContext);
   return absl::OkStatus();
 }
 
-absl::Status Client::OptSetMetaContext(std::vector<std::string> queries) {
-  if (absl::Status s = impl_->CheckNegotiating(); !s.ok()) return s;
-  if (!impl_->structured_) {
+absl::Status Client::Impl::OptSetMetaContext(std::vector<std::string> queries) {
+  if (absl::Status s = Check(ClientCall::kOptSetMetaContext); !s.ok()) {
+    return s;
+  }
+  if (!structured_) {
     return PreconditionStatus(
         EINVAL, "NBD_OPT_SET_META_CONTEXT needs structured replies first");
   }
-  impl_->meta_set_by_user_ = true;
-  impl_->meta_tried_ = true;
-  impl_->SendSetMeta(std::move(queries), Option::kSetMetaContext, true);
+  meta_requested_ = true;
+  SendSetMeta(State::kUserOptionSent, std::move(queries),
+              Option::kSetMetaContext);
   return absl::OkStatus();
+}
+
+// ---- Public wrappers ----------------------------------------------------------
+
+absl::Status Client::TlsHandshakeDone() { return impl_->TlsHandshakeDone(); }
+
+void Client::TlsHandshakeFailed(absl::Status why) {
+  if (!impl_->Allowed(ClientCall::kTlsHandshakeFailed)) return;
+  impl_->Fail(why.ok() ? ErrnoStatus(EIO, "TLS handshake failed")
+                       : std::move(why));
+}
+
+absl::Status Client::SetExportName(std::string name) {
+  return impl_->SetExportName(std::move(name));
+}
+absl::Status Client::OptList() { return impl_->OptList(); }
+absl::Status Client::OptInfo() { return impl_->OptInfo(); }
+absl::Status Client::OptGo() { return impl_->OptGo(); }
+absl::Status Client::OptAbort() { return impl_->OptAbort(); }
+absl::Status Client::OptStructuredReply() {
+  return impl_->OptStructuredReply();
+}
+absl::Status Client::OptExtendedHeaders() {
+  return impl_->OptExtendedHeaders();
+}
+absl::Status Client::OptListMetaContext(std::vector<std::string> queries) {
+  return impl_->OptListMetaContext(std::move(queries));
+}
+absl::Status Client::OptSetMetaContext(std::vector<std::string> queries) {
+  return impl_->OptSetMetaContext(std::move(queries));
 }
 
 }  // namespace nbd

@@ -196,7 +196,7 @@ void Client::Impl::OnChunkHeader(uint16_t flags, uint16_t type, Cookie cookie,
 void Client::Impl::SetCommandError(PendingCommand& cmd, absl::Status error) {
   // NBD_ESHUTDOWN starts the soft disconnect even when an earlier chunk
   // already gave the command another error.
-  if (StatusErrno(error) == ESHUTDOWN) disc_when_drained_ = true;
+  if (StatusErrno(error) == ESHUTDOWN) DisconnectWhenDrained();
   if (cmd.error.ok()) cmd.error = std::move(error);  // the first error wins
 }
 
@@ -454,7 +454,7 @@ void Client::Impl::CompleteCommand(Cookie cookie, absl::Status status) {
   if (StatusErrno(status) == ESHUTDOWN) {
     // NBD_ESHUTDOWN: the spec requires a soft disconnect. Stop issuing and
     // send NBD_CMD_DISC once the rest has drained.
-    disc_when_drained_ = true;
+    DisconnectWhenDrained();
   }
   events_.push_back(CommandCompleted{cookie, type, std::move(status)});
   MaybeSendDisc();

@@ -18,12 +18,41 @@
 #include "absl/strings/string_view.h"
 #include "protocol/client/client.h"
 #include "protocol/client/internal/output_queue.h"
+#include "protocol/client/permissions.h"
 
 namespace nbd {
 
 class Client::Impl {
  public:
   explicit Impl(ClientOptions options);
+
+  // ---- Where the connection is ---------------------------------------------
+  // The one state every control decision reads; phase() and call_state()
+  // are switches over it. The automatic handshake walks the *Sent states
+  // in declaration order (AdvanceHandshake), skipping the steps the options
+  // do not ask for.
+  enum class State {
+    kAwaitingGreeting,     // greeting, handshake flags or the oldstyle rest
+    kStartTlsSent,         // automatic NBD_OPT_STARTTLS in flight
+    kTlsPaused,            // STARTTLS acknowledged; the caller's TLS starts
+    kExtendedHeadersSent,  // automatic NBD_OPT_EXTENDED_HEADERS in flight
+    kStructuredReplySent,  // automatic NBD_OPT_STRUCTURED_REPLY in flight
+    kSetMetaSent,          // automatic NBD_OPT_SET_META_CONTEXT in flight
+    kGoSent,               // automatic NBD_OPT_GO in flight
+    kExportNameSent,       // automatic NBD_OPT_EXPORT_NAME in flight
+    kParked,               // option mode: waiting for an Opt*() call
+    // The option of an Opt*() call is in flight; it ends in OptionCompleted.
+    // For OptGo() this includes its NBD_OPT_EXPORT_NAME fallback.
+    kUserOptionSent,
+    kUserGoMetaSent,    // OptGo()'s own SET_META_CONTEXT, before its GO
+    kAbortSent,         // NBD_OPT_ABORT sent; its reply or EOF ends it
+    kTransmission,      // commands flow
+    kDisconnectLater,   // NBD_CMD_DISC goes out once commands drain
+    kDisconnectQueued,  // NBD_CMD_DISC queued (or sent); nothing follows
+    kClosed,
+    kDead,
+  };
+  static const char* StateName(State state);
 
   // ---- What the receive side is waiting for -----------------------------
   enum class Unit {
@@ -72,11 +101,11 @@ class Client::Impl {
     std::optional<absl::Status> reply_status;
   };
 
-  // An option in flight (one at a time, as the spec requires).
+  // An option in flight (one at a time, as the spec requires). Whether it
+  // reports an OptionCompleted is the state's business (kUserOptionSent).
   struct OptionInFlight {
     Option option = Option::kAbort;
-    bool from_user = false;  // emits OptionCompleted
-    absl::Status error;      // deferred failure reported at the final reply
+    absl::Status error;  // deferred failure reported at the final reply
     bool saw_export = false;
     std::vector<MetaContext> contexts;  // SET_META_CONTEXT replies so far
   };
@@ -100,26 +129,45 @@ class Client::Impl {
   void OnOptReply();
   void OnExportNameReply();
   void AdvanceHandshake();
-  // `detail` follows the option's name in the trace.
-  void SendOption(Option option, absl::Span<const uint8_t> data, bool from_user,
+  // Sends `option` and moves to `next` (a *Sent state). `detail` follows
+  // the option's name in the trace.
+  void SendOption(State next, Option option, absl::Span<const uint8_t> data,
                   absl::string_view detail = {});
-  void SendGo(Option option, bool from_user);
-  void SendSetMeta(std::vector<std::string> queries, Option option,
-                   bool from_user);
+  void SendGo(State next, Option option);
+  // `queries` are the user's (kUserOptionSent) or, for the automatic
+  // request, replaced by base:allocation and ClientOptions::meta_contexts.
+  void SendSetMeta(State next, std::vector<std::string> queries,
+                   Option option);
   void SendExportName();
   void SendAbort();
   void FinishOption(absl::Status status);
+  // Whether the option in flight ends in an OptionCompleted event.
+  bool user_option_in_flight() const {
+    return state_ == State::kUserOptionSent;
+  }
   // The user's Opt* call that the option in flight is part of, if any: the
   // option itself, or OptGo() while its automatic SET_META_CONTEXT runs.
   std::optional<Option> PendingUserOption() const;
   void EnterTransmission(uint64_t size, uint16_t flags);
   void Park();
-  absl::Status CheckNegotiating() const;
   absl::Status HandleInfo(absl::Span<const uint8_t> payload);
   void ResetNegotiatedState();
 
+  // ---- Public option-mode and TLS calls (handshake.cc) ---------------------
+  absl::Status TlsHandshakeDone();
+  absl::Status SetExportName(std::string name);
+  absl::Status OptList();
+  absl::Status OptInfo();
+  absl::Status OptGo();
+  absl::Status OptAbort();
+  absl::Status OptStructuredReply();
+  absl::Status OptExtendedHeaders();
+  absl::Status OptListMetaContext(std::vector<std::string> queries);
+  absl::Status OptSetMetaContext(std::vector<std::string> queries);
+
   // ---- Commands (commands.cc) ---------------------------------------
-  absl::Status CheckCanIssue() const;
+  // The permission table's entry for each command.
+  static ClientCall CallOf(Command type);
   absl::Status Validate(Command type, uint16_t flags, uint64_t offset,
                         uint64_t length) const;
   Cookie Queue(Command type, uint16_t flags, uint64_t offset, uint64_t length,
@@ -127,6 +175,13 @@ class Client::Impl {
                bool report_chunks);
   absl::StatusOr<Cookie> Issue(Command type, uint16_t flags, uint64_t offset,
                                uint64_t length);
+  absl::StatusOr<Cookie> Read(uint64_t offset, absl::Span<uint8_t> buffer,
+                              ReadOptions options);
+  absl::StatusOr<Cookie> Write(uint64_t offset, absl::Span<const uint8_t> data,
+                               uint16_t flags);
+  // NBD_CMD_DISC once nothing else is in flight (Shutdown(0), ESHUTDOWN):
+  // only the state changes; MaybeSendDisc() sends it when due.
+  void DisconnectWhenDrained();
   void QueueDisc();
   void MaybeSendDisc();
   void AbandonUnsent();
@@ -161,9 +216,30 @@ class Client::Impl {
   void Close();                    // -> kClosed
   void FailAllCommands(const absl::Status& why);
   void OnSegmentSent(const internal::Segment& segment);
-  bool terminal() const { return closed_ || dead_; }
+  // After ConsumeOutput(): a fatal refusal dies once NBD_OPT_ABORT is out.
+  void OnOutputConsumed();
+  absl::Status Disconnect(uint32_t flags);
+  absl::Status Shutdown(uint32_t flags);
+  bool dead() const { return state_ == State::kDead; }
+  bool terminal() const {
+    return state_ == State::kClosed || state_ == State::kDead;
+  }
+  bool in_transmission() const {
+    return state_ == State::kTransmission ||
+           state_ == State::kDisconnectLater ||
+           state_ == State::kDisconnectQueued;
+  }
   ClientPhase phase() const;
   size_t in_flight() const;
+
+  // ---- Permissions (client.cc) ---------------------------------------------
+  ClientCallState call_state() const;
+  // OK if the table allows `call` now; else FailedPrecondition (EINVAL)
+  // naming the call and the state.
+  absl::Status Check(ClientCall call) const;
+  bool Allowed(ClientCall call) const {
+    return ClientCallAllowed(call, call_state());
+  }
 
   ClientOptions opts_;
 
@@ -182,29 +258,21 @@ class Client::Impl {
   internal::OutputQueue out_;
   std::deque<ClientEvent> events_;
 
-  // Lifecycle.
-  bool closed_ = false;
-  bool dead_ = false;
+  State state_ = State::kAwaitingGreeting;
   absl::Status dead_reason_;
 
   // Handshake.
   ProtocolVariant protocol_ = ProtocolVariant::kUnknown;
   uint16_t handshake_flags_ = 0;
   bool no_zeroes_ = false;
-  bool in_transmission_ = false;
-  bool parked_ = false;       // option mode, waiting for an Opt* call
-  bool parked_once_ = false;  // the automatic prefix already ran
-  bool tls_paused_ = false;   // StartTls emitted, waiting for the caller
-  bool tls_negotiated_ = false;
-  bool starttls_tried_ = false;
-  bool eh_tried_ = false;
-  bool sr_tried_ = false;
-  bool meta_tried_ = false;
-  bool meta_set_by_user_ = false;
-  bool go_after_meta_ = false;  // option mode: OptGo sent SET_META first
-  bool go_from_user_ = false;
-  bool abort_requested_ = false;
-  bool abort_sent_ = false;
+  // Shutdown() during the handshake, with a step in flight (or the TLS
+  // pause): honoured at the next boundary, whichever state that is:
+  // NBD_OPT_ABORT instead of the next option, or NBD_CMD_DISC if the step
+  // was a successful GO. A request, not a place, so not part of state_.
+  bool abort_pending_ = false;
+  // A SET_META_CONTEXT was sent for this export (by OptSetMetaContext() or
+  // OptGo()), so OptGo() does not send its own.
+  bool meta_requested_ = false;
   absl::Status fail_after_abort_;  // die once NBD_OPT_ABORT is flushed
   std::optional<OptionInFlight> option_;
   OptionReplyHeader opt_reply_;
@@ -213,6 +281,7 @@ class Client::Impl {
   std::string description_;
 
   // Negotiated.
+  bool tls_negotiated_ = false;
   bool structured_ = false;
   bool extended_ = false;
   std::vector<MetaContext> contexts_;
@@ -224,8 +293,6 @@ class Client::Impl {
   // Transmission.
   Cookie next_cookie_ = 1;
   std::map<Cookie, PendingCommand> commands_;
-  bool disc_queued_ = false;
-  bool disc_when_drained_ = false;  // Shutdown(0) or ESHUTDOWN
   // Current reply.
   StructuredReplyHeader chunk_;  // flags/type/cookie (length in chunk_len_)
   uint64_t chunk_len_ = 0;
