@@ -244,6 +244,7 @@ ServerSession::Impl::FindForReply(RequestHandle handle) {
 
 absl::Status ServerSession::ReplyOk(RequestHandle handle) {
   Impl& s = *impl_;
+  if (absl::Status st = s.Check(ServerCall::kReplyOk); !st.ok()) return st;
   absl::StatusOr<Impl::InFlight*> f = s.FindForReply(handle);
   if (!f.ok()) return f.status();
   const ServerRequest& r = (*f)->request;
@@ -261,6 +262,7 @@ absl::Status ServerSession::ReplyOk(RequestHandle handle) {
 absl::Status ServerSession::ReplyError(RequestHandle handle, int errno_value,
                                        absl::string_view message) {
   Impl& s = *impl_;
+  if (absl::Status st = s.Check(ServerCall::kReplyError); !st.ok()) return st;
   absl::StatusOr<Impl::InFlight*> f = s.FindForReply(handle);
   if (!f.ok()) return f.status();
   s.QueueError((*f)->request, errno_value, message);
@@ -273,6 +275,7 @@ absl::Status ServerSession::ReplyRead(RequestHandle handle,
                                       absl::Span<const ReadPiece> pieces,
                                       std::shared_ptr<const void> keepalive) {
   Impl& s = *impl_;
+  if (absl::Status st = s.Check(ServerCall::kReplyRead); !st.ok()) return st;
   absl::StatusOr<Impl::InFlight*> f = s.FindForReply(handle);
   if (!f.ok()) return f.status();
   const ServerRequest& r = (*f)->request;
@@ -293,6 +296,7 @@ absl::Status ServerSession::ReplyReadError(
     uint64_t error_offset, int errno_value, absl::string_view message,
     std::shared_ptr<const void> keepalive) {
   Impl& s = *impl_;
+  if (absl::Status st = s.Check(ServerCall::kReplyReadError); !st.ok()) return st;
   absl::StatusOr<Impl::InFlight*> f = s.FindForReply(handle);
   if (!f.ok()) return f.status();
   const ServerRequest& r = (*f)->request;
@@ -322,6 +326,7 @@ absl::Status ServerSession::ReplyReadError(
 absl::Status ServerSession::ReplyBlockStatus(RequestHandle handle,
                                              absl::Span<const Extent> extents) {
   Impl& s = *impl_;
+  if (absl::Status st = s.Check(ServerCall::kReplyBlockStatus); !st.ok()) return st;
   absl::StatusOr<Impl::InFlight*> f = s.FindForReply(handle);
   if (!f.ok()) return f.status();
   const ServerRequest& r = (*f)->request;

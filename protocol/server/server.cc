@@ -78,6 +78,17 @@ ServerPhase ServerSession::Impl::phase() const {
                              : ServerPhase::kHandshake;
 }
 
+absl::Status ServerSession::Impl::Check(ServerCall call) const {
+  const ServerPhase now = phase();
+  if (ServerCallAllowed(call, now)) return absl::OkStatus();
+  return PreconditionStatus(
+      EINVAL, absl::StrCat(ServerCallName(call), ": not allowed when ",
+                           ServerPhaseName(now),
+                           now == ServerPhase::kDead
+                               ? absl::StrCat(": ", dead_reason_.message())
+                               : ""));
+}
+
 void ServerSession::Impl::Fail(absl::Status reason) {
   if (terminal()) return;
   if (tracing()) TraceLine(absl::StrCat("dead: ", reason.message()));
@@ -276,9 +287,7 @@ const ServerOptions& ServerSession::options() const { return impl_->opts_; }
 
 absl::StatusOr<size_t> ServerSession::Feed(absl::Span<const uint8_t> bytes) {
   Impl& s = *impl_;
-  if (s.terminal()) {
-    return PreconditionStatus(EINVAL, "the session is closed or dead");
-  }
+  if (absl::Status st = s.Check(ServerCall::kFeed); !st.ok()) return st;
   size_t used = 0;
   while (used < bytes.size()) {
     absl::Span<uint8_t> dst = s.RecvBuffer();
@@ -294,7 +303,7 @@ absl::StatusOr<size_t> ServerSession::Feed(absl::Span<const uint8_t> bytes) {
 
 void ServerSession::FeedEof() {
   Impl& s = *impl_;
-  if (s.terminal() || s.closing_) return;
+  if (!s.Allowed(ServerCall::kFeedEof)) return;
   if (s.at_boundary()) {
     return s.StartClosing("the client closed its side (EOF)");
   }
@@ -305,12 +314,19 @@ void ServerSession::FeedEof() {
 }
 
 void ServerSession::FeedTransportError(absl::Status error) {
+  if (!impl_->Allowed(ServerCall::kFeedTransportError)) return;
   if (error.ok()) error = ErrnoStatus(EIO, "transport error");
   impl_->Fail(std::move(error));
 }
 
-absl::Span<uint8_t> ServerSession::RecvBuffer() { return impl_->RecvBuffer(); }
+absl::Span<uint8_t> ServerSession::RecvBuffer() {
+  if (!impl_->Allowed(ServerCall::kRecvBuffer)) return {};
+  return impl_->RecvBuffer();
+}
 absl::Status ServerSession::CommitRecv(size_t n) {
+  if (absl::Status s = impl_->Check(ServerCall::kCommitRecv); !s.ok()) {
+    return s;
+  }
   return impl_->CommitRecv(n);
 }
 
@@ -323,6 +339,9 @@ size_t ServerSession::pending_output_bytes() const {
 
 absl::Status ServerSession::ConsumeOutput(size_t n) {
   Impl& s = *impl_;
+  if (absl::Status st = s.Check(ServerCall::kConsumeOutput); !st.ok()) {
+    return st;
+  }
   if (n > s.out_.pending_bytes()) {
     return absl::InvalidArgumentError(
         absl::StrFormat("ConsumeOutput(%d) with only %d bytes pending", n,

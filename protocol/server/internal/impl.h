@@ -18,6 +18,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "protocol/server/internal/output_queue.h"
+#include "protocol/server/permissions.h"
 #include "protocol/server/server.h"
 
 namespace nbd {
@@ -121,6 +122,14 @@ class ServerSession::Impl {
   void MaybeClose();  // kClosing -> kClosed when drained
   bool terminal() const { return closed_ || dead_; }
   ServerPhase phase() const;
+
+  // ---- Permissions (server.cc) ---------------------------------------------
+  // OK if the table allows `call` in this phase; else FailedPrecondition
+  // (EINVAL) naming the call and the phase.
+  absl::Status Check(ServerCall call) const;
+  bool Allowed(ServerCall call) const {
+    return ServerCallAllowed(call, phase());
+  }
 
   // ---- Trace (trace.cc) -----------------------------------------------------
   // Callers test tracing() first, so nothing is formatted when it is off.
