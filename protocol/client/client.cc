@@ -52,7 +52,7 @@ Client::Impl::Impl(ClientOptions options) : opts_(std::move(options)) {
   Expect(Unit::kGreeting, 16);
 }
 
-// ---- State, phase, permissions ------------------------------------------------
+// ---- State, phase, permissions ---------------------------------------------
 
 const char* Client::Impl::StateName(State state) {
   switch (state) {
@@ -237,9 +237,10 @@ absl::StatusOr<size_t> Client::Impl::Feed(absl::Span<const uint8_t> bytes) {
   probe_out_ = false;
   if (terminal()) {
     return PreconditionStatus(
-        EINVAL, absl::StrCat(
-                    "cannot feed input: the connection is ", ClientPhaseName(phase()),
-                    dead() ? absl::StrCat(": ", dead_reason_.message()) : ""));
+        EINVAL,
+        absl::StrCat("cannot feed input: the connection is ",
+                     ClientPhaseName(phase()),
+                     dead() ? absl::StrCat(": ", dead_reason_.message()) : ""));
   }
   size_t used = 0;
   while (used < bytes.size() && !input_blocked()) {
@@ -406,8 +407,7 @@ void Client::Impl::OnSegmentSent(const internal::Segment& segment) {
 
 void Client::Impl::OnOutputConsumed() {
   // A segment that finished NBD_OPT_ABORT after a fatal refusal ends here.
-  if (state_ == State::kAbortSent && out_.empty() &&
-      !fail_after_abort_.ok()) {
+  if (state_ == State::kAbortSent && out_.empty() && !fail_after_abort_.ok()) {
     Fail(fail_after_abort_);
   }
 }
@@ -589,8 +589,6 @@ bool Client::has_events() const { return !impl_->events_.empty(); }
 absl::Status Client::Disconnect(uint32_t flags) {
   return impl_->Disconnect(flags);
 }
-absl::Status Client::Shutdown(uint32_t flags) {
-  return impl_->Shutdown(flags);
-}
+absl::Status Client::Shutdown(uint32_t flags) { return impl_->Shutdown(flags); }
 
 }  // namespace nbd

@@ -30,9 +30,14 @@
 //   kClosed       the server closed cleanly. Only queries and PollEvent().
 //   kDead         the connection failed; dead_reason() says why. Same as
 //                 kClosed.
+// One table says which call is allowed in which phase and sub-state
+// (protocol/client/permissions.h: ClientCallAllowed(call, call_state())).
 // A call outside its phases fails with FailedPrecondition (errno EINVAL, as
-// libnbd's calls on a handle that has started connecting) and changes
-// nothing. See docs/protocol-core.md for the full table.
+// libnbd's calls on a handle that has started connecting), its message
+// naming the call and the state, and changes nothing; void calls then do
+// nothing. The state is checked before the arguments; argument errors keep
+// their own codes (InvalidArgument/EINVAL, ERANGE, ENOTSUP, ...). See
+// docs/protocol-core.md for the full table.
 //
 // ---- Ownership -------------------------------------------------------------
 //  - Read(): `buffer` must stay valid and untouched until that cookie's
@@ -67,11 +72,11 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
-#include "protocol/constants.h"
 #include "protocol/client/events.h"
-#include "protocol/io.h"
 #include "protocol/client/options.h"
 #include "protocol/client/permissions.h"
+#include "protocol/constants.h"
+#include "protocol/io.h"
 #include "protocol/wire.h"
 
 namespace nbd {
@@ -161,18 +166,22 @@ class Client {
   // Copying path. Consumes bytes and returns how many. It consumes all of
   // `bytes` except: at the end of a STARTTLS acknowledgement (the rest is
   // TLS), and when the connection ends during this call: if it dies, the
-  // call returns the reason (also reported as a ClientDead event); if the server
-  // ended it cleanly (the reply to NBD_OPT_ABORT), the bytes used so far.
-  // Called in kClosed/kDead it returns FailedPrecondition (EINVAL).
+  // call returns the reason (also reported as a ClientDead event); if the
+  // server ended it cleanly (the reply to NBD_OPT_ABORT), the bytes used so
+  // far. Called in kClosed/kDead it returns FailedPrecondition (EINVAL).
   absl::StatusOr<size_t> Feed(absl::Span<const uint8_t> bytes);
   // The peer closed its side. At a message boundary this closes the
   // connection; inside a message (or during the handshake) it kills it.
+  // In kClosed/kDead it does nothing.
   void FeedEof();
   // The transport failed (e.g. ECONNRESET). The connection becomes dead.
+  // In kClosed/kDead it does nothing.
   void FeedTransportError(absl::Status error);
 
   // Zero-copy path. The span to receive into next (empty if no input is
-  // wanted now). After receiving n <= span.size() bytes, call CommitRecv(n).
+  // wanted now: in kClosed/kDead and during the TLS pause). After receiving
+  // n <= span.size() bytes, call CommitRecv(n); CommitRecv(0) is fine in any
+  // phase, more than the span is InvalidArgument (EINVAL).
   absl::Span<uint8_t> RecvBuffer();
   absl::Status CommitRecv(size_t n);
 
@@ -238,8 +247,9 @@ class Client {
   // ---- Lifecycle ------------------------------------------------------------
   // libnbd's nbd_aio_disconnect: flags must be 0. Queues NBD_CMD_DISC
   // behind unsent commands; it counts as in flight until closed. Afterwards
-  // commands and a second Disconnect() fail (EINVAL). Commands already
-  // accepted still complete normally.
+  // commands and a second Disconnect() fail with FailedPrecondition
+  // (EINVAL), like any call outside its phases. Commands already accepted
+  // still complete normally.
   absl::Status Disconnect(uint32_t flags = 0);
   // Graceful end in any phase. In transmission: with
   // kShutdownAbandonPending, commands with no byte consumed or pinned

@@ -53,8 +53,7 @@ constexpr Row kTable[] = {
      Bit(S::kNegotiating)},
     {ClientCall::kOptListMetaContext, "OptListMetaContext",
      Bit(S::kNegotiating)},
-    {ClientCall::kOptSetMetaContext, "OptSetMetaContext",
-     Bit(S::kNegotiating)},
+    {ClientCall::kOptSetMetaContext, "OptSetMetaContext", Bit(S::kNegotiating)},
     // Commands and Disconnect(): transmission, until NBD_CMD_DISC.
     {ClientCall::kRead, "Read", Bit(S::kTransmission)},
     {ClientCall::kWrite, "Write", Bit(S::kTransmission)},

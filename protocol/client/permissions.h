@@ -79,10 +79,10 @@ const char* ClientCallStateName(ClientCallState state);
 // Every state, in declaration order (for walking the table).
 inline constexpr std::array<ClientCallState, kClientCallStateCount>
     kAllClientCallStates = {
-        ClientCallState::kHandshake,      ClientCallState::kTlsPaused,
-        ClientCallState::kNegotiating,    ClientCallState::kOptionInFlight,
-        ClientCallState::kTransmission,   ClientCallState::kDisconnecting,
-        ClientCallState::kClosed,         ClientCallState::kDead,
+        ClientCallState::kHandshake,    ClientCallState::kTlsPaused,
+        ClientCallState::kNegotiating,  ClientCallState::kOptionInFlight,
+        ClientCallState::kTransmission, ClientCallState::kDisconnecting,
+        ClientCallState::kClosed,       ClientCallState::kDead,
 };
 
 // The table.

@@ -43,8 +43,7 @@ constexpr Row kTable[] = {
     {ServerCall::kReplyOk, "ReplyOk", kAny & ~Bit(P::kHandshake)},
     {ServerCall::kReplyError, "ReplyError", kAny & ~Bit(P::kHandshake)},
     {ServerCall::kReplyRead, "ReplyRead", kAny & ~Bit(P::kHandshake)},
-    {ServerCall::kReplyReadError, "ReplyReadError",
-     kAny & ~Bit(P::kHandshake)},
+    {ServerCall::kReplyReadError, "ReplyReadError", kAny & ~Bit(P::kHandshake)},
     {ServerCall::kReplyBlockStatus, "ReplyBlockStatus",
      kAny & ~Bit(P::kHandshake)},
 };

@@ -296,7 +296,9 @@ absl::Status ServerSession::ReplyReadError(
     uint64_t error_offset, int errno_value, absl::string_view message,
     std::shared_ptr<const void> keepalive) {
   Impl& s = *impl_;
-  if (absl::Status st = s.Check(ServerCall::kReplyReadError); !st.ok()) return st;
+  if (absl::Status st = s.Check(ServerCall::kReplyReadError); !st.ok()) {
+    return st;
+  }
   absl::StatusOr<Impl::InFlight*> f = s.FindForReply(handle);
   if (!f.ok()) return f.status();
   const ServerRequest& r = (*f)->request;
@@ -326,7 +328,9 @@ absl::Status ServerSession::ReplyReadError(
 absl::Status ServerSession::ReplyBlockStatus(RequestHandle handle,
                                              absl::Span<const Extent> extents) {
   Impl& s = *impl_;
-  if (absl::Status st = s.Check(ServerCall::kReplyBlockStatus); !st.ok()) return st;
+  if (absl::Status st = s.Check(ServerCall::kReplyBlockStatus); !st.ok()) {
+    return st;
+  }
   absl::StatusOr<Impl::InFlight*> f = s.FindForReply(handle);
   if (!f.ok()) return f.status();
   const ServerRequest& r = (*f)->request;

@@ -33,6 +33,11 @@
 //                  replied to, then the output drains and ServerClosed.
 //   kClosed        final, clean.
 //   kDead          final, hard disconnect; dead_reason() says why.
+// One table says which call is allowed in which phase
+// (protocol/server/permissions.h: ServerCallAllowed(call, phase())). A call
+// outside its phases fails with FailedPrecondition (errno EINVAL), its
+// message naming the call and the phase, and changes nothing; void calls
+// then do nothing. See docs/protocol-core.md for the table.
 //
 // ---- Protocol trace ------------------------------------------------------
 //  With ServerOptions::trace, the session queues a ServerTrace event per
@@ -68,6 +73,8 @@
 //    does not fit the request (nothing is queued; the handle stays
 //    outstanding), and FailedPrecondition (errno ENOTCONN) once the session
 //    is dead or closed; the handle is then released and nothing is sent.
+//    In kHandshake, where no request exists, it is outside its phases:
+//    FailedPrecondition (errno EINVAL).
 #ifndef NBD_PROTOCOL_SERVER_SERVER_H_
 #define NBD_PROTOCOL_SERVER_SERVER_H_
 
@@ -82,8 +89,8 @@
 #include "absl/types/span.h"
 #include "protocol/constants.h"
 #include "protocol/io.h"
-#include "protocol/server/options.h"
 #include "protocol/server/events.h"
+#include "protocol/server/options.h"
 #include "protocol/wire.h"
 
 namespace nbd {

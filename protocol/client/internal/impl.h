@@ -1,6 +1,8 @@
 // Private state of nbd::Client. Split by concern across:
 //   client.cc            public wrappers, queries, input plumbing, lifecycle
-//   handshake.cc         greeting, options, option mode, TLS pause
+//   handshake.cc         greeting, option sequencing, option replies
+//   option_mode.cc       the public Opt*() and TLS calls
+//   permissions.cc       (permissions.h) the table every public call checks
 //   commands.cc          command validation and request encoding
 //   replies.cc           simple/structured/extended reply decoding
 #ifndef NBD_PROTOCOL_CLIENT_INTERNAL_IMPL_H_
@@ -136,8 +138,7 @@ class Client::Impl {
   void SendGo(State next, Option option);
   // `queries` are the user's (kUserOptionSent) or, for the automatic
   // request, replaced by base:allocation and ClientOptions::meta_contexts.
-  void SendSetMeta(State next, std::vector<std::string> queries,
-                   Option option);
+  void SendSetMeta(State next, std::vector<std::string> queries, Option option);
   void SendExportName();
   void SendAbort();
   void FinishOption(absl::Status status);
@@ -153,7 +154,7 @@ class Client::Impl {
   absl::Status HandleInfo(absl::Span<const uint8_t> payload);
   void ResetNegotiatedState();
 
-  // ---- Public option-mode and TLS calls (handshake.cc) ---------------------
+  // ---- Public option-mode and TLS calls (option_mode.cc) -------------------
   absl::Status TlsHandshakeDone();
   absl::Status SetExportName(std::string name);
   absl::Status OptList();
@@ -205,8 +206,9 @@ class Client::Impl {
   void CompleteCommand(Cookie cookie, absl::Status status);
   void ExpectReplyHeader();
 
-  // ---- ClientTrace (client.cc) ------------------------------------------------
-  // Callers test tracing() first, so nothing is formatted when it is off.
+  // ---- ClientTrace (client.cc)
+  // ------------------------------------------------ Callers test tracing()
+  // first, so nothing is formatted when it is off.
   bool tracing() const { return opts_.trace; }
   void TraceLine(std::string line);
 

@@ -23,9 +23,10 @@ namespace {
 
 using P = ServerPhase;
 
-// ---- The expected table ------------------------------------------------------
-// One column per ServerPhase in declaration order: handshake, transmission,
-// closing, closed, dead.  'y' allowed, '-' refused.
+// ---- The expected table
+// ------------------------------------------------------ One column per
+// ServerPhase in declaration order: handshake, transmission, closing, closed,
+// dead.  'y' allowed, '-' refused.
 struct Expected {
   ServerCall call;
   const char* phases;
@@ -60,7 +61,8 @@ TEST(ServerPermissionTable, IsTheDocumentedOne) {
   }
 }
 
-// ---- Driving a session into each phase -----------------------------------------
+// ---- Driving a session into each phase
+// -----------------------------------------
 
 // One outstanding request for each Reply*() call.
 struct Handles {
@@ -85,8 +87,8 @@ Session WithRequests() {
   std::vector<ServerRequest> reqs = TakeRequests(*r.s);
   EXPECT_EQ(reqs.size(), 5u);
   if (reqs.size() == 5) {
-    r.handles = {reqs[0].handle, reqs[1].handle, reqs[2].handle,
-                 reqs[3].handle, reqs[4].handle};
+    r.handles = {reqs[0].handle, reqs[1].handle, reqs[2].handle, reqs[3].handle,
+                 reqs[4].handle};
   }
   return r;
 }
@@ -136,7 +138,8 @@ std::vector<PhaseSetup> Setups() {
   };
 }
 
-// ---- Making each call ------------------------------------------------------------
+// ---- Making each call
+// ------------------------------------------------------------
 
 struct Outcome {
   bool has_status = true;
@@ -227,10 +230,10 @@ TEST(ServerPermissionTable, EveryCallInEveryPhase) {
       } else {
         EXPECT_TRUE(absl::IsFailedPrecondition(out.status)) << out.status;
         EXPECT_EQ(StatusErrno(out.status), EINVAL) << out.status;
-        EXPECT_THAT(std::string(out.status.message()),
-                    testing::AllOf(
-                        testing::HasSubstr(ServerCallName(call)),
-                        testing::HasSubstr(ServerPhaseName(setup.phase))));
+        EXPECT_THAT(
+            std::string(out.status.message()),
+            testing::AllOf(testing::HasSubstr(ServerCallName(call)),
+                           testing::HasSubstr(ServerPhaseName(setup.phase))));
       }
       if (!allowed) {
         EXPECT_EQ(Observe(s), before) << "a refused call changed the state";
