@@ -7,6 +7,9 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
+#include <limits>
+#include <utility>
+#include <variant>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -73,46 +76,156 @@ void SocketTransport::Close() {
   fd_ = -1;
 }
 
-size_t GatherOutput(const Client& client, absl::Span<iovec> out) {
-  return client.PeekOutput(
+namespace {
+
+// What differs between the session types, for the shared implementation.
+template <typename Session>
+struct SessionTraits;
+
+template <>
+struct SessionTraits<Client> {
+  using Event = ClientEvent;
+  static bool ShutsDownWrite(const ClientEvent& event) {
+    return std::holds_alternative<ShutdownWrite>(event);
+  }
+};
+
+template <>
+struct SessionTraits<ServerSession> {
+  using Event = ServerEvent;
+  static bool ShutsDownWrite(const ServerEvent&) { return false; }
+};
+
+template <typename Session>
+using SinkFor =
+    absl::FunctionRef<void(typename SessionTraits<Session>::Event&)>;
+
+template <typename Session>
+size_t GatherOutputImpl(const Session& session, absl::Span<iovec> out) {
+  return session.PeekOutput(
       absl::MakeSpan(reinterpret_cast<IoSlice*>(out.data()), out.size()));
 }
 
-void ApplyRecvResult(Client& client, IoResult result) {
-  if (IsTerminal(client.phase())) return;
+template <typename Session>
+void ApplyRecvResultImpl(Session& session, IoResult result) {
+  if (IsTerminal(session.phase())) return;
   if (result.error == EAGAIN) return;
   if (result.error != 0) {
-    client.FeedTransportError(ErrnoStatus(
+    session.FeedTransportError(ErrnoStatus(
         result.error, absl::StrCat("recv: ", std::strerror(result.error))));
     return;
   }
   if (result.bytes == 0) {
-    client.FeedEof();
+    session.FeedEof();
     return;
   }
-  // A failure here also kills the connection inside the core (ClientDead event),
-  // which is how the adapter learns about it.
-  client.CommitRecv(result.bytes).IgnoreError();
+  // A failure here also kills the connection inside the core (a ClientDead
+  // or ServerDead event), which is how the adapter learns about it.
+  session.CommitRecv(result.bytes).IgnoreError();
 }
 
-void ApplySendResult(Client& client, IoResult result) {
-  if (IsTerminal(client.phase())) return;
+template <typename Session>
+void ApplySendResultImpl(Session& session, IoResult result) {
+  if (IsTerminal(session.phase())) return;
   if (result.error == EAGAIN) return;
   if (result.error != 0) {
-    client.FeedTransportError(ErrnoStatus(
+    session.FeedTransportError(ErrnoStatus(
         result.error, absl::StrCat("send: ", std::strerror(result.error))));
     return;
   }
-  client.ConsumeOutput(result.bytes).IgnoreError();
+  session.ConsumeOutput(result.bytes).IgnoreError();
 }
 
-void DrainEvents(Client& client, Transport& transport, EventSink sink) {
-  while (std::optional<ClientEvent> event = client.PollEvent()) {
-    if (std::holds_alternative<ShutdownWrite>(*event)) {
+template <typename Session>
+void DrainEventsImpl(Session& session, Transport& transport,
+                     SinkFor<Session> sink) {
+  while (auto event = session.PollEvent()) {
+    if (SessionTraits<Session>::ShutsDownWrite(*event)) {
       transport.ShutdownWrite();
     }
     sink(*event);
   }
+}
+
+template <typename Session>
+void GiveUpImpl(Session& session, Transport& transport, absl::Status why,
+                SinkFor<Session> sink) {
+  if (!IsTerminal(session.phase())) {
+    session.FeedTransportError(std::move(why));
+  }
+  DrainEventsImpl(session, transport, sink);
+}
+
+template <typename Session>
+bool PumpOnceImpl(Session& session, Transport& transport, bool maybe_readable,
+                  SinkFor<Session> sink, size_t max_rounds) {
+  bool progressed = false;
+  bool readable = maybe_readable;
+  bool writable = true;
+  for (size_t round = 0; round < max_rounds && !IsTerminal(session.phase());
+       ++round) {
+    bool moved = false;
+    if (writable && session.pending_output_bytes() > 0) {
+      iovec gather[kMaxGatherSlices];
+      size_t n = GatherOutputImpl(session, absl::MakeSpan(gather));
+      size_t offered = 0;
+      for (size_t i = 0; i < n; ++i) offered += gather[i].iov_len;
+      IoResult r = transport.Send(absl::MakeConstSpan(gather, n));
+      ApplySendResultImpl(session, r);
+      // A short send means the socket buffer is full: wait for POLLOUT.
+      writable = r.error == 0 && r.bytes == offered;
+      moved = moved || r.error != EAGAIN;
+      DrainEventsImpl(session, transport, sink);
+    }
+    if (readable && !IsTerminal(session.phase())) {
+      absl::Span<uint8_t> into = session.RecvBuffer();
+      if (!into.empty()) {
+        IoResult r = transport.Recv(into);
+        ApplyRecvResultImpl(session, r);
+        // A short receive drained the socket; the poller reports more.
+        readable = r.error == 0 && r.bytes == into.size();
+        moved = moved || r.error != EAGAIN;
+        DrainEventsImpl(session, transport, sink);
+      } else {
+        readable = false;
+      }
+    }
+    if (!moved) break;
+    progressed = true;
+  }
+  DrainEventsImpl(session, transport, sink);
+  return progressed;
+}
+
+}  // namespace
+
+size_t GatherOutput(const Client& client, absl::Span<iovec> out) {
+  return GatherOutputImpl(client, out);
+}
+size_t GatherOutput(const ServerSession& session, absl::Span<iovec> out) {
+  return GatherOutputImpl(session, out);
+}
+
+void ApplyRecvResult(Client& client, IoResult result) {
+  ApplyRecvResultImpl(client, result);
+}
+void ApplyRecvResult(ServerSession& session, IoResult result) {
+  ApplyRecvResultImpl(session, result);
+}
+
+void ApplySendResult(Client& client, IoResult result) {
+  ApplySendResultImpl(client, result);
+}
+void ApplySendResult(ServerSession& session, IoResult result) {
+  ApplySendResultImpl(session, result);
+}
+
+void DrainEvents(Client& client, Transport& transport, EventSink sink) {
+  DrainEventsImpl(client, transport, sink);
+}
+void DrainEvents(ServerSession& session, Transport& transport,
+                 ServerEventSink sink) {
+  DrainEventsImpl(session, transport, sink);
 }
 
 absl::Status TimeoutStatus(absl::string_view what) {
@@ -121,47 +234,21 @@ absl::Status TimeoutStatus(absl::string_view what) {
 
 void GiveUp(Client& client, Transport& transport, absl::Status why,
             EventSink sink) {
-  if (!IsTerminal(client.phase())) client.FeedTransportError(std::move(why));
-  DrainEvents(client, transport, sink);
+  GiveUpImpl(client, transport, std::move(why), sink);
+}
+void GiveUp(ServerSession& session, Transport& transport, absl::Status why,
+            ServerEventSink sink) {
+  GiveUpImpl(session, transport, std::move(why), sink);
 }
 
 bool PumpOnce(Client& client, Transport& transport, bool maybe_readable,
               EventSink sink) {
-  bool progressed = false;
-  bool readable = maybe_readable;
-  bool writable = true;
-  while (!IsTerminal(client.phase())) {
-    bool moved = false;
-    if (writable && client.pending_output_bytes() > 0) {
-      iovec gather[kMaxGatherSlices];
-      size_t n = GatherOutput(client, absl::MakeSpan(gather));
-      size_t offered = 0;
-      for (size_t i = 0; i < n; ++i) offered += gather[i].iov_len;
-      IoResult r = transport.Send(absl::MakeConstSpan(gather, n));
-      ApplySendResult(client, r);
-      // A short send means the socket buffer is full: wait for POLLOUT.
-      writable = r.error == 0 && r.bytes == offered;
-      moved = moved || r.error != EAGAIN;
-      DrainEvents(client, transport, sink);
-    }
-    if (readable && !IsTerminal(client.phase())) {
-      absl::Span<uint8_t> into = client.RecvBuffer();
-      if (!into.empty()) {
-        IoResult r = transport.Recv(into);
-        ApplyRecvResult(client, r);
-        // A short receive drained the socket; the poller reports more.
-        readable = r.error == 0 && r.bytes == into.size();
-        moved = moved || r.error != EAGAIN;
-        DrainEvents(client, transport, sink);
-      } else {
-        readable = false;
-      }
-    }
-    if (!moved) break;
-    progressed = true;
-  }
-  DrainEvents(client, transport, sink);
-  return progressed;
+  return PumpOnceImpl(client, transport, maybe_readable, sink,
+                      std::numeric_limits<size_t>::max());
+}
+bool PumpOnce(ServerSession& session, Transport& transport, bool maybe_readable,
+              ServerEventSink sink, size_t max_rounds) {
+  return PumpOnceImpl(session, transport, maybe_readable, sink, max_rounds);
 }
 
 short PollEventsFor(Direction direction) {  // NOLINT(runtime/int)

@@ -1,6 +1,7 @@
-// The shared drive logic of every adapter: moving bytes between an
-// nbd::Client and a stream transport, and reacting to the events the core
-// raises for the transport (ShutdownWrite).
+// The shared drive logic of every adapter: moving bytes between a sans-IO
+// session (an nbd::Client or an nbd::ServerSession: both have the same
+// input/output shape) and a stream transport, and reacting to the events
+// the core raises for the transport (the client's ShutdownWrite).
 //
 // Adapters differ only in how they wait (poll, epoll, io_uring); what they
 // do with a receive result, a send result or an event is defined once here:
@@ -9,11 +10,14 @@
 //     an error is FeedTransportError(errno status).
 //   - send: one sendmsg of the PeekOutput() gather list (MSG_NOSIGNAL), then
 //     ConsumeOutput(n).
-//   - events: ShutdownWrite -> shutdown(SHUT_WR); every event (ShutdownWrite
-//     included) is then handed to the adapter's sink, in order.
+//   - events: a client's ShutdownWrite -> shutdown(SHUT_WR); every event
+//     (ShutdownWrite included) is then handed to the adapter's sink, in
+//     order. A server session raises no transport event: it ends with
+//     ServerClosed or ServerDead, after which the caller closes the socket.
 // Readiness-based adapters call PumpOnce(); completion-based ones (io_uring)
 // issue the system calls themselves and call ApplyRecvResult /
-// ApplySendResult / DrainEvents.
+// ApplySendResult / DrainEvents. Every function has one overload per
+// session type; both share one implementation (pump.cc).
 #ifndef NBD_ADAPTERS_PUMP_PUMP_H_
 #define NBD_ADAPTERS_PUMP_PUMP_H_
 
@@ -30,6 +34,8 @@
 #include "absl/types/span.h"
 #include "protocol/client/client.h"
 #include "protocol/client/events.h"
+#include "protocol/server/events.h"
+#include "protocol/server/server.h"
 
 namespace nbd::adapters {
 
@@ -129,21 +135,27 @@ class SocketTransport : public Transport {
 inline constexpr size_t kMaxGatherSlices = 64;
 
 using EventSink = absl::FunctionRef<void(ClientEvent&)>;
+using ServerEventSink = absl::FunctionRef<void(ServerEvent&)>;
 
 // Fills `out` with the core's pending output; returns the slice count.
 size_t GatherOutput(const Client& client, absl::Span<iovec> out);
+size_t GatherOutput(const ServerSession& session, absl::Span<iovec> out);
 
 // Hands a finished receive (into the span RecvBuffer() returned) to the core.
 // EAGAIN is ignored.
 void ApplyRecvResult(Client& client, IoResult result);
+void ApplyRecvResult(ServerSession& session, IoResult result);
 
 // Hands a finished send of the gathered output to the core. EAGAIN is
 // ignored.
 void ApplySendResult(Client& client, IoResult result);
+void ApplySendResult(ServerSession& session, IoResult result);
 
 // Pops every queued event: ShutdownWrite shuts down `transport`'s write side
 // first; then each event goes to `sink`.
 void DrainEvents(Client& client, Transport& transport, EventSink sink);
+void DrainEvents(ServerSession& session, Transport& transport,
+                 ServerEventSink sink);
 
 // A dead-connection status for "gave up waiting": DeadlineExceeded carrying
 // ETIMEDOUT.
@@ -154,6 +166,8 @@ absl::Status TimeoutStatus(absl::string_view what);
 // then closes the transport. No-op once closed or dead.
 void GiveUp(Client& client, Transport& transport, absl::Status why,
             EventSink sink);
+void GiveUp(ServerSession& session, Transport& transport, absl::Status why,
+            ServerEventSink sink);
 
 // Moves bytes both ways until the transport would block or the connection
 // ended, draining events after each step. Sends whenever output is pending
@@ -163,12 +177,24 @@ void GiveUp(Client& client, Transport& transport, absl::Status why,
 bool PumpOnce(Client& client, Transport& transport, bool maybe_readable,
               EventSink sink);
 
+// Rounds (a send and a receive each) one server PumpOnce() call makes at
+// most, so one busy client cannot starve the others on the same loop.
+inline constexpr size_t kServerPumpRounds = 64;
+
+// As above for a server session, whose sink usually answers requests (the
+// replies go out in the next round), for at most `max_rounds` rounds.
+bool PumpOnce(ServerSession& session, Transport& transport, bool maybe_readable,
+              ServerEventSink sink, size_t max_rounds = kServerPumpRounds);
+
 // poll(2)/epoll event bits for what the core wants.
 short PollEventsFor(Direction direction);  // NOLINT(runtime/int)
 
 // True once the connection can do nothing more.
 inline bool IsTerminal(ClientPhase phase) {
   return phase == ClientPhase::kClosed || phase == ClientPhase::kDead;
+}
+inline bool IsTerminal(ServerPhase phase) {
+  return phase == ServerPhase::kClosed || phase == ServerPhase::kDead;
 }
 
 }  // namespace nbd::adapters

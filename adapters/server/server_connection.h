@@ -1,11 +1,13 @@
 // nbd::ServerConnection: one accepted socket driven by a ServerSession,
 // with requests served synchronously from Backends (serve.h).
 //
-// Non-blocking I/O only: Pump() receives (zero-copy, straight into the
-// session's buffers: WRITE payloads land in the request's own buffer),
-// serves every request, and sends the gather list with sendmsg until the
-// socket would block or the session has finished. The caller waits for
-// readiness according to wants() (epoll_server.h does it with epoll).
+// Non-blocking I/O only: Pump() runs the shared adapter pump
+// (adapters/pump): zero-copy receives straight into the session's buffers
+// (WRITE payloads land in the request's own buffer), every request served
+// as its event arrives, and the gather list sent with sendmsg, until the
+// socket would block, the session has finished or a bounded number of
+// rounds ran. The caller waits for readiness according to wants()
+// (epoll_server.h does it with epoll).
 #ifndef NBD_ADAPTERS_SERVER_SERVER_CONNECTION_H_
 #define NBD_ADAPTERS_SERVER_SERVER_CONNECTION_H_
 
@@ -14,6 +16,7 @@
 #include <vector>
 
 #include "absl/strings/string_view.h"
+#include "adapters/pump/pump.h"
 #include "adapters/server/backend.h"
 #include "protocol/server/server.h"
 
@@ -28,9 +31,11 @@ class ServerConnection {
   // Takes ownership of the connected, non-blocking socket `fd`.
   // `backends[i]` serves `options.exports[i]`; they must outlive this.
   // With `on_trace`, the session traces (options.trace is turned on) and
-  // every line goes to it.
+  // every line goes to it. `counters`, if not null, counts the system calls
+  // made for this connection and must outlive it.
   ServerConnection(int fd, ServerOptions options,
-                   std::vector<Backend*> backends, TraceSink on_trace = {});
+                   std::vector<Backend*> backends, TraceSink on_trace = {},
+                   adapters::SyscallCounters* counters = nullptr);
   ~ServerConnection();  // closes the socket
   ServerConnection(const ServerConnection&) = delete;
   ServerConnection& operator=(const ServerConnection&) = delete;
@@ -40,16 +45,16 @@ class ServerConnection {
   Direction wants() const { return session_.wants(); }
 
   // Moves bytes and serves requests until nothing more can happen without
-  // waiting. Returns true once the session is closed or dead (close it by
-  // destroying this object).
+  // waiting (or for at most adapters::kServerPumpRounds rounds). Returns
+  // true once the session is closed or dead (close it by destroying this
+  // object).
   bool Pump();
 
  private:
-  bool ReceiveOnce();  // true if anything happened
-  bool SendOnce();
-  void ServeEvents();
+  void ServeEvent(ServerEvent& event);
 
   const int fd_;
+  adapters::SocketTransport transport_;
   ServerSession session_;
   std::vector<Backend*> backends_;
   Backend* backend_ = nullptr;  // the export being served

@@ -49,6 +49,8 @@ Client::Impl::Impl(ClientOptions options) : opts_(std::move(options)) {
   opts_.max_payload =
       std::clamp<uint32_t>(opts_.max_payload, 1, kHardMaxPayload);
   export_name_ = opts_.export_name;
+  rx_.set_readahead(opts_.recv_readahead);
+  rx_.set_probe(true);
   Expect(Unit::kGreeting, 16);
 }
 
@@ -178,20 +180,11 @@ size_t Client::Impl::in_flight() const {
 // ----------------------------------------------------------
 
 void Client::Impl::Expect(Unit unit, size_t n) {
-  rx_unit_ = unit;
-  rx_want_ = n;
-  rx_got_ = 0;
-  rx_dst_ = nullptr;
-  rx_scratch_.resize(n);
-  if (n == 0) OnUnitComplete();
+  if (rx_.Expect(unit, n)) OnUnitComplete();
 }
 
 void Client::Impl::ExpectInto(Unit unit, uint8_t* dst, size_t n) {
-  rx_unit_ = unit;
-  rx_want_ = n;
-  rx_got_ = 0;
-  rx_dst_ = dst;
-  if (n == 0) OnUnitComplete();
+  if (rx_.ExpectInto(unit, dst, n)) OnUnitComplete();
 }
 
 bool Client::Impl::input_blocked() const {
@@ -199,8 +192,8 @@ bool Client::Impl::input_blocked() const {
 }
 
 void Client::Impl::OnUnitComplete() {
-  Unit unit = rx_unit_;
-  rx_unit_ = Unit::kNone;
+  Unit unit = rx_.unit();
+  rx_.Clear();  // the handler arms the next unit; scratch() stays readable
   switch (unit) {
     case Unit::kNone:
       return;
@@ -234,7 +227,7 @@ void Client::Impl::OnUnitComplete() {
 }
 
 absl::StatusOr<size_t> Client::Impl::Feed(absl::Span<const uint8_t> bytes) {
-  probe_out_ = false;
+  rx_.ForgetBuffer();
   if (terminal()) {
     return PreconditionStatus(
         EINVAL,
@@ -242,82 +235,60 @@ absl::StatusOr<size_t> Client::Impl::Feed(absl::Span<const uint8_t> bytes) {
                      ClientPhaseName(phase()),
                      dead() ? absl::StrCat(": ", dead_reason_.message()) : ""));
   }
-  size_t used = 0;
-  while (used < bytes.size() && !input_blocked()) {
-    if (rx_unit_ == Unit::kNone) {
-      Fail(ErrnoStatus(EPROTO, "server sent data when none was expected"));
-      break;
-    }
-    size_t take = std::min(rx_want_ - rx_got_, bytes.size() - used);
-    uint8_t* dst = rx_dst_ != nullptr ? rx_dst_ : rx_scratch_.data();
-    std::memcpy(dst + rx_got_, bytes.data() + used, take);
-    rx_got_ += take;
-    used += take;
-    if (rx_got_ == rx_want_) OnUnitComplete();
+  const size_t used = rx_.Feed(
+      bytes, [this] { return !input_blocked(); }, [this] { OnUnitComplete(); });
+  if (used < bytes.size() && !input_blocked() && !rx_.expecting()) {
+    Fail(ErrnoStatus(EPROTO, "server sent data when none was expected"));
   }
   if (dead()) return dead_reason_;
   return used;
 }
 
 absl::Span<uint8_t> Client::Impl::RecvBuffer() {
-  probe_out_ = false;
-  if (input_blocked()) return {};
-  if (rx_unit_ == Unit::kNone) {
-    // Nothing is expected (parked in option mode), yet wants() says read so
-    // that the transport notices EOF or stray bytes. Hand out a byte of our
-    // own that no later call moves: an asynchronous receive may still be in
-    // the kernel when an Opt*() call sets up the next unit.
-    probe_out_ = true;
-    return absl::MakeSpan(probe_, 1);
+  if (input_blocked()) {
+    rx_.ForgetBuffer();
+    return {};
   }
+  // With nothing expected (parked in option mode) wants() still says read,
+  // so that the transport notices EOF or stray bytes: the receiver hands out
+  // its probe byte, which no later call moves (an asynchronous receive may
+  // still be in the kernel when an Opt*() call sets up the next unit).
   // Read-ahead only where no TLS boundary can follow: waiting for a reply
   // header in the transmission phase.
-  if (opts_.recv_readahead > 0 && rx_unit_ == Unit::kReplyHeader &&
-      rx_got_ == 0) {
-    readahead_.resize(std::max(opts_.recv_readahead, rx_want_));
-    return absl::MakeSpan(readahead_);
-  }
-  uint8_t* dst = rx_dst_ != nullptr ? rx_dst_ : rx_scratch_.data();
-  return absl::Span<uint8_t>(dst + rx_got_, rx_want_ - rx_got_);
+  return rx_.Buffer(/*readahead_ok=*/rx_.unit() == Unit::kReplyHeader);
 }
 
 absl::Status Client::Impl::CommitRecv(size_t n) {
-  if (std::exchange(probe_out_, false) && !input_blocked()) {
-    if (n > 1)
-      return ErrnoStatus(EINVAL, "CommitRecv beyond the receive buffer");
-    if (n == 0) return absl::OkStatus();
-    // The byte went to the probe: whatever is expected now (perhaps the
-    // reply to an option issued meanwhile) gets it through the copying path.
-    absl::StatusOr<size_t> used = Feed(absl::MakeConstSpan(probe_, 1));
-    if (!used.ok()) return used.status();
-    return absl::OkStatus();
-  }
-  if (input_blocked() || rx_unit_ == Unit::kNone) {
+  if (input_blocked()) {
+    rx_.ForgetBuffer();
     if (n == 0) return absl::OkStatus();
     return ErrnoStatus(EINVAL, "CommitRecv without a receive buffer");
   }
-  if (opts_.recv_readahead > 0 && rx_unit_ == Unit::kReplyHeader &&
-      rx_got_ == 0 && !readahead_.empty()) {
-    if (n > readahead_.size()) {
+  switch (rx_.Commit(n)) {
+    case internal::Committed::kBeyondBuffer:
       return ErrnoStatus(EINVAL, "CommitRecv beyond the receive buffer");
+    case internal::Committed::kNoBuffer:
+      return ErrnoStatus(EINVAL, "CommitRecv without a receive buffer");
+    case internal::Committed::kStaged: {
+      // The probe or read-ahead bytes go through the copying path: whatever
+      // is expected now (perhaps the reply to an option issued meanwhile)
+      // gets them.
+      absl::StatusOr<size_t> used = Feed(rx_.staged());
+      if (!used.ok()) return used.status();
+      return absl::OkStatus();
     }
-    // The read-ahead bytes go through the copying path.
-    std::vector<uint8_t> staged(readahead_.begin(), readahead_.begin() + n);
-    absl::StatusOr<size_t> used = Feed(staged);
-    if (!used.ok()) return used.status();
-    return absl::OkStatus();
+    case internal::Committed::kUnitComplete:
+      OnUnitComplete();
+      break;
+    case internal::Committed::kProgress:
+      break;
   }
-  if (n > rx_want_ - rx_got_) {
-    return ErrnoStatus(EINVAL, "CommitRecv beyond the receive buffer");
-  }
-  rx_got_ += n;
-  if (rx_got_ == rx_want_ && n > 0) OnUnitComplete();
   if (dead()) return dead_reason_;
   return absl::OkStatus();
 }
 
 void Client::Impl::FeedEof() {
-  probe_out_ = false;
+  rx_.ForgetBuffer();
   if (terminal()) return;
   if (state_ == State::kAbortSent) {
     // After NBD_OPT_ABORT the server may close without replying.
@@ -337,7 +308,7 @@ void Client::Impl::FeedEof() {
                             "server disconnected before the last chunk "
                             "(NBD_REPLY_FLAG_DONE) of a reply"));
   }
-  if (rx_unit_ == Unit::kReplyHeader && rx_got_ == 0) return Close();
+  if (rx_.unit() == Unit::kReplyHeader && rx_.got() == 0) return Close();
   Fail(ErrnoStatus(ECONNRESET, "server disconnected in the middle of a reply"));
 }
 
@@ -355,7 +326,7 @@ void Client::Impl::FailAllCommands(const absl::Status& why) {
   }
   option_.reset();
   out_.Clear();
-  rx_unit_ = Unit::kNone;
+  rx_.Clear();
 }
 
 void Client::Impl::TraceLine(std::string line) {
@@ -381,8 +352,8 @@ void Client::Impl::Close() {
   events_.push_back(ClientClosed{});
 }
 
-void Client::Impl::OnSegmentSent(const internal::Segment& segment) {
-  switch (segment.kind) {
+void Client::Impl::OnSegmentSent(internal::SegmentKind kind, Cookie cookie) {
+  switch (kind) {
     case internal::SegmentKind::kDiscHeader:
       if (tracing()) TraceLine("NBD_CMD_DISC sent: shut down the write side");
       events_.push_back(ShutdownWrite{});
@@ -391,12 +362,12 @@ void Client::Impl::OnSegmentSent(const internal::Segment& segment) {
       events_.push_back(ShutdownWrite{});
       return;
     case internal::SegmentKind::kWritePayload: {
-      auto it = commands_.find(segment.cookie);
+      auto it = commands_.find(cookie);
       if (it == commands_.end()) return;
       it->second.payload_pending = false;
       // The reply came first; now the buffer is free to hand back.
       if (it->second.reply_status.has_value()) {
-        CompleteCommand(segment.cookie, *it->second.reply_status);
+        CompleteCommand(cookie, *it->second.reply_status);
       }
       return;
     }
@@ -559,8 +530,9 @@ absl::Status Client::ConsumeOutput(size_t n) {
                                        n, impl_->out_.pending_bytes()));
   }
   Impl* impl = impl_.get();
-  impl->out_.Consume(
-      n, [impl](const internal::Segment& s) { impl->OnSegmentSent(s); });
+  impl->out_.Consume(n, [impl](internal::SegmentKind kind, Cookie cookie) {
+    impl->OnSegmentSent(kind, cookie);
+  });
   impl->OnOutputConsumed();
   return absl::OkStatus();
 }

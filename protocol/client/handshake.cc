@@ -65,7 +65,7 @@ absl::Status ProtocolError(absl::string_view what) {
 // ---- Greeting --------------------------------------------------------------
 
 void Client::Impl::OnGreeting() {
-  absl::StatusOr<GreetingKind> kind = DecodeGreetingKind(rx_scratch_);
+  absl::StatusOr<GreetingKind> kind = DecodeGreetingKind(rx_.scratch());
   if (!kind.ok()) {
     return Fail(ProtocolError(
         absl::StrCat("bad server greeting: ", kind.status().message())));
@@ -86,7 +86,7 @@ void Client::Impl::OnGreeting() {
 }
 
 void Client::Impl::OnOldstyleRest() {
-  const uint8_t* p = rx_scratch_.data();
+  const uint8_t* p = rx_.scratch().data();
   uint64_t size = LoadBe64(p);
   uint16_t global_flags = LoadBe16(p + 8);
   uint16_t flags = LoadBe16(p + 10);
@@ -103,7 +103,7 @@ void Client::Impl::OnOldstyleRest() {
 }
 
 void Client::Impl::OnHandshakeFlags() {
-  handshake_flags_ = LoadBe16(rx_scratch_.data());
+  handshake_flags_ = LoadBe16(rx_.scratch().data());
   bool fixed = handshake_flags_ & kFlagFixedNewstyle;
   no_zeroes_ = handshake_flags_ & kFlagNoZeroes;
   protocol_ =
@@ -324,7 +324,7 @@ void Client::Impl::ResetNegotiatedState() {
 
 void Client::Impl::OnOptReplyHeader() {
   absl::StatusOr<OptionReplyHeader> header =
-      DecodeOptionReplyHeader(rx_scratch_);
+      DecodeOptionReplyHeader(rx_.scratch());
   if (!header.ok()) {
     return Fail(ProtocolError(
         absl::StrCat("bad option reply: ", header.status().message())));
@@ -420,7 +420,7 @@ absl::Status Client::Impl::HandleInfo(absl::Span<const uint8_t> payload) {
 void Client::Impl::OnOptReply() {
   const uint32_t type = opt_reply_.type;
   const Option option = option_->option;
-  absl::Span<const uint8_t> payload(rx_scratch_.data(), rx_scratch_.size());
+  absl::Span<const uint8_t> payload(rx_.scratch().data(), rx_.scratch().size());
   auto expect_next = [this] {
     Expect(Unit::kOptReplyHeader, kOptionReplyHeaderSize);
   };
@@ -594,7 +594,7 @@ void Client::Impl::OnOptReply() {
 }
 
 void Client::Impl::OnExportNameReply() {
-  absl::StatusOr<ExportNameReply> reply = DecodeExportNameReply(rx_scratch_);
+  absl::StatusOr<ExportNameReply> reply = DecodeExportNameReply(rx_.scratch());
   if (!reply.ok()) return Fail(ProtocolError(reply.status().message()));
   if (tracing()) {
     TraceLine(absl::StrFormat("<- export-name reply: size=%d flags=0x%x",

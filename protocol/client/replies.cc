@@ -46,7 +46,7 @@ void Client::Impl::ExpectReplyHeader() {
 }
 
 void Client::Impl::OnReplyHeader() {
-  const uint8_t* p = rx_scratch_.data();
+  const uint8_t* p = rx_.scratch().data();
   const uint32_t magic = LoadBe32(p);
   if (extended_) {
     if (magic != kExtendedReplyMagic) {
@@ -56,12 +56,12 @@ void Client::Impl::OnReplyHeader() {
           magic)));
     }
     absl::StatusOr<ExtendedReplyHeader> h =
-        DecodeExtendedReplyHeader(rx_scratch_);
+        DecodeExtendedReplyHeader(rx_.scratch());
     if (!h.ok()) return Fail(ProtocolError(h.status().message()));
     return OnChunkHeader(h->flags, h->type, h->cookie, h->length);
   }
   if (magic == kSimpleReplyMagic) {
-    absl::StatusOr<SimpleReply> r = DecodeSimpleReply(rx_scratch_);
+    absl::StatusOr<SimpleReply> r = DecodeSimpleReply(rx_.scratch());
     if (!r.ok()) return Fail(ProtocolError(r.status().message()));
     if (tracing()) {
       TraceLine(absl::StrFormat("<- simple reply cookie=%d error=%d", r->cookie,
@@ -114,7 +114,7 @@ void Client::Impl::OnReplyHeader() {
 
 void Client::Impl::OnStructuredLength() {
   OnChunkHeader(chunk_.flags, chunk_.type, chunk_.cookie,
-                LoadBe32(rx_scratch_.data()));
+                LoadBe32(rx_.scratch().data()));
 }
 
 void Client::Impl::OnSimpleReadPayload() {
@@ -214,7 +214,7 @@ void Client::Impl::OnChunkPayload() {
   PendingCommand* current = CurrentCommand();
   if (current == nullptr) return;
   PendingCommand& cmd = *current;
-  absl::Span<const uint8_t> payload(rx_scratch_.data(), rx_scratch_.size());
+  absl::Span<const uint8_t> payload(rx_.scratch().data(), rx_.scratch().size());
   const uint16_t type = chunk_.type;
   switch (static_cast<ChunkType>(type)) {
     case ChunkType::kOffsetHole: {
@@ -307,7 +307,7 @@ void Client::Impl::OnDataOffset() {
   PendingCommand* current = CurrentCommand();
   if (current == nullptr) return;
   PendingCommand& cmd = *current;
-  uint64_t offset = LoadBe64(rx_scratch_.data());
+  uint64_t offset = LoadBe64(rx_.scratch().data());
   uint64_t length = chunk_len_ - 8;
   if (!InRange(offset, length, cmd.offset, cmd.length)) {
     return Fail(ProtocolError(absl::StrFormat(

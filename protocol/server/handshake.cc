@@ -31,7 +31,7 @@ absl::Span<const uint8_t> AsBytes(absl::string_view s) {
 }  // namespace
 
 void ServerSession::Impl::OnClientFlags() {
-  absl::StatusOr<uint32_t> flags = DecodeClientFlags(rx_scratch_);
+  absl::StatusOr<uint32_t> flags = DecodeClientFlags(rx_.scratch());
   if (!flags.ok()) {
     // The spec: a server MUST drop a client that sets unknown flags.
     return Fail(ProtocolError(flags.status().message()));
@@ -43,7 +43,7 @@ void ServerSession::Impl::OnClientFlags() {
 
 void ServerSession::Impl::OnOptionHeader() {
   absl::StatusOr<OptionRequestHeader> header =
-      DecodeOptionRequestHeader(rx_scratch_);
+      DecodeOptionRequestHeader(rx_.scratch());
   if (!header.ok()) return Fail(ProtocolError(header.status().message()));
   if (++options_seen_ > opts_.max_options) {
     return Fail(ProtocolError(absl::StrFormat(
@@ -69,9 +69,7 @@ void ServerSession::Impl::OnOptionHeader() {
 
 void ServerSession::Impl::OnOptionData() {
   // Handlers may Expect() the next unit, which reuses the scratch buffer.
-  std::vector<uint8_t> data = std::move(rx_scratch_);
-  rx_scratch_.clear();
-  rx_unit_ = Unit::kNone;
+  std::vector<uint8_t> data = rx_.TakeScratch();
   HandleOption(option_.option, data);
   if (!terminal() && !closing_ && !export_.has_value()) {
     Expect(Unit::kOptionHeader, kOptionRequestHeaderSize);

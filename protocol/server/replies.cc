@@ -221,7 +221,7 @@ void ServerSession::Impl::QueueBlockStatus(const ServerRequest& r,
 
 void ServerSession::Impl::EndReply(RequestHandle handle,
                                    std::shared_ptr<const void> keepalive) {
-  out_.EndReply(handle, std::move(keepalive));
+  out_.TagLast({server_internal::kReplyEndTag, handle}, std::move(keepalive));
 }
 
 absl::StatusOr<ServerSession::Impl::InFlight*>

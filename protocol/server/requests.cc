@@ -41,7 +41,7 @@ const char* ErrorText(int e) {
 void ServerSession::Impl::OnRequestHeader() {
   ServerRequest r;
   if (extended_) {
-    absl::StatusOr<ExtendedRequest> h = DecodeExtendedRequest(rx_scratch_);
+    absl::StatusOr<ExtendedRequest> h = DecodeExtendedRequest(rx_.scratch());
     if (!h.ok()) return Fail(ErrnoStatus(EPROTO, h.status().message()));
     r.cookie = h->cookie;
     r.command = static_cast<Command>(h->type);
@@ -49,7 +49,7 @@ void ServerSession::Impl::OnRequestHeader() {
     r.offset = h->offset;
     r.length = h->length;
   } else {
-    absl::StatusOr<Request> h = DecodeRequest(rx_scratch_);
+    absl::StatusOr<Request> h = DecodeRequest(rx_.scratch());
     if (!h.ok()) return Fail(ErrnoStatus(EPROTO, h.status().message()));
     r.cookie = h->cookie;
     r.command = static_cast<Command>(h->type);

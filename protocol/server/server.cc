@@ -14,8 +14,6 @@
 namespace nbd {
 namespace {
 
-// Discarded input goes through a scratch buffer of at most this size.
-constexpr size_t kSkipChunk = 64 * 1024;
 // Payload buffers up to this size are kept for reuse, at most kPoolSize.
 constexpr size_t kPoolMaxBuffer = 1u << 20;
 constexpr size_t kPoolSize = 8;
@@ -95,9 +93,7 @@ void ServerSession::Impl::Fail(absl::Status reason) {
   dead_ = true;
   dead_reason_ = reason;
   out_.Clear();
-  rx_unit_ = Unit::kNone;
-  rx_scratch_.clear();
-  rx_scratch_.shrink_to_fit();
+  rx_.ReleaseMemory();
   events_.push_back(ServerDead{std::move(reason)});
 }
 
@@ -108,7 +104,7 @@ void ServerSession::Impl::StartClosing(absl::string_view why) {
                               in_flight_.size()));
   }
   closing_ = true;
-  rx_unit_ = Unit::kNone;
+  rx_.Clear();
   MaybeClose();
 }
 
@@ -158,65 +154,57 @@ void ServerSession::Impl::Release(RequestHandle handle) {
 // -----------------------------------------------------
 
 void ServerSession::Impl::Expect(Unit unit, size_t n) {
-  rx_unit_ = unit;
-  rx_want_ = n;
-  rx_got_ = 0;
-  rx_dst_ = nullptr;
-  rx_scratch_.resize(n);
-  if (n == 0) OnUnitComplete();
+  if (rx_.Expect(unit, n)) OnUnitComplete();
 }
 
 void ServerSession::Impl::ExpectInto(Unit unit, uint8_t* dst, size_t n) {
-  rx_unit_ = unit;
-  rx_want_ = n;
-  rx_got_ = 0;
-  rx_dst_ = dst;
-  if (n == 0) OnUnitComplete();
+  if (rx_.ExpectInto(unit, dst, n)) OnUnitComplete();
 }
 
 void ServerSession::Impl::ExpectSkip(uint64_t n, AfterSkip after) {
-  skip_left_ = n;
   after_skip_ = after;
-  Expect(Unit::kSkip, static_cast<size_t>(std::min<uint64_t>(n, kSkipChunk)));
+  if (rx_.Skip(Unit::kSkip, n)) OnUnitComplete();
 }
 
 bool ServerSession::Impl::at_boundary() const {
-  return rx_got_ == 0 &&
-         (rx_unit_ == Unit::kClientFlags || rx_unit_ == Unit::kOptionHeader ||
-          rx_unit_ == Unit::kRequestHeader);
+  const Unit unit = rx_.unit();
+  return rx_.got() == 0 &&
+         (unit == Unit::kClientFlags || unit == Unit::kOptionHeader ||
+          unit == Unit::kRequestHeader);
 }
 
 bool ServerSession::Impl::input_paused() const {
   if (!at_boundary()) return false;
   if (out_.pending_bytes() > opts_.output_high_water) return true;
-  return rx_unit_ == Unit::kRequestHeader &&
+  return rx_.unit() == Unit::kRequestHeader &&
          in_flight_.size() >= opts_.max_in_flight;
 }
 
 absl::Span<uint8_t> ServerSession::Impl::RecvBuffer() {
-  if (terminal() || closing_ || rx_unit_ == Unit::kNone || input_paused()) {
-    return {};
-  }
-  uint8_t* base = rx_dst_ != nullptr ? rx_dst_ : rx_scratch_.data();
-  return absl::Span<uint8_t>(base + rx_got_, rx_want_ - rx_got_);
+  if (terminal() || closing_ || input_paused()) return {};
+  return rx_.Buffer(/*readahead_ok=*/false);
 }
 
 absl::Status ServerSession::Impl::CommitRecv(size_t n) {
   if (terminal()) {
     return PreconditionStatus(EINVAL, "the session is closed or dead");
   }
-  if (n > rx_want_ - rx_got_ || (n > 0 && RecvBuffer().empty())) {
-    return absl::InvalidArgumentError(
+  const bool refused = n > 0 && RecvBuffer().empty();
+  const internal::Committed c =
+      refused ? internal::Committed::kNoBuffer : rx_.Commit(n);
+  if (c == internal::Committed::kNoBuffer ||
+      c == internal::Committed::kBeyondBuffer) {
+    return ErrnoStatus(
+        EINVAL,
         absl::StrFormat("CommitRecv(%d) exceeds the receive buffer", n));
   }
-  rx_got_ += n;
-  if (n > 0 && rx_got_ == rx_want_) OnUnitComplete();
+  if (c == internal::Committed::kUnitComplete) OnUnitComplete();
   if (dead_) return dead_reason_;
   return absl::OkStatus();
 }
 
 void ServerSession::Impl::OnUnitComplete() {
-  switch (rx_unit_) {
+  switch (rx_.unit()) {
     case Unit::kNone:
       return;
     case Unit::kClientFlags:
@@ -230,13 +218,7 @@ void ServerSession::Impl::OnUnitComplete() {
     case Unit::kPayload:
       return OnPayload();
     case Unit::kSkip: {
-      skip_left_ -= rx_want_;
-      if (skip_left_ > 0) {
-        rx_want_ =
-            static_cast<size_t>(std::min<uint64_t>(skip_left_, kSkipChunk));
-        rx_got_ = 0;
-        return;
-      }
+      // The receiver discarded every chunk of it.
       switch (after_skip_) {
         case AfterSkip::kOptionTooBig:
           SendOptionError(option_.option, OptionReplyType::kErrTooBig,
@@ -264,8 +246,7 @@ ServerPhase ServerSession::phase() const { return impl_->phase(); }
 Direction ServerSession::wants() const {
   const Impl& s = *impl_;
   if (s.terminal()) return Direction::kNone;
-  const bool read =
-      !s.closing_ && s.rx_unit_ != Impl::Unit::kNone && !s.input_paused();
+  const bool read = !s.closing_ && s.rx_.expecting() && !s.input_paused();
   const bool write = !s.out_.empty();
   if (read && write) return Direction::kBoth;
   if (read) return Direction::kRead;
@@ -288,16 +269,10 @@ const ServerOptions& ServerSession::options() const { return impl_->opts_; }
 absl::StatusOr<size_t> ServerSession::Feed(absl::Span<const uint8_t> bytes) {
   Impl& s = *impl_;
   if (absl::Status st = s.Check(ServerCall::kFeed); !st.ok()) return st;
-  size_t used = 0;
-  while (used < bytes.size()) {
-    absl::Span<uint8_t> dst = s.RecvBuffer();
-    if (dst.empty()) break;
-    const size_t n = std::min(dst.size(), bytes.size() - used);
-    std::memcpy(dst.data(), bytes.data() + used, n);
-    used += n;
-    absl::Status st = s.CommitRecv(n);
-    if (!st.ok()) return st;
-  }
+  const size_t used = s.rx_.Feed(
+      bytes, [&s] { return !s.terminal() && !s.closing_ && !s.input_paused(); },
+      [&s] { s.OnUnitComplete(); });
+  if (s.dead_) return s.dead_reason_;
   return used;
 }
 
@@ -310,7 +285,7 @@ void ServerSession::FeedEof() {
   s.Fail(ErrnoStatus(ECONNRESET,
                      absl::StrFormat("client closed the connection inside a "
                                      "message (%d of %d bytes received)",
-                                     s.rx_got_, s.rx_want_)));
+                                     s.rx_.got(), s.rx_.want())));
 }
 
 void ServerSession::FeedTransportError(absl::Status error) {
@@ -343,12 +318,15 @@ absl::Status ServerSession::ConsumeOutput(size_t n) {
     return st;
   }
   if (n > s.out_.pending_bytes()) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("ConsumeOutput(%d) with only %d bytes pending", n,
-                        s.out_.pending_bytes()));
+    return ErrnoStatus(
+        EINVAL, absl::StrFormat("ConsumeOutput(%d) with only %d bytes pending",
+                                n, s.out_.pending_bytes()));
   }
-  s.out_.Consume(n, [&s](RequestHandle handle) {
-    if (s.opts_.report_reply_sent) s.events_.push_back(ReplySent{handle});
+  s.out_.Consume(n, [&s](internal::SegmentTag tag) {
+    if (tag.kind == server_internal::kReplyEndTag &&
+        s.opts_.report_reply_sent) {
+      s.events_.push_back(ReplySent{tag.id});
+    }
   });
   s.MaybeClose();
   return absl::OkStatus();

@@ -19,8 +19,9 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "protocol/client/client.h"
-#include "protocol/client/internal/output_queue.h"
+#include "protocol/client/internal/client_output.h"
 #include "protocol/client/permissions.h"
+#include "protocol/internal/receiver.h"
 
 namespace nbd {
 
@@ -217,7 +218,7 @@ class Client::Impl {
   void Fail(absl::Status reason);  // -> kDead
   void Close();                    // -> kClosed
   void FailAllCommands(const absl::Status& why);
-  void OnSegmentSent(const internal::Segment& segment);
+  void OnSegmentSent(internal::SegmentKind kind, Cookie cookie);
   // After ConsumeOutput(): a fatal refusal dies once NBD_OPT_ABORT is out.
   void OnOutputConsumed();
   absl::Status Disconnect(uint32_t flags);
@@ -245,19 +246,11 @@ class Client::Impl {
 
   ClientOptions opts_;
 
-  // Receive state.
-  Unit rx_unit_ = Unit::kNone;
-  size_t rx_want_ = 0;
-  size_t rx_got_ = 0;
-  uint8_t* rx_dst_ = nullptr;  // caller memory, or nullptr for scratch
-  std::vector<uint8_t> rx_scratch_;
-  std::vector<uint8_t> readahead_;
-  // RecvBuffer() handed out probe_ (nothing was expected); the next
-  // CommitRecv() takes its byte from there.
-  uint8_t probe_[1] = {};
-  bool probe_out_ = false;
+  // Receive state: read-ahead (ClientOptions::recv_readahead) at reply
+  // headers, and a 1-byte probe while parked with nothing expected.
+  internal::Receiver<Unit> rx_;
 
-  internal::OutputQueue out_;
+  internal::ClientOutputQueue out_;
   std::deque<ClientEvent> events_;
 
   State state_ = State::kAwaitingGreeting;

@@ -17,7 +17,8 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
-#include "protocol/server/internal/output_queue.h"
+#include "protocol/internal/output_queue.h"
+#include "protocol/internal/receiver.h"
 #include "protocol/server/permissions.h"
 #include "protocol/server/server.h"
 
@@ -26,6 +27,9 @@ namespace server_internal {
 
 // The option's name; an unknown one keeps its number ("NBD_OPT_? (99)").
 std::string OptionLabel(uint32_t option);
+
+// Tag kind of a reply's last output segment (its id is the RequestHandle).
+inline constexpr uint8_t kReplyEndTag = 1;
 
 }  // namespace server_internal
 
@@ -149,15 +153,10 @@ class ServerSession::Impl {
   ServerOptions opts_;
 
   // Receive state.
-  Unit rx_unit_ = Unit::kNone;
-  size_t rx_want_ = 0;
-  size_t rx_got_ = 0;
-  uint8_t* rx_dst_ = nullptr;  // payload buffer, or nullptr for scratch
-  std::vector<uint8_t> rx_scratch_;
-  uint64_t skip_left_ = 0;
+  internal::Receiver<Unit> rx_;
   AfterSkip after_skip_ = AfterSkip::kNothing;
 
-  server_internal::OutputQueue out_;
+  internal::OutputQueue out_;
   std::deque<ServerEvent> events_;
 
   // Lifecycle.
