@@ -171,15 +171,15 @@ struct EngineOptions {
   // (Poll fails with ETIMEDOUT after this long without a completion) and
   // the wait for the servers to close in Shutdown()/Disconnect().
   absl::Duration timeout = absl::Seconds(30);
-  // ClientOptions::recv_readahead for every connection, unless the
-  // ClientOptions given to Open() set one.
-  size_t recv_readahead = 0;
   // Diagnostics (e.g. a tool's --debug), one line per call, without a
   // newline: notes (io_uring unavailable, multi-conn not offered, a command
   // failed) and, as "URI [conn]: message", every ClientTrace line (setting
   // `debug` turns ClientOptions::trace on). Null: none.
-  std::function<void(std::string_view line)> debug;
-  EventObserver observer;  // may be null
+  std::function<void(std::string_view line)> debug = nullptr;
+  // ClientOptions::recv_readahead for every connection, unless the
+  // ClientOptions given to Open() set one.
+  size_t recv_readahead = 0;
+  EventObserver observer = nullptr;  // may be null
 };
 
 class Engine {
