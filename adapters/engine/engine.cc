@@ -36,7 +36,10 @@ const char* AdapterName(Adapter adapter) {
   return "?";
 }
 
-Engine::Engine(EngineOptions options) : options_(std::move(options)) {}
+Engine::Engine(EngineOptions options)
+    : options_(std::move(options)),
+      counters_(options_.counters != nullptr ? options_.counters
+                                             : &own_counters_) {}
 
 Engine::~Engine() {
   // Links go before the driver: epoll connections leave the epoll set,
@@ -56,17 +59,17 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(EngineOptions options) {
   absl::StatusOr<std::unique_ptr<internal::Driver>> driver;
   switch (engine->options_.adapter) {
     case Adapter::kIoUring:
-      driver = internal::NewUringDriver(&engine->counters_);
+      driver = internal::NewUringDriver(engine->counters_);
       if (driver.ok()) break;
       engine->Note(absl::StrCat("io_uring unavailable (",
                                 driver.status().message(), "), using epoll"));
       engine->options_.adapter = Adapter::kEpoll;
       [[fallthrough]];
     case Adapter::kEpoll:
-      driver = internal::NewEpollDriver(&engine->counters_);
+      driver = internal::NewEpollDriver(engine->counters_);
       break;
     case Adapter::kBlocking:
-      driver = internal::NewBlockingDriver(&engine->counters_);
+      driver = internal::NewBlockingDriver(engine->counters_);
       break;
   }
   if (!driver.ok()) return driver.status();

@@ -180,6 +180,10 @@ struct EngineOptions {
   // ClientOptions given to Open() set one.
   size_t recv_readahead = 0;
   EventObserver observer = nullptr;  // may be null
+  // Receives the adapters' system call counts if set (it must outlive the
+  // Engine; several engines may share one); otherwise the Engine keeps its
+  // own. counters() reads whichever is used.
+  adapters::SyscallCounters* counters = nullptr;
 };
 
 class Engine {
@@ -252,7 +256,7 @@ class Engine {
   absl::Status Disconnect(absl::Duration timeout);
 
   // System calls made by the adapters so far (all connections).
-  const adapters::SyscallCounters& counters() const { return counters_; }
+  const adapters::SyscallCounters& counters() const { return *counters_; }
 
  private:
   friend class Export;
@@ -268,7 +272,8 @@ class Engine {
   void Note(std::string_view line) const;
 
   EngineOptions options_;
-  adapters::SyscallCounters counters_;
+  adapters::SyscallCounters own_counters_;
+  adapters::SyscallCounters* counters_;  // options_.counters or own_counters_
   std::unique_ptr<internal::Driver> driver_;
   std::vector<std::unique_ptr<Export>> exports_;
   // Exports whose Open()/Attach() failed; their links may still be known
