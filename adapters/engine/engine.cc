@@ -1,5 +1,7 @@
 #include "adapters/engine/engine.h"
 
+#include <unistd.h>
+
 #include <cerrno>
 #include <cinttypes>
 #include <utility>
@@ -116,8 +118,13 @@ absl::StatusOr<Export*> Engine::Open(std::string_view uri, size_t connections,
 
 absl::StatusOr<Export*> Engine::Attach(int fd, ClientOptions options,
                                        std::string name) {
+  absl::StatusOr<int> adopted = adapters::AdoptFd(fd);
+  if (!adopted.ok()) {
+    ::close(fd);
+    return adopted.status();
+  }
   std::unique_ptr<Export> exp(new Export(this, std::move(name)));
-  if (absl::Status s = Connect(*exp, fd, std::move(options)); !s.ok()) {
+  if (absl::Status s = Connect(*exp, *adopted, std::move(options)); !s.ok()) {
     return Abandon(std::move(exp), s);
   }
   exports_.push_back(std::move(exp));

@@ -207,7 +207,8 @@ class Engine {
                                ClientOptions options = {});
   // One connection over `fd`, a connected stream socket (owned from now
   // on; closed on failure too), e.g. from adapters::ConnectUnix or a
-  // socketpair. `name` stands for the URI in messages.
+  // socketpair; it is validated and made non-blocking (adapters::AdoptFd).
+  // `name` stands for the URI in messages.
   absl::StatusOr<Export*> Attach(int fd, ClientOptions options,
                                  std::string name = "fd");
 

@@ -181,6 +181,10 @@ class BlockingDriver : public Driver {
         link->FailQueued("not sent: the server stopped answering");
         continue;
       }
+      if (link->ended()) {
+        link->FailQueued("not sent: the connection has ended");
+        continue;
+      }
       absl::Duration left =
           std::max(deadline - absl::Now(), absl::ZeroDuration());
       if (link->RunNext(left)) return absl::OkStatus();
