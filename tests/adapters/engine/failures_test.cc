@@ -17,7 +17,7 @@
 #include "protocol/client/client.h"
 #include "protocol/status.h"
 #include "tests/adapters/engine/engine_fixture.h"
-#include "tests/adapters/engine/fake_servers.h"
+#include "tests/adapters/interop/silent_server.h"
 
 namespace nbd::test {
 namespace {
@@ -39,17 +39,17 @@ struct Outcome {
   }
 };
 
-// A fake server on a socketpair, attached to `engine`.
+// A SilentServer on a socketpair, attached to `engine`.
 struct Attached {
-  std::unique_ptr<FakeServer> server;
+  std::unique_ptr<SilentServer> server;
   Export* exp = nullptr;
 };
 
-Attached AttachFake(Engine& engine, size_t close_after) {
+Attached AttachSilent(Engine& engine, size_t close_after) {
   Attached a;
   int sv[2];
   EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-  a.server = std::make_unique<FakeServer>(sv[1], close_after);
+  a.server = std::make_unique<SilentServer>(sv[1], close_after);
   auto exp = engine.Attach(sv[0], {}, "fake");
   EXPECT_TRUE(exp.ok()) << exp.status();
   if (exp.ok()) a.exp = *exp;
@@ -105,7 +105,7 @@ TEST_P(FailuresTest, RefusedCommandNeverCompletesOrFailsOnce) {
 TEST_P(FailuresTest, ConnectionLostFailsPendingCommandsOnceWithEnotconn) {
   std::unique_ptr<Engine> engine = NewEngine();
   ASSERT_NE(engine, nullptr);
-  Attached a = AttachFake(*engine, kRequestSize);
+  Attached a = AttachSilent(*engine, kRequestSize);
   ASSERT_NE(a.exp, nullptr);
   std::vector<std::vector<uint8_t>> bufs(3, std::vector<uint8_t>(4096));
   std::vector<Outcome> reads(3);
@@ -139,7 +139,7 @@ TEST_P(FailuresTest, ConnectionLostFailsPendingCommandsOnceWithEnotconn) {
 TEST_P(FailuresTest, ShutdownIsBoundedWhenTheServerNeverCloses) {
   std::unique_ptr<Engine> engine = NewEngine();
   ASSERT_NE(engine, nullptr);
-  Attached a = AttachFake(*engine, 0);
+  Attached a = AttachSilent(*engine, 0);
   ASSERT_NE(a.exp, nullptr);
   absl::Time t0 = absl::Now();
   absl::Status s = engine->Shutdown(0, absl::Milliseconds(300));
@@ -161,24 +161,24 @@ TEST_P(FailuresTest, ShutdownIsBoundedWhenTheServerNeverCloses) {
 TEST_P(FailuresTest, OneDeadlineForEveryConnection) {
   std::unique_ptr<Engine> engine = NewEngine();
   ASSERT_NE(engine, nullptr);
-  std::vector<Attached> fakes;
+  std::vector<Attached> silent;
   for (int i = 0; i < 3; ++i) {
-    fakes.push_back(AttachFake(*engine, 0));
-    ASSERT_NE(fakes.back().exp, nullptr);
+    silent.push_back(AttachSilent(*engine, 0));
+    ASSERT_NE(silent.back().exp, nullptr);
   }
   absl::Time t0 = absl::Now();
   absl::Status s = engine->Shutdown(0, absl::Seconds(1));
   absl::Duration took = absl::Now() - t0;
   EXPECT_EQ(StatusErrno(s), ETIMEDOUT) << s;
   EXPECT_LT(took, absl::Milliseconds(2500));  // not one second each
-  for (const Attached& a : fakes) EXPECT_TRUE(a.exp->finished(0));
+  for (const Attached& a : silent) EXPECT_TRUE(a.exp->finished(0));
 }
 
 TEST_P(FailuresTest, UnansweredCommandTimesOutThenShutdownEndsIt) {
   constexpr absl::Duration kShort = absl::Milliseconds(300);
   std::unique_ptr<Engine> engine = NewEngine(kShort);
   ASSERT_NE(engine, nullptr);
-  Attached a = AttachFake(*engine, 0);
+  Attached a = AttachSilent(*engine, 0);
   ASSERT_NE(a.exp, nullptr);
   std::vector<uint8_t> buf(4096);
   Outcome read;
