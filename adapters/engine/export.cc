@@ -43,32 +43,6 @@ absl::Status Export::Issue(size_t conn, Op op) {
   return absl::OkStatus();
 }
 
-absl::Status Export::Read(size_t conn, uint64_t offset,
-                          absl::Span<uint8_t> buffer, Done done,
-                          uint16_t flags) {
-  Op op;
-  op.command = Command::kRead;
-  op.offset = offset;
-  op.length = buffer.size();
-  op.flags = flags;
-  op.read_buffer = buffer;
-  op.done = std::move(done);
-  return Issue(conn, std::move(op));
-}
-
-absl::Status Export::Write(size_t conn, uint64_t offset,
-                           absl::Span<const uint8_t> data, uint16_t flags,
-                           Done done) {
-  Op op;
-  op.command = Command::kWrite;
-  op.offset = offset;
-  op.length = data.size();
-  op.flags = flags;
-  op.write_data = data;
-  op.done = std::move(done);
-  return Issue(conn, std::move(op));
-}
-
 namespace {
 
 Op RangeOp(Command command, uint64_t offset, uint64_t length, uint16_t flags,
@@ -83,6 +57,23 @@ Op RangeOp(Command command, uint64_t offset, uint64_t length, uint16_t flags,
 }
 
 }  // namespace
+
+absl::Status Export::Read(size_t conn, uint64_t offset,
+                          absl::Span<uint8_t> buffer, Done done,
+                          uint16_t flags) {
+  Op op =
+      RangeOp(Command::kRead, offset, buffer.size(), flags, std::move(done));
+  op.read_buffer = buffer;
+  return Issue(conn, std::move(op));
+}
+
+absl::Status Export::Write(size_t conn, uint64_t offset,
+                           absl::Span<const uint8_t> data, uint16_t flags,
+                           Done done) {
+  Op op = RangeOp(Command::kWrite, offset, data.size(), flags, std::move(done));
+  op.write_data = data;
+  return Issue(conn, std::move(op));
+}
 
 absl::Status Export::WriteZeroes(size_t conn, uint64_t offset, uint64_t length,
                                  uint16_t flags, Done done) {

@@ -62,12 +62,8 @@ class EpollDriver : public Driver {
                                             std::move(context), counters_);
     if (absl::Status s = loop_->Add(&link->conn()); !s.ok()) return s;
     links_.push_back(link.get());
-    if (absl::Status s = link->AwaitHandshake(option_mode, timeout); !s.ok()) {
-      link->Abandon();
-      abandoned_.push_back(std::move(link));
-      return s;
-    }
-    return link;
+    return HandshakeOrAbandon(std::move(link), option_mode, timeout,
+                              abandoned_);
   }
 
   absl::Status PollOnce(absl::Duration timeout) override {
@@ -84,7 +80,7 @@ class EpollDriver : public Driver {
   // polls no more once it started to.
   std::vector<EpollLink*> links_;
   // Failed handshakes: the loop still refers to their connections.
-  std::vector<std::unique_ptr<EpollLink>> abandoned_;
+  std::vector<std::unique_ptr<LoopLink>> abandoned_;
 };
 
 }  // namespace

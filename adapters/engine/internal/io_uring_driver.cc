@@ -61,12 +61,8 @@ class UringDriver : public Driver {
     const bool option_mode = options.option_mode;
     auto link = std::make_unique<UringLink>(loop_.get(), std::move(context));
     link->Attach(fd, std::move(options));
-    if (absl::Status s = link->AwaitHandshake(option_mode, timeout); !s.ok()) {
-      link->Abandon();
-      abandoned_.push_back(std::move(link));
-      return s;
-    }
-    return link;
+    return HandshakeOrAbandon(std::move(link), option_mode, timeout,
+                              abandoned_);
   }
 
   absl::Status PollOnce(absl::Duration timeout) override {
@@ -76,7 +72,7 @@ class UringDriver : public Driver {
  private:
   std::unique_ptr<adapters::UringLoop> loop_;
   // Failed handshakes: the ring still delivers their connections' events.
-  std::vector<std::unique_ptr<UringLink>> abandoned_;
+  std::vector<std::unique_ptr<LoopLink>> abandoned_;
 };
 
 }  // namespace

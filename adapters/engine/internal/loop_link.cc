@@ -154,4 +154,15 @@ absl::Status LoopLink::OptAbort(absl::Duration timeout) {
   return WaitForEnd(timeout);
 }
 
+absl::StatusOr<std::unique_ptr<Link>> HandshakeOrAbandon(
+    std::unique_ptr<LoopLink> link, bool option_mode, absl::Duration timeout,
+    std::vector<std::unique_ptr<LoopLink>>& abandoned) {
+  if (absl::Status s = link->AwaitHandshake(option_mode, timeout); !s.ok()) {
+    link->Abandon();
+    abandoned.push_back(std::move(link));
+    return s;
+  }
+  return link;
+}
+
 }  // namespace nbd::engine::internal

@@ -4,6 +4,7 @@
 #ifndef NBD_ADAPTERS_ENGINE_INTERNAL_LOOP_LINK_H_
 #define NBD_ADAPTERS_ENGINE_INTERNAL_LOOP_LINK_H_
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -81,6 +82,13 @@ class LoopLink : public Link {
   std::vector<std::string> exports_;
   std::vector<MetaContext> contexts_;
 };
+
+// Runs the handshake of a link just added to its loop (AwaitHandshake).
+// On failure the link is abandoned into `abandoned`, since the loop still
+// refers to it, and the error returned.
+absl::StatusOr<std::unique_ptr<Link>> HandshakeOrAbandon(
+    std::unique_ptr<LoopLink> link, bool option_mode, absl::Duration timeout,
+    std::vector<std::unique_ptr<LoopLink>>& abandoned);
 
 }  // namespace nbd::engine::internal
 

@@ -25,18 +25,6 @@ using engine::Export;
 
 using CommandsTest = EngineTest;
 
-// Counts a command's completions and keeps its last status.
-struct Outcome {
-  int calls = 0;
-  absl::Status status;
-  engine::Done Callback() {
-    return [this](const absl::Status& s) {
-      ++calls;
-      status = s;
-    };
-  }
-};
-
 TEST(AdapterNamesTest, ParseAndNameRoundTrip) {
   for (Adapter a : {Adapter::kBlocking, Adapter::kEpoll, Adapter::kIoUring}) {
     EXPECT_EQ(engine::ParseAdapter(engine::AdapterName(a)), a);

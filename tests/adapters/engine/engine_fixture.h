@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "adapters/engine/engine.h"
@@ -32,6 +33,18 @@ inline std::vector<uint8_t> Pattern(size_t size, uint8_t seed) {
   }
   return v;
 }
+
+// Counts a command's completions and keeps its last status.
+struct Outcome {
+  int calls = 0;
+  absl::Status status;
+  engine::Done Callback() {
+    return [this](const absl::Status& s) {
+      ++calls;
+      status = s;
+    };
+  }
+};
 
 class EngineTest : public ::testing::TestWithParam<engine::Adapter> {
  protected:

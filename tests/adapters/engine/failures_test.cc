@@ -28,17 +28,6 @@ using engine::Export;
 
 using FailuresTest = EngineTest;
 
-struct Outcome {
-  int calls = 0;
-  absl::Status status;
-  engine::Done Callback() {
-    return [this](const absl::Status& s) {
-      ++calls;
-      status = s;
-    };
-  }
-};
-
 // A SilentServer on a socketpair, attached to `engine`.
 struct Attached {
   std::unique_ptr<SilentServer> server;
