@@ -2,6 +2,11 @@
 // per Engine: the loop, the ring) and a Link per connection. Each adapter
 // implements both in its own file; the Engine never asks which adapter it
 // runs on.
+//
+// A new adapter is a Driver and a Link in a file of its own, a New*Driver
+// function, and a case in Engine::Create. Work that belongs to every
+// adapter (per-command tags, a submission queue woken from other threads)
+// goes into the Engine and LinkContext, not into the drivers.
 #ifndef NBD_ADAPTERS_ENGINE_INTERNAL_LINK_H_
 #define NBD_ADAPTERS_ENGINE_INTERNAL_LINK_H_
 
