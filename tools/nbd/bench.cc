@@ -95,7 +95,7 @@ absl::StatusOr<BenchResult> Bench::Run() {
   absl::StatusOr<std::unique_ptr<Engine>> engine =
       Engine::Create({.adapter = o_.adapter,
                       .timeout = o_.timeout,
-                      .debug = o_.debug,
+                      .debug = DebugLog(o_.debug),
                       .recv_readahead = ReadaheadFor(o_.block_size)});
   if (!engine.ok()) return engine.status();
   engine_ = std::move(*engine);

@@ -130,7 +130,7 @@ absl::Status Copier::Open() {
   absl::StatusOr<std::unique_ptr<Engine>> engine =
       Engine::Create({.adapter = o_.adapter,
                       .timeout = o_.timeout,
-                      .debug = o_.debug,
+                      .debug = DebugLog(o_.debug),
                       .recv_readahead = ReadaheadFor(o_.request_size)});
   if (!engine.ok()) return engine.status();
   engine_ = std::move(*engine);

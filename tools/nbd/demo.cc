@@ -254,7 +254,7 @@ void RunAdapter(Adapter adapter, uint64_t size, TempDir& dir,
   {
     std::deque<std::vector<uint8_t>> buffers;  // outlives the engine
     absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(
-        {.adapter = adapter, .timeout = g.timeout, .debug = g.debug});
+        {.adapter = adapter, .timeout = g.timeout, .debug = DebugLog(g.debug)});
     if (!engine.ok()) return fail("create engine", engine.status());
     run->used = AdapterName((*engine)->adapter());
     absl::Time t0 = absl::Now();
@@ -318,7 +318,7 @@ void RunAdapter(Adapter adapter, uint64_t size, TempDir& dir,
   {
     std::vector<uint8_t> data;  // outlives the engine
     absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(
-        {.adapter = adapter, .timeout = g.timeout, .debug = g.debug});
+        {.adapter = adapter, .timeout = g.timeout, .debug = DebugLog(g.debug)});
     if (!engine.ok()) return fail("create engine", engine.status());
     absl::Time t0 = absl::Now();
     absl::StatusOr<Export*> exp = (*engine)->Open(dst_uri, 1);

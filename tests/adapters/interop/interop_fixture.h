@@ -78,7 +78,7 @@ class InteropTest : public ::testing::TestWithParam<AdapterKind> {
 
 inline std::string ParamName(
     const ::testing::TestParamInfo<AdapterKind>& info) {
-  return AdapterName(info.param);
+  return engine::AdapterName(info.param);
 }
 
 #define NBD_INSTANTIATE_FOR_ALL_ADAPTERS(suite)              \

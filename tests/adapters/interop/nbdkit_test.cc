@@ -483,9 +483,9 @@ TEST_P(NbdkitTest, SyscallsPerOperation) {
     std::printf(
         "[%s readahead=%zu] syscalls/read: %.2f (recv %.2f send %.2f poll "
         "%.2f epoll_wait %.2f epoll_ctl %.2f io_uring_enter %.2f)\n",
-        AdapterName(GetParam()).c_str(), readahead, per_op,
-        (a.recv - before.recv) / n, (a.send - before.send) / n,
-        (a.poll - before.poll) / n, (a.epoll_wait - before.epoll_wait) / n,
+        AdapterName(GetParam()), readahead, per_op, (a.recv - before.recv) / n,
+        (a.send - before.send) / n, (a.poll - before.poll) / n,
+        (a.epoll_wait - before.epoll_wait) / n,
         (a.epoll_ctl - before.epoll_ctl) / n,
         (a.io_uring_enter - before.io_uring_enter) / n);
     RecordProperty(absl::StrCat("syscalls_per_read_readahead_", readahead),

@@ -1,4 +1,5 @@
-// A fake NBD server for tests of servers that never answer or close.
+// A fake NBD server for tests of servers that never answer or close (or
+// that close in the middle of the transmission phase).
 #ifndef NBD_TESTS_ADAPTERS_INTEROP_SILENT_SERVER_H_
 #define NBD_TESTS_ADAPTERS_INTEROP_SILENT_SERVER_H_
 
@@ -15,17 +16,21 @@
 
 namespace nbd::test {
 
-// A fake oldstyle server that reads everything the client sends, records
-// whether it saw EOF (the client's SHUT_WR), and never closes its socket.
+// A fake oldstyle server (1 MiB export) that reads everything the client
+// sends, records whether it saw EOF (the client's SHUT_WR), and never
+// answers. It never closes its socket, unless `close_after` is set: then it
+// closes once it has read that many bytes (a server lost with commands
+// pending). `fd` is the server's end of a connected stream socket; owned.
 class SilentServer {
  public:
-  explicit SilentServer(int fd) : fd_(fd) {
+  explicit SilentServer(int fd, size_t close_after = 0)
+      : fd_(fd), close_after_(close_after) {
     thread_ = std::thread([this] { Serve(); });
   }
   ~SilentServer() {
     stop_ = true;
     thread_.join();
-    ::close(fd_);
+    if (fd_ >= 0) ::close(fd_);
   }
   size_t bytes_read() const { return bytes_; }
   bool saw_eof() const { return eof_; }
@@ -45,11 +50,17 @@ class SilentServer {
       ssize_t r = ::recv(fd_, buf, sizeof buf, MSG_DONTWAIT);
       if (r > 0) bytes_ += r;
       if (r == 0) eof_ = true;
+      if (close_after_ > 0 && bytes_ >= close_after_) {
+        ::close(fd_);
+        fd_ = -1;
+        return;
+      }
       if (r <= 0) absl::SleepFor(absl::Milliseconds(5));
     }
   }
 
   int fd_;
+  const size_t close_after_;
   std::thread thread_;
   std::atomic<bool> stop_{false};
   std::atomic<size_t> bytes_{0};

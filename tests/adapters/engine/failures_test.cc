@@ -1,0 +1,203 @@
+// Engine failure paths through every adapter: server errors, refused
+// commands, a connection lost with commands pending (ENOTCONN, exactly
+// once), and disconnects bounded against servers that never close.
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/time/clock.h"
+#include "adapters/engine/engine.h"
+#include "adapters/pump/pump.h"
+#include "gtest/gtest.h"
+#include "protocol/client/client.h"
+#include "protocol/status.h"
+#include "tests/adapters/engine/engine_fixture.h"
+#include "tests/adapters/interop/silent_server.h"
+
+namespace nbd::test {
+namespace {
+
+using engine::Adapter;
+using engine::Engine;
+using engine::Export;
+
+using FailuresTest = EngineTest;
+
+// A SilentServer on a socketpair, attached to `engine`.
+struct Attached {
+  std::unique_ptr<SilentServer> server;
+  Export* exp = nullptr;
+};
+
+Attached AttachSilent(Engine& engine, size_t close_after) {
+  Attached a;
+  int sv[2];
+  EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  a.server = std::make_unique<SilentServer>(sv[1], close_after);
+  auto exp = engine.Attach(sv[0], {}, "fake");
+  EXPECT_TRUE(exp.ok()) << exp.status();
+  if (exp.ok()) a.exp = *exp;
+  return a;
+}
+
+// 28 bytes: one simple request header.
+constexpr size_t kRequestSize = 28;
+
+TEST_P(FailuresTest, ServerErrorReachesOnlyThatCommand) {
+  backend_->FailReads(4096, 4096, EIO);
+  std::unique_ptr<Engine> engine = NewEngine();
+  ASSERT_NE(engine, nullptr);
+  auto exp = engine->Open(server_->uri(), 1);
+  ASSERT_TRUE(exp.ok()) << exp.status();
+  std::vector<uint8_t> good(4096), bad(4096);
+  Outcome ok, failed;
+  ASSERT_TRUE(
+      (*exp)->Read(0, 4096, absl::MakeSpan(bad), failed.Callback()).ok());
+  ASSERT_TRUE((*exp)->Read(0, 0, absl::MakeSpan(good), ok.Callback()).ok());
+  ASSERT_TRUE(engine->Drain().ok());
+  EXPECT_EQ(failed.calls, 1);
+  EXPECT_EQ(StatusErrno(failed.status), EIO) << failed.status;
+  EXPECT_EQ(ok.calls, 1);
+  EXPECT_TRUE(ok.status.ok()) << ok.status;
+  EXPECT_TRUE(engine->Shutdown().ok());  // the connection survived
+}
+
+TEST_P(FailuresTest, RefusedCommandNeverCompletesOrFailsOnce) {
+  std::unique_ptr<Engine> engine = NewEngine();
+  ASSERT_NE(engine, nullptr);
+  auto exp = engine->Open(server_->uri(), 1);
+  ASSERT_TRUE(exp.ok()) << exp.status();
+  std::vector<uint8_t> buf(4096);
+  Outcome past_end;
+  absl::Status s =
+      (*exp)->Read(0, kExportSize, absl::MakeSpan(buf), past_end.Callback());
+  EXPECT_EQ(past_end.calls, 0);
+  ASSERT_TRUE(engine->Drain().ok());
+  if (GetParam() == Adapter::kBlocking) {
+    // Accepted, then refused by the core when its turn came.
+    ASSERT_TRUE(s.ok()) << s;
+    EXPECT_EQ(past_end.calls, 1);
+    EXPECT_FALSE(past_end.status.ok());
+  } else {
+    EXPECT_FALSE(s.ok());
+    EXPECT_EQ(past_end.calls, 0);
+  }
+  EXPECT_EQ(engine->in_flight(), 0u);
+  EXPECT_TRUE(engine->Shutdown().ok());
+}
+
+TEST_P(FailuresTest, ConnectionLostFailsPendingCommandsOnceWithEnotconn) {
+  std::unique_ptr<Engine> engine = NewEngine();
+  ASSERT_NE(engine, nullptr);
+  Attached a = AttachSilent(*engine, kRequestSize);
+  ASSERT_NE(a.exp, nullptr);
+  std::vector<std::vector<uint8_t>> bufs(3, std::vector<uint8_t>(4096));
+  std::vector<Outcome> reads(3);
+  for (size_t i = 0; i < 3; ++i) {
+    ASSERT_TRUE(
+        a.exp->Read(0, i * 4096, absl::MakeSpan(bufs[i]), reads[i].Callback())
+            .ok());
+  }
+  absl::Status s = engine->Drain();
+  EXPECT_TRUE(s.ok()) << s;
+  for (const Outcome& r : reads) {
+    EXPECT_EQ(r.calls, 1);
+    EXPECT_EQ(StatusErrno(r.status), ENOTCONN) << r.status;
+  }
+  // A close at a reply boundary is clean (kClosed), a reset is not (kDead);
+  // either way the pending commands were cut off.
+  EXPECT_TRUE(adapters::IsTerminal(a.exp->info().phase()));
+  EXPECT_TRUE(a.exp->finished(0));
+  // Nothing more is accepted, and nothing more completes.
+  Outcome late;
+  EXPECT_FALSE(
+      a.exp->Read(0, 0, absl::MakeSpan(bufs[0]), late.Callback()).ok());
+  EXPECT_TRUE(engine->Drain().ok());
+  EXPECT_EQ(late.calls, 0);
+  absl::Time t0 = absl::Now();
+  engine->Shutdown(0, kTimeout).IgnoreError();  // nothing left to end
+  EXPECT_LT(absl::Now() - t0, absl::Seconds(1));
+  for (const Outcome& r : reads) EXPECT_EQ(r.calls, 1);
+}
+
+TEST_P(FailuresTest, ShutdownIsBoundedWhenTheServerNeverCloses) {
+  std::unique_ptr<Engine> engine = NewEngine();
+  ASSERT_NE(engine, nullptr);
+  Attached a = AttachSilent(*engine, 0);
+  ASSERT_NE(a.exp, nullptr);
+  absl::Time t0 = absl::Now();
+  absl::Status s = engine->Shutdown(0, absl::Milliseconds(300));
+  absl::Duration took = absl::Now() - t0;
+  EXPECT_EQ(StatusErrno(s), ETIMEDOUT) << s;
+  EXPECT_GE(took, absl::Milliseconds(250));
+  EXPECT_LT(took, absl::Seconds(3));
+  EXPECT_EQ(a.exp->info().phase(), ClientPhase::kDead);
+  EXPECT_TRUE(a.exp->finished(0));
+  // NBD_CMD_DISC went out and the write side was shut down.
+  absl::Time give_up = absl::Now() + kTimeout;
+  while (!a.server->saw_eof() && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  EXPECT_EQ(a.server->bytes_read(), kRequestSize);
+  EXPECT_TRUE(a.server->saw_eof());
+}
+
+TEST_P(FailuresTest, OneDeadlineForEveryConnection) {
+  std::unique_ptr<Engine> engine = NewEngine();
+  ASSERT_NE(engine, nullptr);
+  std::vector<Attached> silent;
+  for (int i = 0; i < 3; ++i) {
+    silent.push_back(AttachSilent(*engine, 0));
+    ASSERT_NE(silent.back().exp, nullptr);
+  }
+  absl::Time t0 = absl::Now();
+  absl::Status s = engine->Shutdown(0, absl::Seconds(1));
+  absl::Duration took = absl::Now() - t0;
+  EXPECT_EQ(StatusErrno(s), ETIMEDOUT) << s;
+  EXPECT_LT(took, absl::Milliseconds(2500));  // not one second each
+  for (const Attached& a : silent) EXPECT_TRUE(a.exp->finished(0));
+}
+
+TEST_P(FailuresTest, UnansweredCommandTimesOutThenShutdownEndsIt) {
+  constexpr absl::Duration kShort = absl::Milliseconds(300);
+  std::unique_ptr<Engine> engine = NewEngine(kShort);
+  ASSERT_NE(engine, nullptr);
+  Attached a = AttachSilent(*engine, 0);
+  ASSERT_NE(a.exp, nullptr);
+  std::vector<uint8_t> buf(4096);
+  Outcome read;
+  ASSERT_TRUE(a.exp->Read(0, 0, absl::MakeSpan(buf), read.Callback()).ok());
+  absl::Time t0 = absl::Now();
+  absl::Status s = engine->Poll();
+  if (GetParam() == Adapter::kBlocking) {
+    // The blocking call times out and gives the connection up.
+    EXPECT_TRUE(s.ok()) << s;
+    EXPECT_EQ(read.calls, 1);
+    EXPECT_EQ(StatusErrno(read.status), ETIMEDOUT) << read.status;
+  } else {
+    EXPECT_EQ(StatusErrno(s), ETIMEDOUT) << s;
+    EXPECT_TRUE(absl::StrContains(s.message(), "fake: read at offset 0")) << s;
+    EXPECT_EQ(read.calls, 0);
+    EXPECT_EQ(engine->in_flight(), 1u);
+  }
+  // The export stalled: Shutdown does not wait for it again.
+  s = engine->Shutdown(0, kTimeout);
+  EXPECT_FALSE(s.ok());
+  EXPECT_LT(absl::Now() - t0, absl::Seconds(3));
+  EXPECT_EQ(read.calls, 1);
+  if (GetParam() != Adapter::kBlocking) {
+    EXPECT_EQ(StatusErrno(read.status), ENOTCONN) << read.status;
+  }
+  EXPECT_EQ(engine->in_flight(), 0u);
+  EXPECT_TRUE(a.exp->finished(0));
+}
+
+NBD_ENGINE_FOR_ALL_ADAPTERS(FailuresTest);
+
+}  // namespace
+}  // namespace nbd::test
