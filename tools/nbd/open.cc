@@ -8,8 +8,11 @@
 #include <variant>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "adapters/blocking/blocking_client.h"
 #include "adapters/connect/connect.h"
@@ -17,6 +20,7 @@
 #include "adapters/epoll/epoll_loop.h"
 #include "adapters/io_uring/uring_driver.h"
 #include "adapters/io_uring/uring_loop.h"
+#include "protocol/names.h"
 #include "protocol/status.h"
 
 namespace nbd::tool {
@@ -77,29 +81,18 @@ struct Export::Conn {
 
 namespace {
 
-const char* CommandName(Command c) {
-  switch (c) {
-    case Command::kRead:
-      return "read";
-    case Command::kWrite:
-      return "write";
-    case Command::kFlush:
-      return "flush";
-    case Command::kTrim:
-      return "trim";
-    case Command::kWriteZeroes:
-      return "write-zeroes";
-    case Command::kBlockStatus:
-      return "block-status";
-    default:
-      return "command";
-  }
+// "read", "write-zeroes": CommandName() (protocol/names.h) in the lower-case,
+// dashed form the tool's messages use.
+std::string CommandWord(Command c) {
+  return absl::StrReplaceAll(
+      absl::AsciiStrToLower(absl::StripPrefix(CommandName(c), "NBD_CMD_")),
+      {{"_", "-"}});
 }
 
 // "write at offset 4096", "flush": the command as error lines name it.
 std::string Describe(Command command, uint64_t offset) {
-  if (command == Command::kFlush) return CommandName(command);
-  return absl::StrCat(CommandName(command), " at offset ", offset);
+  if (command == Command::kFlush) return CommandWord(command);
+  return absl::StrCat(CommandWord(command), " at offset ", offset);
 }
 
 }  // namespace
@@ -462,7 +455,7 @@ size_t Engine::Dispatch() {
       Export::Op& op = done.op;
       if (options_.debug && !done.status.ok()) {
         std::fprintf(stderr, "nbd: debug: %s offset=%" PRIu64 " failed: %s\n",
-                     CommandName(op.command), op.offset,
+                     CommandWord(op.command).c_str(), op.offset,
                      done.status.ToString().c_str());
       }
       if (op.extents_done) {
