@@ -44,6 +44,20 @@ inline absl::Status BadMagic(const char* what, uint64_t want, uint64_t got) {
       absl::StrFormat("%s: bad magic 0x%x (expected 0x%x)", what, got, want));
 }
 
+// NeedFixed(), then InvalidArgument unless the structure starts with the
+// big-endian `magic` (as wide as its type: uint32_t or uint64_t); the
+// opening checks of most fixed-size decoders.
+template <typename Magic>
+absl::Status NeedFixedMagic(ByteSpan in, size_t need, Magic magic,
+                            const char* what) {
+  static_assert(sizeof(Magic) == 4 || sizeof(Magic) == 8);
+  if (auto s = NeedFixed(in, need, what); !s.ok()) return s;
+  const Magic m =
+      sizeof(Magic) == 8 ? LoadBe64(in.data()) : LoadBe32(in.data());
+  if (m != magic) return BadMagic(what, magic, m);
+  return absl::OkStatus();
+}
+
 inline absl::Status BadPayloadLength(const char* what, size_t got,
                                      const char* expected) {
   return absl::InvalidArgumentError(absl::StrFormat(

@@ -27,6 +27,7 @@ using wire_internal::BadPayloadLength;
 using wire_internal::CheckInfoType;
 using wire_internal::CheckStringLength;
 using wire_internal::NeedFixed;
+using wire_internal::NeedFixedMagic;
 using wire_internal::Put16;
 using wire_internal::Put32;
 using wire_internal::Put64;
@@ -50,9 +51,9 @@ std::array<uint8_t, kOldstyleGreetingSize> EncodeOldstyleGreeting(
 
 absl::StatusOr<OldstyleGreeting> DecodeOldstyleGreeting(ByteSpan in) {
   constexpr char kWhat[] = "oldstyle greeting";
-  if (auto s = NeedFixed(in, kOldstyleGreetingSize, kWhat); !s.ok()) return s;
-  if (uint64_t m = LoadBe64(in.data()); m != kNbdMagic) {
-    return BadMagic(kWhat, kNbdMagic, m);
+  if (auto s = NeedFixedMagic(in, kOldstyleGreetingSize, kNbdMagic, kWhat);
+      !s.ok()) {
+    return s;
   }
   if (uint64_t m = LoadBe64(in.data() + 8); m != kOldstyleMagic) {
     return BadMagic(kWhat, kOldstyleMagic, m);
@@ -75,9 +76,9 @@ std::array<uint8_t, kNewstyleGreetingSize> EncodeNewstyleGreeting(
 
 absl::StatusOr<NewstyleGreeting> DecodeNewstyleGreeting(ByteSpan in) {
   constexpr char kWhat[] = "newstyle greeting";
-  if (auto s = NeedFixed(in, kNewstyleGreetingSize, kWhat); !s.ok()) return s;
-  if (uint64_t m = LoadBe64(in.data()); m != kNbdMagic) {
-    return BadMagic(kWhat, kNbdMagic, m);
+  if (auto s = NeedFixedMagic(in, kNewstyleGreetingSize, kNbdMagic, kWhat);
+      !s.ok()) {
+    return s;
   }
   if (uint64_t m = LoadBe64(in.data() + 8); m != kIHaveOptMagic) {
     return BadMagic(kWhat, kIHaveOptMagic, m);
@@ -89,10 +90,7 @@ absl::StatusOr<NewstyleGreeting> DecodeNewstyleGreeting(ByteSpan in) {
 
 absl::StatusOr<GreetingKind> DecodeGreetingKind(ByteSpan in) {
   constexpr char kWhat[] = "greeting magics";
-  if (auto s = NeedFixed(in, 16, kWhat); !s.ok()) return s;
-  if (uint64_t m = LoadBe64(in.data()); m != kNbdMagic) {
-    return BadMagic(kWhat, kNbdMagic, m);
-  }
+  if (auto s = NeedFixedMagic(in, 16, kNbdMagic, kWhat); !s.ok()) return s;
   const uint64_t m = LoadBe64(in.data() + 8);
   if (m == kOldstyleMagic) return GreetingKind::kOldstyle;
   if (m == kIHaveOptMagic) return GreetingKind::kNewstyle;
@@ -133,11 +131,10 @@ std::array<uint8_t, kOptionRequestHeaderSize> EncodeOptionRequestHeader(
 
 absl::StatusOr<OptionRequestHeader> DecodeOptionRequestHeader(ByteSpan in) {
   constexpr char kWhat[] = "option request header";
-  if (auto s = NeedFixed(in, kOptionRequestHeaderSize, kWhat); !s.ok()) {
+  if (auto s =
+          NeedFixedMagic(in, kOptionRequestHeaderSize, kIHaveOptMagic, kWhat);
+      !s.ok()) {
     return s;
-  }
-  if (uint64_t m = LoadBe64(in.data()); m != kIHaveOptMagic) {
-    return BadMagic(kWhat, kIHaveOptMagic, m);
   }
   OptionRequestHeader h;
   h.option = LoadBe32(in.data() + 8);
@@ -169,11 +166,10 @@ std::array<uint8_t, kOptionReplyHeaderSize> EncodeOptionReplyHeader(
 
 absl::StatusOr<OptionReplyHeader> DecodeOptionReplyHeader(ByteSpan in) {
   constexpr char kWhat[] = "option reply header";
-  if (auto s = NeedFixed(in, kOptionReplyHeaderSize, kWhat); !s.ok()) {
+  if (auto s =
+          NeedFixedMagic(in, kOptionReplyHeaderSize, kOptionReplyMagic, kWhat);
+      !s.ok()) {
     return s;
-  }
-  if (uint64_t m = LoadBe64(in.data()); m != kOptionReplyMagic) {
-    return BadMagic(kWhat, kOptionReplyMagic, m);
   }
   OptionReplyHeader h;
   h.option = LoadBe32(in.data() + 8);

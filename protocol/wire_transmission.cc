@@ -22,10 +22,10 @@
 
 namespace nbd {
 
-using wire_internal::BadMagic;
 using wire_internal::BadPayloadLength;
 using wire_internal::CheckStringLength;
 using wire_internal::NeedFixed;
+using wire_internal::NeedFixedMagic;
 using wire_internal::Put16;
 using wire_internal::Put32;
 using wire_internal::Put64;
@@ -47,9 +47,9 @@ std::array<uint8_t, kRequestSize> EncodeRequest(const Request& r) {
 
 absl::StatusOr<Request> DecodeRequest(ByteSpan in) {
   constexpr char kWhat[] = "request";
-  if (auto s = NeedFixed(in, kRequestSize, kWhat); !s.ok()) return s;
-  if (uint32_t m = LoadBe32(in.data()); m != kRequestMagic) {
-    return BadMagic(kWhat, kRequestMagic, m);
+  if (auto s = NeedFixedMagic(in, kRequestSize, kRequestMagic, kWhat);
+      !s.ok()) {
+    return s;
   }
   Request r;
   r.flags = LoadBe16(in.data() + 4);
@@ -74,9 +74,10 @@ std::array<uint8_t, kExtendedRequestSize> EncodeExtendedRequest(
 
 absl::StatusOr<ExtendedRequest> DecodeExtendedRequest(ByteSpan in) {
   constexpr char kWhat[] = "extended request";
-  if (auto s = NeedFixed(in, kExtendedRequestSize, kWhat); !s.ok()) return s;
-  if (uint32_t m = LoadBe32(in.data()); m != kExtendedRequestMagic) {
-    return BadMagic(kWhat, kExtendedRequestMagic, m);
+  if (auto s = NeedFixedMagic(in, kExtendedRequestSize, kExtendedRequestMagic,
+                              kWhat);
+      !s.ok()) {
+    return s;
   }
   ExtendedRequest r;
   r.flags = LoadBe16(in.data() + 4);
@@ -128,9 +129,9 @@ std::array<uint8_t, kSimpleReplySize> EncodeSimpleReply(const SimpleReply& r) {
 
 absl::StatusOr<SimpleReply> DecodeSimpleReply(ByteSpan in) {
   constexpr char kWhat[] = "simple reply";
-  if (auto s = NeedFixed(in, kSimpleReplySize, kWhat); !s.ok()) return s;
-  if (uint32_t m = LoadBe32(in.data()); m != kSimpleReplyMagic) {
-    return BadMagic(kWhat, kSimpleReplyMagic, m);
+  if (auto s = NeedFixedMagic(in, kSimpleReplySize, kSimpleReplyMagic, kWhat);
+      !s.ok()) {
+    return s;
   }
   SimpleReply r;
   r.error = LoadBe32(in.data() + 4);
@@ -151,11 +152,10 @@ std::array<uint8_t, kStructuredReplyHeaderSize> EncodeStructuredReplyHeader(
 
 absl::StatusOr<StructuredReplyHeader> DecodeStructuredReplyHeader(ByteSpan in) {
   constexpr char kWhat[] = "structured reply header";
-  if (auto s = NeedFixed(in, kStructuredReplyHeaderSize, kWhat); !s.ok()) {
+  if (auto s = NeedFixedMagic(in, kStructuredReplyHeaderSize,
+                              kStructuredReplyMagic, kWhat);
+      !s.ok()) {
     return s;
-  }
-  if (uint32_t m = LoadBe32(in.data()); m != kStructuredReplyMagic) {
-    return BadMagic(kWhat, kStructuredReplyMagic, m);
   }
   StructuredReplyHeader h;
   h.flags = LoadBe16(in.data() + 4);
@@ -179,11 +179,10 @@ std::array<uint8_t, kExtendedReplyHeaderSize> EncodeExtendedReplyHeader(
 
 absl::StatusOr<ExtendedReplyHeader> DecodeExtendedReplyHeader(ByteSpan in) {
   constexpr char kWhat[] = "extended reply header";
-  if (auto s = NeedFixed(in, kExtendedReplyHeaderSize, kWhat); !s.ok()) {
+  if (auto s = NeedFixedMagic(in, kExtendedReplyHeaderSize, kExtendedReplyMagic,
+                              kWhat);
+      !s.ok()) {
     return s;
-  }
-  if (uint32_t m = LoadBe32(in.data()); m != kExtendedReplyMagic) {
-    return BadMagic(kWhat, kExtendedReplyMagic, m);
   }
   ExtendedReplyHeader h;
   h.flags = LoadBe16(in.data() + 4);

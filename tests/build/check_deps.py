@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Compares every C++ target's deps with the headers its files #include.
+"""Compares every C++ target's deps with the headers its files #include,
+and checks that nothing in our packages is public.
 
 Usage: check_deps.py WORKSPACE_DIR
 
@@ -13,6 +14,11 @@ exits 1 if there is any. Header-less deps (e.g. a test's gtest_main, or
 //tests/fuzz:replay_main added by the fuzz macro) are not judged, nor is a
 dep whose line ends in "# keep" (one needed only at link time, e.g. the
 library that defines what a header of another target declares).
+
+It also reports any package default visibility and any target visibility of
+//visibility:public under protocol/, adapters/, tools/, tests/ and docs/:
+those layers export through //:protocol_and_above, //:adapters_and_above
+or //tests:__subpackages__ (see the root BUILD).
 """
 import os
 import re
@@ -49,6 +55,10 @@ class Target:
         return dep
 
 
+# Targets and packages found public by load_targets().
+public = []
+
+
 def load_targets(workspace):
     targets = []
     for root in ROOTS:
@@ -67,7 +77,9 @@ def load_targets(workspace):
                         re.findall(r'"([^"]+)",?\s*# keep', rule_text))
 
             def rule(kind):
-                def add(name, srcs=(), hdrs=(), deps=(), **_):
+                def add(name, srcs=(), hdrs=(), deps=(), visibility=(), **_):
+                    if "//visibility:public" in visibility:
+                        public.append("//%s:%s" % (package, name))
                     if not isinstance(deps, (list, tuple)):
                         deps = []  # select(): judged by hand
                     t = Target(package, name, kind, srcs, hdrs, deps)
@@ -77,7 +89,13 @@ def load_targets(workspace):
 
             env = {k: rule(k) for k in ("cc_library", "cc_test", "cc_binary",
                                        "nbd_cc_fuzz_test")}
-            for ignored in ("package", "exports_files", "sh_test", "alias",
+            def package_rule(default_visibility=(), **_):
+                if "//visibility:public" in default_visibility:
+                    public.append("//%s (package default_visibility %s)" %
+                                  (package, list(default_visibility)))
+
+            env["package"] = package_rule
+            for ignored in ("exports_files", "sh_test", "alias",
                             "config_setting", "genquery", "filegroup",
                             "sh_binary", "package_group"):
                 env[ignored] = lambda *a, **k: None
@@ -140,6 +158,10 @@ def main():
         if ("//third_party:gtest_main" in deps and
                 "//third_party:gtest" in deps):
             problems.append("%s: both gtest and gtest_main" % t.label)
+    for label in public:
+        problems.append("%s: public; export through //:protocol_and_above, "
+                        "//:adapters_and_above or //tests:__subpackages__"
+                        % label)
     for p in problems:
         print(p)
     return 1 if problems else 0

@@ -6,7 +6,8 @@
 #                   (abseil and the standard library; nothing under
 #                   //adapters, //tools, //tests or //docs);
 #   //adapters/...  depends on nothing under //tools, //tests or //docs;
-#   //tools/...     depends on nothing under //tests or //docs.
+#   //tools/...     depends on nothing under //tests or //docs;
+#   //protocol/client and //protocol/server never depend on each other.
 #
 # Checking every direct edge of the rule graph is enough: every allowed edge
 # leads down the layers or into //third_party (whose wrappers depend on
@@ -54,11 +55,18 @@ violations="$(awk '
     if (label ~ /^\/\/docs[\/:]/) return "docs"
     return label
   }
+  function core(label) {
+    if (label ~ /^\/\/protocol\/client[\/:]/) return "client"
+    if (label ~ /^\/\/protocol\/server[\/:]/) return "server"
+    return ""
+  }
   / -> / {
     from = $1; to = $3
     gsub(/"/, "", from); gsub(/"/, "", to)
     f = layer(from); t = layer(to)
-    if (f == "protocol" && t != "protocol" && to != "//third_party:absl")
+    if (core(from) != "" && core(to) != "" && core(from) != core(to))
+      print from " -> " to ": the client and server cores may not depend on each other"
+    else if (f == "protocol" && t != "protocol" && to != "//third_party:absl")
       print from " -> " to ": //protocol/... may depend only on //protocol/... and //third_party:absl"
     else if (f == "adapters" && (t == "tools" || t == "tests" || t == "docs"))
       print from " -> " to ": //adapters/... may not depend on //" t "/..."
