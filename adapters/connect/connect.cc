@@ -29,6 +29,7 @@
 #include "absl/time/clock.h"
 #include "adapters/connect/errno_status.h"
 #include "adapters/connect/internal.h"
+#include "protocol/status.h"
 
 namespace nbd::adapters {
 namespace {
@@ -36,7 +37,6 @@ namespace {
 using internal::InvalidArgument;
 using internal::SystemError;
 using internal::UniqueFd;
-using internal::WithErrno;
 
 // Waits for a non-blocking connect() on `fd` to finish, for up to `timeout`.
 absl::Status FinishConnect(int fd, absl::Duration timeout) {

@@ -12,9 +12,8 @@
 // (absl::ErrnoToStatusCode: ECONNREFUSED -> kUnavailable, ETIMEDOUT ->
 // kDeadlineExceeded, ENOENT -> kNotFound, ...), a message naming what was
 // being done and the strerror text, and the errno attached as a status
-// payload, readable with ErrnoFromStatus() (the payload is the one
-// protocol/status.h uses, so nbd::StatusErrno() reads it too). Bad arguments
-// give kInvalidArgument (EINVAL or ENAMETOOLONG).
+// payload, readable with nbd::StatusErrno() (protocol/status.h). Bad
+// arguments give kInvalidArgument (EINVAL or ENAMETOOLONG).
 //
 // Subprocesses (ConnectCommand, ConnectSocketActivation) are started with
 // fork() and execve(): the argv and environment arrays are built before the
@@ -49,10 +48,6 @@ inline constexpr absl::Duration kDefaultConnectTimeout = absl::Seconds(30);
 
 // The longest Unix socket path connect(2) accepts (sizeof sun_path - 1).
 inline constexpr size_t kMaxUnixSocketPathLength = 107;
-
-// The errno attached to `status` by this library (or by the protocol core):
-// 0 for OK, the attached value if there is one, otherwise EIO.
-int ErrnoFromStatus(const absl::Status& status);
 
 // One resolved socket address.
 struct SocketAddress {

@@ -5,15 +5,9 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "adapters/connect/connect.h"
 #include "protocol/status.h"
 
-namespace nbd::adapters {
-namespace internal {
-
-absl::Status WithErrno(absl::Status status, int errno_value) {
-  return nbd::WithErrno(std::move(status), errno_value);
-}
+namespace nbd::adapters::internal {
 
 absl::Status SystemError(int errno_value, absl::string_view context) {
   if (errno_value == 0) errno_value = EIO;
@@ -30,10 +24,4 @@ absl::Status InvalidArgument(absl::string_view message, int errno_value) {
                    errno_value == 0 ? EINVAL : errno_value);
 }
 
-}  // namespace internal
-
-int ErrnoFromStatus(const absl::Status& status) {
-  return nbd::StatusErrno(status);
-}
-
-}  // namespace nbd::adapters
+}  // namespace nbd::adapters::internal

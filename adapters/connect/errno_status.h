@@ -1,6 +1,6 @@
-// Private helpers: statuses that carry an errno payload. The payload uses the
-// same type URL as protocol/status.h ("nbd-engine/errno"), so
-// nbd::StatusErrno() and nbd::adapters::ErrnoFromStatus() both read it.
+// Private helpers: statuses for failed system calls and bad arguments, with
+// the errno attached through protocol/status.h (nbd::WithErrno), so
+// nbd::StatusErrno() reads it.
 #ifndef NBD_ADAPTERS_CONNECT_ERRNO_STATUS_H_
 #define NBD_ADAPTERS_CONNECT_ERRNO_STATUS_H_
 
@@ -9,9 +9,6 @@
 #include "absl/status/status.h"
 
 namespace nbd::adapters::internal {
-
-// `status` with `errno_value` attached.
-absl::Status WithErrno(absl::Status status, int errno_value);
 
 // A status for a failed system call: the canonical code for `errno_value`,
 // the message "<context>: <strerror(errno_value)>", and the errno attached.

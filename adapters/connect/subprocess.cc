@@ -30,6 +30,7 @@
 #include "adapters/connect/connect.h"
 #include "adapters/connect/errno_status.h"
 #include "adapters/connect/internal.h"
+#include "protocol/status.h"
 
 extern char** environ;
 
@@ -39,7 +40,6 @@ namespace {
 using internal::InvalidArgument;
 using internal::SystemError;
 using internal::UniqueFd;
-using internal::WithErrno;
 
 // In the child, descriptors to be placed are first moved to this number or
 // above, which is above every target.
@@ -364,7 +364,7 @@ absl::StatusOr<int> StopSubprocess(Subprocess& sp, absl::Duration grace) {
     }
   }
   if (!reaped.ok()) {
-    if (ErrnoFromStatus(reaped.status()) == ECHILD) sp.pid = -1;
+    if (StatusErrno(reaped.status()) == ECHILD) sp.pid = -1;
     return reaped.status();
   }
   if (!*reaped) {

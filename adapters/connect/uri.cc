@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "adapters/connect/errno_status.h"
+#include "protocol/status.h"
 
 namespace nbd::adapters {
 namespace {
@@ -365,11 +366,10 @@ absl::StatusOr<NbdUri> ParseNbdUri(std::string_view text_in) {
   if (uri.export_name.find('\0') != std::string::npos) {
     return InvalidArgument("export name in NBD URI contains a NUL byte (%00)");
   }
-  if (uri.export_name.size() > kMaxExportNameLength) {
+  if (uri.export_name.size() > kMaxStringLength) {
     return InvalidArgument(
         absl::StrCat("export name in NBD URI is ", uri.export_name.size(),
-                     " bytes, longer than the NBD limit of ",
-                     kMaxExportNameLength),
+                     " bytes, longer than the NBD limit of ", kMaxStringLength),
         ENAMETOOLONG);
   }
 
@@ -488,7 +488,7 @@ absl::StatusOr<NbdUri> ParseNbdUri(std::string_view text_in) {
 
 absl::Status CheckUriSupported(const NbdUri& uri) {
   if (uri.tls) {
-    return internal::WithErrno(
+    return WithErrno(
         absl::UnimplementedError("TLS (nbds) is not supported yet"), ENOTSUP);
   }
   return absl::OkStatus();

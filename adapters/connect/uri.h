@@ -23,8 +23,8 @@
 //
 // Errors are absl::StatusCode::kInvalidArgument with a message naming the
 // problem; they carry the errno EINVAL (ENAMETOOLONG for an export name
-// longer than 4096 bytes) as a payload, readable with
-// nbd::adapters::ErrnoFromStatus() (adapters/connect/connect.h).
+// longer than kMaxStringLength bytes) as a payload, readable with
+// nbd::StatusErrno() (protocol/status.h).
 #ifndef NBD_ADAPTERS_CONNECT_URI_H_
 #define NBD_ADAPTERS_CONNECT_URI_H_
 
@@ -36,14 +36,12 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "protocol/constants.h"
 
 namespace nbd::adapters {
 
 // The IANA-assigned NBD port, the default for TCP and vsock URIs.
 inline constexpr uint16_t kNbdDefaultPort = 10809;
-
-// The longest export name the NBD protocol allows, in bytes.
-inline constexpr size_t kMaxExportNameLength = 4096;
 
 struct NbdUri {
   enum Transport { kTcp, kUnix, kVsock };
@@ -70,7 +68,7 @@ struct NbdUri {
   uint32_t vsock_port = kNbdDefaultPort;
 
   // The decoded path without its leading '/'. Never contains NUL; at most
-  // kMaxExportNameLength bytes.
+  // kMaxStringLength bytes (protocol/constants.h).
   std::string export_name;
 
   // The decoded userinfo (the TLS username), empty if absent.

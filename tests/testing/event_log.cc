@@ -4,63 +4,19 @@
 #include <variant>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "protocol/names.h"
 #include "tests/testing/script.h"
 
 namespace nbd::test {
 
-const char* OptionName(Option option) {
-  switch (option) {
-    case Option::kExportName:
-      return "EXPORT_NAME";
-    case Option::kAbort:
-      return "ABORT";
-    case Option::kList:
-      return "LIST";
-    case Option::kPeekExport:
-      return "PEEK_EXPORT";
-    case Option::kStartTls:
-      return "STARTTLS";
-    case Option::kInfo:
-      return "INFO";
-    case Option::kGo:
-      return "GO";
-    case Option::kStructuredReply:
-      return "STRUCTURED_REPLY";
-    case Option::kListMetaContext:
-      return "LIST_META_CONTEXT";
-    case Option::kSetMetaContext:
-      return "SET_META_CONTEXT";
-    case Option::kExtendedHeaders:
-      return "EXTENDED_HEADERS";
-  }
-  return "OPTION?";
-}
-
-const char* CommandName(Command command) {
-  switch (command) {
-    case Command::kRead:
-      return "READ";
-    case Command::kWrite:
-      return "WRITE";
-    case Command::kDisc:
-      return "DISC";
-    case Command::kFlush:
-      return "FLUSH";
-    case Command::kTrim:
-      return "TRIM";
-    case Command::kCache:
-      return "CACHE";
-    case Command::kWriteZeroes:
-      return "WRITE_ZEROES";
-    case Command::kBlockStatus:
-      return "BLOCK_STATUS";
-    case Command::kResize:
-      return "RESIZE";
-  }
-  return "COMMAND?";
-}
-
 namespace {
+
+// "GO", "READ": the names from protocol/names.h without their "NBD_OPT_" or
+// "NBD_CMD_" prefix, which every line would otherwise repeat.
+absl::string_view ShortOptionName(Option option) {
+  return absl::StripPrefix(OptionName(option), "NBD_OPT_");
+}
 
 const char* ChunkKindName(ReadChunkKind kind) {
   switch (kind) {
@@ -94,11 +50,12 @@ struct Formatter {
   }
   std::string operator()(const OptionCompleted& e) {
     return WithStatus(
-        absl::StrCat("OptionCompleted ", OptionName(e.option), " "), e.status);
+        absl::StrCat("OptionCompleted ", ShortOptionName(e.option), " "),
+        e.status);
   }
   std::string operator()(const CommandCompleted& e) {
     return WithStatus(absl::StrCat("CommandCompleted cookie=", e.cookie, " ",
-                                   CommandName(e.command), " "),
+                                   ShortCommandName(e.command), " "),
                       e.status);
   }
   std::string operator()(const BlockStatusExtents& e) {
@@ -130,6 +87,10 @@ struct Formatter {
 };
 
 }  // namespace
+
+absl::string_view ShortCommandName(Command command) {
+  return absl::StripPrefix(CommandName(command), "NBD_CMD_");
+}
 
 std::string FormatEvent(const ClientEvent& event, std::string* message) {
   message->clear();

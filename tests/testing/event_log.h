@@ -6,13 +6,15 @@
 
 #include <string>
 
+#include "absl/strings/string_view.h"
 #include "protocol/client/client.h"
 #include "protocol/client/events.h"
 
 namespace nbd::test {
 
-const char* OptionName(Option option);
-const char* CommandName(Command command);
+// "READ", "WRITE_ZEROES": CommandName() (protocol/names.h) without its
+// "NBD_CMD_" prefix, as event lines show commands.
+absl::string_view ShortCommandName(Command command);
 
 // E.g. "CommandCompleted cookie=1 READ ok", "Dead EPROTO", "Closed".
 // `message` receives the status message carried by the event ("" if none).

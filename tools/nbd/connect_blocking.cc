@@ -37,7 +37,8 @@ absl::StatusOr<std::unique_ptr<adapters::BlockingClient>> ConnectBlocking(
                         absl::StrCat("handshake: ", reason));
   }
   const Client& c = (*client)->client();
-  Debug(g, absl::StrCat("handshake done: protocol ", ProtocolName(c),
+  Debug(g, absl::StrCat("handshake done: protocol ",
+                        ProtocolVariantName(c.protocol()),
                         ", structured replies ", c.structured_replies(),
                         ", extended headers ", c.extended_headers(), ", phase ",
                         ClientPhaseName(c.phase())));
@@ -53,20 +54,6 @@ void DisconnectBlocking(adapters::BlockingClient& client,
     Debug(g, absl::StrCat("disconnect: ", StatusText(s),
                           " (connection closed by us)"));
   }
-}
-
-const char* ProtocolName(const Client& client) {
-  switch (client.protocol()) {
-    case ProtocolVariant::kOldstyle:
-      return "oldstyle";
-    case ProtocolVariant::kNewstyle:
-      return "newstyle";
-    case ProtocolVariant::kFixedNewstyle:
-      return "newstyle-fixed";
-    case ProtocolVariant::kUnknown:
-      break;
-  }
-  return "unknown";
 }
 
 }  // namespace nbd::tool

@@ -24,9 +24,6 @@ absl::StatusOr<std::unique_ptr<adapters::BlockingClient>> ConnectBlocking(
 void DisconnectBlocking(adapters::BlockingClient& client,
                         const GlobalOptions& g);
 
-// "newstyle-fixed", "newstyle", "oldstyle" (nbdinfo's names).
-const char* ProtocolName(const Client& client);
-
 }  // namespace nbd::tool
 
 #endif  // NBD_TOOLS_NBD_CONNECT_BLOCKING_H_

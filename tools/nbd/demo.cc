@@ -46,7 +46,8 @@ constexpr uint64_t kDefaultDemoSize = uint64_t{8} << 20;
 constexpr uint64_t kMaxDemoSize = uint64_t{256} << 20;
 constexpr size_t kChunk = 256 * 1024;
 
-std::string Bytes(uint64_t n) {
+// "8.00 MiB", "1.5 KiB", "12 B": a byte count for the demo's report lines.
+std::string SizeText(uint64_t n) {
   if (n >= (uint64_t{1} << 20)) {
     return absl::StrFormat("%.2f MiB", static_cast<double>(n) / (1 << 20));
   }
@@ -225,8 +226,8 @@ std::string DescribeMap(const std::vector<MappedExtent>& map) {
   for (const MappedExtent& e : map) {
     ((e.type & kStateZero) != 0 ? zero : data) += e.length;
   }
-  return absl::StrCat(map.size(), " extents: ", Bytes(data), " data, ",
-                      Bytes(zero), " zero");
+  return absl::StrCat(map.size(), " extents: ", SizeText(data), " data, ",
+                      SizeText(zero), " zero");
 }
 
 // The whole sequence for one adapter. Steps are appended as they finish;
@@ -268,7 +269,7 @@ void RunAdapter(Adapter adapter, uint64_t size, TempDir& dir,
     if (!s.ok()) return fail(absl::StrCat("write ", src_uri), s);
     absl::Duration took = absl::Now() - t0;
     AddStep(run, "write",
-            absl::StrCat(Bytes(layout.data_bytes()), " in ", requests,
+            absl::StrCat(SizeText(layout.data_bytes()), " in ", requests,
                          " requests + flush"),
             took, Rate(layout.data_bytes(), took));
 
@@ -309,7 +310,7 @@ void RunAdapter(Adapter adapter, uint64_t size, TempDir& dir,
             absl::StrCat("source -> destination (nbd copy --adapter ",
                          AdapterName(stats->adapter), "): ", stats->reads,
                          " reads, ", stats->writes, " writes, ",
-                         Bytes(stats->bytes_zero), " skipped as zero"),
+                         SizeText(stats->bytes_zero), " skipped as zero"),
             took, Rate(stats->size, took));
     if (stats->adapter != adapter) run->used = AdapterName(stats->adapter);
   }
@@ -351,7 +352,7 @@ void RunAdapter(Adapter adapter, uint64_t size, TempDir& dir,
     }
     const absl::Duration took = absl::Now() - t0;
     AddStep(run, "verify",
-            absl::StrCat(Bytes(size), " read in ", requests,
+            absl::StrCat(SizeText(size), " read in ", requests,
                          " requests, identical to the source"),
             took, Rate(size, took));
     t0 = absl::Now();
@@ -417,8 +418,8 @@ int DemoCommand(const std::vector<std::string>& args, const GlobalOptions& g) {
       "second server,\n"
       "  map the copy (block status), read it back and compare, "
       "disconnect\n",
-      dir->path().c_str(), Bytes(layout.data_bytes()).c_str(),
-      layout.regions().size(), Bytes(size).c_str());
+      dir->path().c_str(), SizeText(layout.data_bytes()).c_str(),
+      layout.regions().size(), SizeText(size).c_str());
   std::fflush(stdout);
 
   std::vector<std::string> failed;

@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "adapters/blocking/blocking_client.h"
 #include "adapters/connect/uri.h"
+#include "protocol/client/client.h"
 #include "tools/nbd/args.h"
 #include "tools/nbd/command.h"
 #include "tools/nbd/connect_blocking.h"
@@ -221,9 +222,9 @@ absl::Status ListExports(adapters::BlockingClient& client,
                          const std::string& uri, const GlobalOptions& g,
                          Report* report) {
   if (client.client().phase() != ClientPhase::kNegotiating) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("the server (", ProtocolName(client.client()),
-                     " protocol) has no option mode: cannot list exports"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the server (", ProtocolVariantName(client.client().protocol()),
+        " protocol) has no option mode: cannot list exports"));
   }
   absl::StatusOr<std::vector<adapters::ExportEntry>> entries =
       client.OptList(g.timeout);
@@ -290,7 +291,7 @@ int InfoCommand(const std::vector<std::string>& args, const GlobalOptions& g) {
                                       uri, std::move(contexts)));
   }
   const Client& c = bc.client();
-  report.protocol = ProtocolName(c);
+  report.protocol = ProtocolVariantName(c.protocol());
   report.tls = c.tls_negotiated();
   report.structured_replies = c.structured_replies();
   report.extended_headers = c.extended_headers();

@@ -25,6 +25,7 @@
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "protocol/status.h"
 #include "tests/adapters/connect/nbd_test_server.h"
 
 namespace nbd::adapters {
@@ -148,7 +149,7 @@ TEST(ConnectUnixTest, MissingPathIsNotFound) {
   absl::StatusOr<int> fd = ConnectUnix(path);
   ASSERT_FALSE(fd.ok());
   EXPECT_EQ(fd.status().code(), absl::StatusCode::kNotFound) << fd.status();
-  EXPECT_EQ(ErrnoFromStatus(fd.status()), ENOENT);
+  EXPECT_EQ(StatusErrno(fd.status()), ENOENT);
   EXPECT_THAT(fd.status().message(), HasSubstr(path));
 }
 
@@ -159,7 +160,7 @@ TEST(ConnectUnixTest, NonSocketFileIsRefused) {
   std::ofstream(path) << "x";
   absl::StatusOr<int> fd = ConnectUnix(path);
   ASSERT_FALSE(fd.ok());
-  EXPECT_EQ(ErrnoFromStatus(fd.status()), ECONNREFUSED) << fd.status();
+  EXPECT_EQ(StatusErrno(fd.status()), ECONNREFUSED) << fd.status();
 }
 
 TEST(ConnectUnixTest, TooLongPathIsAClearError) {
@@ -167,13 +168,13 @@ TEST(ConnectUnixTest, TooLongPathIsAClearError) {
   absl::StatusOr<int> fd = ConnectUnix(path);
   ASSERT_FALSE(fd.ok());
   EXPECT_EQ(fd.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(ErrnoFromStatus(fd.status()), ENAMETOOLONG);
+  EXPECT_EQ(StatusErrno(fd.status()), ENAMETOOLONG);
   EXPECT_THAT(fd.status().message(), HasSubstr("108 bytes"));
   EXPECT_THAT(fd.status().message(), HasSubstr("107"));
   // 107 bytes is fine as far as the length goes.
   absl::StatusOr<int> fits = ConnectUnix("/tmp/" + std::string(102, 'x'));
   ASSERT_FALSE(fits.ok());
-  EXPECT_EQ(ErrnoFromStatus(fits.status()), ENOENT) << fits.status();
+  EXPECT_EQ(StatusErrno(fits.status()), ENOENT) << fits.status();
 }
 
 // A Unix listener whose backlog is full makes connect() wait; the timeout
@@ -199,7 +200,7 @@ TEST(ConnectUnixTest, TimesOutWhenTheBacklogIsFull) {
     }
     EXPECT_EQ(fd.status().code(), absl::StatusCode::kDeadlineExceeded)
         << fd.status();
-    EXPECT_EQ(ErrnoFromStatus(fd.status()), ETIMEDOUT);
+    EXPECT_EQ(StatusErrno(fd.status()), ETIMEDOUT);
     EXPECT_THAT(fd.status().message(), HasSubstr("backlog full"));
     EXPECT_LT(absl::Now() - start, absl::Seconds(30));
     return;
@@ -293,7 +294,7 @@ TEST(ConnectTcpTest, ClosedPortIsRefused) {
   absl::StatusOr<int> fd = ConnectTcp("127.0.0.1", closed.port);
   ASSERT_FALSE(fd.ok());
   EXPECT_EQ(fd.status().code(), absl::StatusCode::kUnavailable) << fd.status();
-  EXPECT_EQ(ErrnoFromStatus(fd.status()), ECONNREFUSED);
+  EXPECT_EQ(StatusErrno(fd.status()), ECONNREFUSED);
   EXPECT_THAT(fd.status().message(), HasSubstr("Connection refused"));
   EXPECT_THAT(fd.status().message(),
               HasSubstr(absl::StrCat("127.0.0.1 port ", closed.port)));
@@ -310,7 +311,7 @@ TEST(ConnectTcpTest, AllAddressesFailingListsEach) {
   absl::StatusOr<int> fd =
       ConnectAddresses({(*v6)[0], (*v4)[0]}, absl::Seconds(10));
   ASSERT_FALSE(fd.ok());
-  EXPECT_EQ(ErrnoFromStatus(fd.status()), ECONNREFUSED);
+  EXPECT_EQ(StatusErrno(fd.status()), ECONNREFUSED);
   EXPECT_THAT(fd.status().message(), HasSubstr("all 2 addresses failed"));
   EXPECT_THAT(fd.status().message(), HasSubstr("[::1]:"));
   EXPECT_THAT(fd.status().message(), HasSubstr("127.0.0.1:"));
@@ -348,7 +349,7 @@ TEST(ConnectTcpTest, TimesOut) {
     }
     EXPECT_EQ(fd.status().code(), absl::StatusCode::kDeadlineExceeded)
         << fd.status();
-    EXPECT_EQ(ErrnoFromStatus(fd.status()), ETIMEDOUT);
+    EXPECT_EQ(StatusErrno(fd.status()), ETIMEDOUT);
     EXPECT_GE(absl::Now() - start, absl::Milliseconds(250));
     EXPECT_LT(absl::Now() - start, absl::Seconds(30));
     return;
@@ -419,14 +420,14 @@ TEST(AdoptFdTest, AdoptsATcpConnectionToNbdkit) {
 TEST(AdoptFdTest, RejectsBadDescriptors) {
   absl::StatusOr<int> negative = AdoptFd(-1);
   EXPECT_EQ(negative.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(ErrnoFromStatus(negative.status()), EBADF);
+  EXPECT_EQ(StatusErrno(negative.status()), EBADF);
 
   int p[2];
   ASSERT_EQ(pipe(p), 0);
   ScopedFd r(p[0]), w(p[1]);
   absl::StatusOr<int> pipe_fd = AdoptFd(p[0]);
   EXPECT_EQ(pipe_fd.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(ErrnoFromStatus(pipe_fd.status()), ENOTSOCK);
+  EXPECT_EQ(StatusErrno(pipe_fd.status()), ENOTSOCK);
   // A rejected descriptor is left alone.
   EXPECT_FALSE(fcntl(p[0], F_GETFL) & O_NONBLOCK);
 
@@ -434,7 +435,7 @@ TEST(AdoptFdTest, RejectsBadDescriptors) {
   absl::StatusOr<int> not_connected = AdoptFd(unconnected.get());
   EXPECT_EQ(not_connected.status().code(),
             absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(ErrnoFromStatus(not_connected.status()), ENOTCONN);
+  EXPECT_EQ(StatusErrno(not_connected.status()), ENOTCONN);
 
   ScopedFd udp(socket(AF_INET, SOCK_DGRAM, 0));
   EXPECT_EQ(AdoptFd(udp.get()).status().code(),
@@ -442,7 +443,7 @@ TEST(AdoptFdTest, RejectsBadDescriptors) {
 
   const int closed = dup(0);
   close(closed);
-  EXPECT_EQ(ErrnoFromStatus(AdoptFd(closed).status()), EBADF);
+  EXPECT_EQ(StatusErrno(AdoptFd(closed).status()), EBADF);
 }
 
 // --- ConnectCommand ---------------------------------------------------------
@@ -499,7 +500,7 @@ TEST(ConnectCommandTest, MissingProgramFailsCleanly) {
   ASSERT_FALSE(by_path.ok());
   EXPECT_EQ(by_path.status().code(), absl::StatusCode::kNotFound)
       << by_path.status();
-  EXPECT_EQ(ErrnoFromStatus(by_path.status()), ENOENT);
+  EXPECT_EQ(StatusErrno(by_path.status()), ENOENT);
   EXPECT_THAT(by_path.status().message(), HasSubstr("nbd-server-xyz"));
 
   absl::StatusOr<Subprocess> by_name =
@@ -511,7 +512,7 @@ TEST(ConnectCommandTest, MissingProgramFailsCleanly) {
   // A directory cannot be executed: execve's errno comes back.
   absl::StatusOr<Subprocess> dir = ConnectCommand({"/tmp"});
   ASSERT_FALSE(dir.ok());
-  EXPECT_EQ(ErrnoFromStatus(dir.status()), EACCES) << dir.status();
+  EXPECT_EQ(StatusErrno(dir.status()), EACCES) << dir.status();
 
   EXPECT_EQ(ConnectCommand({}).status().code(),
             absl::StatusCode::kInvalidArgument);
@@ -721,7 +722,7 @@ TEST(ConnectUriTest, ErrorsNameTheUri) {
       ConnectUri("nbd+unix:///x?socket=/nonexistent-nbd-engine.sock");
   ASSERT_FALSE(c.ok());
   EXPECT_EQ(c.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ(ErrnoFromStatus(c.status()), ENOENT);
+  EXPECT_EQ(StatusErrno(c.status()), ENOENT);
   EXPECT_THAT(c.status().message(),
               HasSubstr("nbd+unix:///x?socket=/nonexistent-nbd-engine.sock"));
 
@@ -745,9 +746,9 @@ TEST(CloseConnectionTest, StopsTheSubprocess) {
   EXPECT_EQ(errno, ECHILD);
 }
 
-TEST(ErrnoFromStatusTest, Basics) {
-  EXPECT_EQ(ErrnoFromStatus(absl::OkStatus()), 0);
-  EXPECT_EQ(ErrnoFromStatus(absl::InternalError("x")), EIO);
+TEST(StatusErrnoTest, Basics) {
+  EXPECT_EQ(StatusErrno(absl::OkStatus()), 0);
+  EXPECT_EQ(StatusErrno(absl::InternalError("x")), EIO);
 }
 
 }  // namespace

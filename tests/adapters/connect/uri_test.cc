@@ -8,6 +8,8 @@
 #include "adapters/connect/connect.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "protocol/constants.h"
+#include "protocol/status.h"
 
 namespace nbd::adapters {
 namespace {
@@ -156,16 +158,16 @@ TEST(ParseNbdUriTest, PercentDecodingOfExportNames) {
 }
 
 TEST(ParseNbdUriTest, ExportNameLengthLimit) {
-  const std::string longest(kMaxExportNameLength, 'a');
+  const std::string longest(kMaxStringLength, 'a');
   EXPECT_EQ(ParseOk("nbd://h/" + longest).export_name, longest);
   absl::StatusOr<NbdUri> too_long = ParseNbdUri("nbd://h/" + longest + "a");
   ASSERT_FALSE(too_long.ok());
   EXPECT_EQ(too_long.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(ErrnoFromStatus(too_long.status()), ENAMETOOLONG);
+  EXPECT_EQ(StatusErrno(too_long.status()), ENAMETOOLONG);
   EXPECT_THAT(too_long.status().message(), HasSubstr("4096"));
   // The limit applies after decoding.
   std::string encoded;
-  for (size_t i = 0; i < kMaxExportNameLength; ++i) encoded += "%61";
+  for (size_t i = 0; i < kMaxStringLength; ++i) encoded += "%61";
   EXPECT_EQ(ParseOk("nbd://h/" + encoded).export_name, longest);
 }
 
@@ -185,7 +187,7 @@ TEST_P(BadUriTest, IsInvalidArgumentNamingTheProblem) {
       << uri.status();
   EXPECT_THAT(uri.status().message(), HasSubstr(GetParam().message))
       << GetParam().uri;
-  EXPECT_EQ(ErrnoFromStatus(uri.status()), EINVAL);
+  EXPECT_EQ(StatusErrno(uri.status()), EINVAL);
 }
 
 INSTANTIATE_TEST_SUITE_P(

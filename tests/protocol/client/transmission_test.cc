@@ -120,7 +120,7 @@ TEST_P(ClientWire, EveryCommandSendsItsRequest) {
                   : Server().ChunkNone("c"))
         .Snapshot();
     RunResult r = RunAllModes(s);
-    const std::string name = CommandName(wc.command);
+    const std::string name(ShortCommandName(wc.command));
     EXPECT_THAT(
         r.AfterConnected(),
         ElementsAre("issue c -> cookie=1", "phase=processing in_flight=1",
