@@ -2,30 +2,21 @@
 
 #include <cerrno>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/strip.h"
+#include "protocol/names.h"
 #include "protocol/status.h"
 
 namespace nbd::engine::internal {
 
-const char* CommandLabel(Command command) {
-  switch (command) {
-    case Command::kRead:
-      return "read";
-    case Command::kWrite:
-      return "write";
-    case Command::kFlush:
-      return "flush";
-    case Command::kTrim:
-      return "trim";
-    case Command::kCache:
-      return "cache";
-    case Command::kWriteZeroes:
-      return "write-zeroes";
-    case Command::kBlockStatus:
-      return "block-status";
-    default:
-      return "command";
-  }
+std::string CommandLabel(Command command) {
+  // CommandName() (protocol/names.h) in the lower-case, dashed form of the
+  // tool's messages: "NBD_CMD_WRITE_ZEROES" -> "write-zeroes".
+  return absl::StrReplaceAll(absl::AsciiStrToLower(absl::StripPrefix(
+                                 CommandName(command), "NBD_CMD_")),
+                             {{"_", "-"}});
 }
 
 std::string Describe(Command command, uint64_t offset) {

@@ -55,7 +55,8 @@ struct Completion {
 
 // "write at offset 4096", "flush": the command as error lines name it.
 std::string Describe(Command command, uint64_t offset);
-const char* CommandLabel(Command command);
+// "read", "write-zeroes": the command as messages name it.
+std::string CommandLabel(Command command);
 
 // ETIMEDOUT "no reply from the server for <timeout>".
 absl::Status NoReplyStatus(absl::Duration timeout);
