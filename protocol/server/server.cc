@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -180,8 +179,12 @@ bool ServerSession::Impl::input_paused() const {
          in_flight_.size() >= opts_.max_in_flight;
 }
 
+bool ServerSession::Impl::accepts_input() const {
+  return !terminal() && !closing_ && !input_paused();
+}
+
 absl::Span<uint8_t> ServerSession::Impl::RecvBuffer() {
-  if (terminal() || closing_ || input_paused()) return {};
+  if (!accepts_input()) return {};
   return rx_.Buffer(/*readahead_ok=*/false);
 }
 
@@ -270,8 +273,7 @@ absl::StatusOr<size_t> ServerSession::Feed(absl::Span<const uint8_t> bytes) {
   Impl& s = *impl_;
   if (absl::Status st = s.Check(ServerCall::kFeed); !st.ok()) return st;
   const size_t used = s.rx_.Feed(
-      bytes, [&s] { return !s.terminal() && !s.closing_ && !s.input_paused(); },
-      [&s] { s.OnUnitComplete(); });
+      bytes, [&s] { return s.accepts_input(); }, [&s] { s.OnUnitComplete(); });
   if (s.dead_) return s.dead_reason_;
   return used;
 }

@@ -64,6 +64,8 @@ class ServerSession::Impl {
   absl::Status CommitRecv(size_t n);
   void OnUnitComplete();
   bool input_paused() const;
+  // Input is wanted now: not ended, not closing, not paused.
+  bool accepts_input() const;
   bool at_boundary() const;
 
   // ---- Handshake (handshake.cc) ------------------------------------
