@@ -37,30 +37,20 @@ absl::Status LoopLink::Issue(Op op) {
   absl::StatusOr<Cookie> cookie = IssueOn(core(), op);
   if (!cookie.ok()) return cookie.status();
   // The core only queues the completion; it reaches OnEvent from the loop.
-  pending_.emplace(*cookie, std::move(op));
+  pending_.Insert(*cookie, std::move(op));
   dirty_ = true;
   return absl::OkStatus();
-}
-
-const Op* LoopLink::oldest() const {
-  const Op* oldest = nullptr;
-  for (const auto& [cookie, op] : pending_) {
-    if (oldest == nullptr || op.seq < oldest->seq) oldest = &op;
-  }
-  return oldest;
 }
 
 void LoopLink::OnEvent(ClientEvent& event) {
   if (context_.observe) context_.observe(event);
   if (auto* done = std::get_if<CommandCompleted>(&event)) {
-    auto it = pending_.find(done->cookie);
-    if (it == pending_.end()) return;  // NBD_CMD_DISC, not ours
-    context_.completed->push_back({std::move(it->second), done->status});
-    pending_.erase(it);
+    if (pending_.Find(done->cookie) == nullptr) return;  // DISC, not ours
+    context_.completed->push_back({pending_.Take(done->cookie), done->status});
   } else if (auto* bs = std::get_if<BlockStatusExtents>(&event)) {
-    auto it = pending_.find(bs->cookie);
-    if (it == pending_.end() || bs->context_name != kBaseAllocation) return;
-    Op& op = it->second;
+    Op* found = pending_.Find(bs->cookie);
+    if (found == nullptr || bs->context_name != kBaseAllocation) return;
+    Op& op = *found;
     if (op.extents.empty()) op.extents_offset = bs->offset;
     op.extents.insert(op.extents.end(), bs->extents.begin(), bs->extents.end());
   } else if (auto* e = std::get_if<OptionCompleted>(&event)) {

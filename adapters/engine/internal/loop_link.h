@@ -9,11 +9,11 @@
 #include <string>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "adapters/engine/internal/link.h"
+#include "adapters/engine/internal/pending_ops.h"
 #include "protocol/client/client.h"
 
 namespace nbd::engine::internal {
@@ -27,7 +27,7 @@ class LoopLink : public Link {
   }
   absl::Status Issue(Op op) override;
   size_t in_flight() const override { return pending_.size(); }
-  const Op* oldest() const override;
+  const Op* oldest() const override { return pending_.Oldest(); }
   absl::Status End(bool disconnect, uint32_t flags,
                    absl::Time deadline) override;
 
@@ -74,7 +74,7 @@ class LoopLink : public Link {
   absl::Status WaitForEnd(absl::Duration timeout);
 
   LinkContext context_;
-  absl::flat_hash_map<Cookie, Op> pending_;
+  PendingOps pending_;
   bool dirty_ = false;
   bool connected_ = false;
   bool negotiating_ = false;

@@ -69,7 +69,8 @@ TEST_P(LifecycleTest, ServerDeathFailsPendingCommandsOnce) {
   }
   EXPECT_GE(issued, 1);
   ClientPhase p = h->client().phase();
-  EXPECT_TRUE(p == ClientPhase::kClosed || p == ClientPhase::kDead) << ClientPhaseName(p);
+  EXPECT_TRUE(p == ClientPhase::kClosed || p == ClientPhase::kDead)
+      << ClientPhaseName(p);
   EXPECT_TRUE(h->finished());
 }
 

@@ -76,8 +76,9 @@ TEST(EpollDefaultDeadlineTest, CoreDisconnectWithoutDeadlineEnds) {
   ASSERT_TRUE((*loop)->Add(&conn).ok());
   ASSERT_TRUE(
       (*loop)
-          ->RunUntil([&] { return conn.client().phase() == ClientPhase::kReady; },
-                     kGuard)
+          ->RunUntil(
+              [&] { return conn.client().phase() == ClientPhase::kReady; },
+              kGuard)
           .ok());
   EXPECT_FALSE(conn.next_deadline().has_value());
   // The core's Disconnect, not the adapter's, and no SetDeadline: the bound
@@ -99,13 +100,15 @@ TEST(EpollDefaultDeadlineTest, ShutdownWithCommandInFlightEnds) {
   auto loop = EpollLoop::Create();
   ASSERT_TRUE(loop.ok());
   Completions read;
-  EpollConnection conn(pair.client_fd, {}, [&](ClientEvent& e) { read.OnEvent(e); });
+  EpollConnection conn(pair.client_fd, {},
+                       [&](ClientEvent& e) { read.OnEvent(e); });
   conn.SetDefaultDisconnectTimeout(kShortBound);
   ASSERT_TRUE((*loop)->Add(&conn).ok());
   ASSERT_TRUE(
       (*loop)
-          ->RunUntil([&] { return conn.client().phase() == ClientPhase::kReady; },
-                     kGuard)
+          ->RunUntil(
+              [&] { return conn.client().phase() == ClientPhase::kReady; },
+              kGuard)
           .ok());
   std::vector<uint8_t> buf(4096);
   ASSERT_TRUE(conn.client().Read(0, absl::MakeSpan(buf)).ok());
@@ -129,8 +132,9 @@ TEST(EpollDefaultDeadlineTest, ExplicitDeadlineWins) {
   ASSERT_TRUE((*loop)->Add(&conn).ok());
   ASSERT_TRUE(
       (*loop)
-          ->RunUntil([&] { return conn.client().phase() == ClientPhase::kReady; },
-                     kGuard)
+          ->RunUntil(
+              [&] { return conn.client().phase() == ClientPhase::kReady; },
+              kGuard)
           .ok());
   absl::Time mine = absl::Now() + kShortBound;
   conn.SetDeadline(mine);

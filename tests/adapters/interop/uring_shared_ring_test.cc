@@ -144,7 +144,8 @@ void RunOnOneRing(const std::string& socket, size_t readahead,
               [&] { return all([](Conn& c) { return c.uring->finished(); }); },
               kTimeout + absl::Seconds(5))
           .ok());
-  for (auto& c : conns) EXPECT_EQ(c->uring->client().phase(), ClientPhase::kClosed);
+  for (auto& c : conns)
+    EXPECT_EQ(c->uring->client().phase(), ClientPhase::kClosed);
 }
 
 TEST(UringSharedRingTest, ManyConnectionsOneRing) {
