@@ -130,10 +130,9 @@ class Export {
   absl::Status BlockStatus(size_t conn, uint64_t offset, uint64_t length,
                            ExtentsDone done, uint16_t flags = 0);
 
-  // ---- Option mode
-  // ------------------------------------------------------------ Only for a
-  // one-connection export opened with ClientOptions::option_mode (phase
-  // kNegotiating). Each runs one option to its end, bounded by `timeout`
+  // ---- Option mode ----------------------------------------------------------
+  // Only for a one-connection export opened with ClientOptions::option_mode
+  // (phase kNegotiating). Each runs one option to its end, bounded by `timeout`
   // (DeadlineExceeded, ETIMEDOUT), and returns the server's answer
   // (OptionCompleted's status). They drive only this connection's I/O, and
   // run no command callbacks.

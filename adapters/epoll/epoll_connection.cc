@@ -86,7 +86,8 @@ void EpollConnection::CheckDeadline(absl::Time now) {
 }
 
 void EpollConnection::Step(bool readable) {
-  PumpOnce(client_, transport_, readable, [this](ClientEvent& e) { Deliver(e); });
+  PumpOnce(client_, transport_, readable,
+           [this](ClientEvent& e) { Deliver(e); });
   if (IsTerminal(client_.phase())) {
     Finish();
   } else {

@@ -175,8 +175,7 @@ size_t Client::Impl::in_flight() const {
   return commands_.size() + (state_ == State::kDisconnectQueued ? 1 : 0);
 }
 
-// ---- Input plumbing
-// ----------------------------------------------------------
+// ---- Input plumbing ---------------------------------------------------------
 
 void Client::Impl::Expect(Unit unit, size_t n) {
   if (rx_.Expect(unit, n)) OnUnitComplete();
@@ -311,8 +310,7 @@ void Client::Impl::FeedEof() {
   Fail(ErrnoStatus(ECONNRESET, "server disconnected in the middle of a reply"));
 }
 
-// ---- Lifecycle
-// -----------------------------------------------------------------
+// ---- Lifecycle --------------------------------------------------------------
 
 void Client::Impl::FailAllCommands(const absl::Status& why) {
   std::map<Cookie, PendingCommand> pending;
@@ -418,8 +416,7 @@ absl::Status Client::Impl::Shutdown(uint32_t flags) {
   }
 }
 
-// ---- Public wrappers
-// -------------------------------------------------------------
+// ---- Public wrappers --------------------------------------------------------
 
 Client::Client(ClientOptions options)
     : impl_(std::make_unique<Impl>(std::move(options))) {}

@@ -203,10 +203,9 @@ class Client {
   std::optional<ClientEvent> PollEvent();
   bool has_events() const;
 
-  // ---- TLS
-  // -------------------------------------------------------------------- After
-  // a StartTls event: the TLS session is up (plaintext NBD continues through
-  // it), or it failed (the connection dies).
+  // ---- TLS ------------------------------------------------------------------
+  // After a StartTls event: the TLS session is up (plaintext NBD continues
+  // through it), or it failed (the connection dies).
   absl::Status TlsHandshakeDone();
   void TlsHandshakeFailed(absl::Status why);
 

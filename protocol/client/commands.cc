@@ -221,8 +221,7 @@ void Client::Impl::AbandonUnsent() {
   if (had_disc) QueueDisc();
 }
 
-// ---- Public command calls
-// ------------------------------------------------------
+// ---- Public command calls ---------------------------------------------------
 
 absl::StatusOr<Cookie> Client::Impl::Read(uint64_t offset,
                                           absl::Span<uint8_t> buffer,

@@ -10,7 +10,8 @@
 //    or NBD_OPT_ABORT left the output queue.
 //  - ClientTrace events (only if asked for) may come between any others, but
 //    never after ClientClosed or ClientDead.
-//  - ClientClosed or ClientDead comes exactly once and is the last event. All commands
+//  - ClientClosed or ClientDead comes exactly once and is the last event. All
+//  commands
 //    still pending complete (with ENOTCONN) before it.
 #ifndef NBD_PROTOCOL_CLIENT_EVENTS_H_
 #define NBD_PROTOCOL_CLIENT_EVENTS_H_
@@ -138,7 +139,8 @@ struct ClientDead {
 using ClientEvent =
     std::variant<Connected, Negotiating, ExportListed, MetaContextListed,
                  OptionCompleted, CommandCompleted, BlockStatusExtents,
-                 ReadChunk, StartTls, ShutdownWrite, ClientTrace, ClientClosed, ClientDead>;
+                 ReadChunk, StartTls, ShutdownWrite, ClientTrace, ClientClosed,
+                 ClientDead>;
 
 }  // namespace nbd
 

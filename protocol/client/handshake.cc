@@ -133,8 +133,7 @@ void Client::Impl::OnHandshakeFlags() {
   AdvanceHandshake();
 }
 
-// ---- Option sequencing
-// -------------------------------------------------------
+// ---- Option sequencing ------------------------------------------------------
 
 // Starts the first automatic step after the one `state_` names that the
 // options ask for, in libnbd's order: STARTTLS, EXTENDED_HEADERS,
@@ -319,8 +318,7 @@ void Client::Impl::ResetNegotiatedState() {
   meta_requested_ = false;
 }
 
-// ---- Option replies
-// -------------------------------------------------------------
+// ---- Option replies ---------------------------------------------------------
 
 void Client::Impl::OnOptReplyHeader() {
   absl::StatusOr<OptionReplyHeader> header =

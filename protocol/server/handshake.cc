@@ -87,7 +87,8 @@ void ServerSession::Impl::SendOptionReply(uint32_t option, OptionReplyType type,
 
 void ServerSession::Impl::SendOptionError(uint32_t option, OptionReplyType type,
                                           absl::string_view message) {
-  if (message.size() > kMaxStringLength) message = message.substr(0, 4096);
+  if (message.size() > kMaxStringLength)
+    message = message.substr(0, kMaxStringLength);
   SendOptionReply(option, type, AsBytes(message));
   if (tracing())
     TraceLine(absl::StrCat("   message ", QuotedForTrace(message)));

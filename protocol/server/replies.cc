@@ -35,7 +35,8 @@ uint32_t NbdErrorFor(int errno_value) {
 }
 
 absl::string_view ClipMessage(absl::string_view message) {
-  return message.size() > kMaxStringLength ? message.substr(0, 4096) : message;
+  return message.size() > kMaxStringLength ? message.substr(0, kMaxStringLength)
+                                           : message;
 }
 
 // Checks that `pieces` tile [r.offset, end) in order.
@@ -60,8 +61,7 @@ absl::Status CheckPieces(const ServerRequest& r,
 
 }  // namespace
 
-// ---- Encoding helpers
-// ---------------------------------------------------------
+// ---- Encoding helpers -------------------------------------------------------
 
 void ServerSession::Impl::PushSimpleReply(uint64_t cookie, uint32_t nbd_error,
                                           uint64_t data_length) {
@@ -239,8 +239,7 @@ ServerSession::Impl::FindForReply(RequestHandle handle) {
   return &it->second;
 }
 
-// ---- Public reply calls
-// -----------------------------------------------------------
+// ---- Public reply calls -----------------------------------------------------
 
 absl::Status ServerSession::ReplyOk(RequestHandle handle) {
   Impl& s = *impl_;

@@ -149,8 +149,7 @@ void ServerSession::Impl::Release(RequestHandle handle) {
   ReturnBuffer(std::move(payload), capacity);
 }
 
-// ---- Impl: input plumbing
-// -----------------------------------------------------
+// ---- Impl: input plumbing ---------------------------------------------------
 
 void ServerSession::Impl::Expect(Unit unit, size_t n) {
   if (rx_.Expect(unit, n)) OnUnitComplete();
@@ -237,8 +236,7 @@ void ServerSession::Impl::OnUnitComplete() {
   }
 }
 
-// ---- Public API
-// -----------------------------------------------------------------
+// ---- Public API -------------------------------------------------------------
 
 ServerSession::ServerSession(ServerOptions options)
     : impl_(std::make_unique<Impl>(std::move(options))) {}

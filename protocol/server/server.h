@@ -65,8 +65,7 @@
 //    except that entering kDead drops all pending output.
 //  - The span from RecvBuffer() is valid until the next non-const call.
 //
-// ---- Errors
-// ------------------------------------------------------------------
+// ---- Errors -----------------------------------------------------------------
 //  - Feed()/CommitRecv() fail only when the connection dies (the reason is
 //    also a ServerDead event) or when called in kClosed/kDead.
 //  - Reply*() returns InvalidArgument for an unknown handle or a reply that
@@ -136,12 +135,12 @@ class ServerSession {
   bool block_status_negotiated() const;  // base:allocation selected
   const ServerOptions& options() const;
 
-  // ---- Input
-  // ------------------------------------------------------------------ Consumes
-  // bytes and returns how many. It consumes everything unless input stops: the
-  // session paused (in-flight or output limit: keep the rest and feed it once
-  // wants() includes kRead again), entered kClosing (the rest is ignored; the
-  // client may send nothing after DISC), or died (returns the reason).
+  // ---- Input ----------------------------------------------------------------
+  // Consumes bytes and returns how many. It consumes everything unless input
+  // stops: the session paused (in-flight or output limit: keep the rest and
+  // feed it once wants() includes kRead again), entered kClosing (the rest is
+  // ignored; the client may send nothing after DISC), or died (returns the
+  // reason).
   absl::StatusOr<size_t> Feed(absl::Span<const uint8_t> bytes);
   // The client closed its side: at a message boundary the session drains
   // outstanding replies and closes; inside a message it dies.

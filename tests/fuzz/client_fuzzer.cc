@@ -78,18 +78,18 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "protocol/client/client.h"
-#include "protocol/constants.h"
 #include "protocol/client/events.h"
 #include "protocol/client/options.h"
+#include "protocol/constants.h"
 #include "protocol/status.h"
 
 namespace {
 
 using nbd::Client;
+using nbd::ClientPhase;
 using nbd::Command;
 using nbd::Cookie;
 using nbd::Option;
-using nbd::ClientPhase;
 
 constexpr size_t kMaxOps = 512;
 constexpr size_t kMaxBuffer = 4096;  // largest Read/Write buffer
@@ -187,7 +187,9 @@ uint32_t Checksum(const uint8_t* p, size_t n) {
   return h;
 }
 
-bool IsTerminal(ClientPhase p) { return p == ClientPhase::kClosed || p == ClientPhase::kDead; }
+bool IsTerminal(ClientPhase p) {
+  return p == ClientPhase::kClosed || p == ClientPhase::kDead;
+}
 bool IsTransmission(ClientPhase p) {
   return p == ClientPhase::kReady || p == ClientPhase::kProcessing;
 }
@@ -630,7 +632,9 @@ class Harness {
     FUZZ_CHECK_MSG(trace_, "a Trace event without ClientOptions::trace");
     FUZZ_CHECK_MSG(!e.message.empty(), "an empty Trace line");
   }
-  void OnEvent(const nbd::ClientClosed&) { OnTerminalEvent(ClientPhase::kClosed); }
+  void OnEvent(const nbd::ClientClosed&) {
+    OnTerminalEvent(ClientPhase::kClosed);
+  }
 
   void OnEvent(const nbd::ClientDead& e) {
     FUZZ_CHECK_MSG(!e.reason.ok(), "Dead with an OK reason");
@@ -1001,7 +1005,8 @@ class Harness {
     FUZZ_CHECK_MSG(in_flight <= pending_.size() + 1,
                    "the core tracks commands the caller never issued");
     // kReady: nothing queued; only a sent NBD_CMD_DISC may count.
-    if (phase == ClientPhase::kReady) FUZZ_CHECK(pending_.empty() && in_flight <= 1);
+    if (phase == ClientPhase::kReady)
+      FUZZ_CHECK(pending_.empty() && in_flight <= 1);
   }
 
   Input& in_;
@@ -1022,8 +1027,10 @@ class Harness {
   bool saw_start_tls_ = false;
   bool tls_done_ = false;
   bool saw_shutdown_write_ = false;
-  std::optional<ClientPhase> terminal_phase_;  // phase() once it became terminal
-  std::optional<ClientPhase> terminal_event_;  // ClientClosed/ClientDead once popped
+  std::optional<ClientPhase>
+      terminal_phase_;  // phase() once it became terminal
+  std::optional<ClientPhase>
+      terminal_event_;  // ClientClosed/ClientDead once popped
   uint32_t wire_hash_ = 0;
 };
 

@@ -552,7 +552,8 @@ TEST_P(ClientServerTest, AbortInOptionMode) {
   auto p = Connect(co);
   ASSERT_TRUE(p->client().OptAbort().ok());
   p->Pump();
-  EXPECT_EQ(p->client().phase(), ClientPhase::kClosed) << p->client().dead_reason();
+  EXPECT_EQ(p->client().phase(), ClientPhase::kClosed)
+      << p->client().dead_reason();
   EXPECT_EQ(p->server().phase(), ServerPhase::kClosed);
 }
 
@@ -560,7 +561,8 @@ TEST_P(ClientServerTest, TlsAllowedFallsBackToPlaintext) {
   ClientOptions co = ClientOpts();
   co.tls = TlsPolicy::kAllow;
   auto p = Connect(co);
-  EXPECT_EQ(p->client().phase(), ClientPhase::kReady) << p->client().dead_reason();
+  EXPECT_EQ(p->client().phase(), ClientPhase::kReady)
+      << p->client().dead_reason();
   EXPECT_FALSE(p->client().tls_negotiated());
 }
 

@@ -264,8 +264,7 @@ TEST(WireConstants, Sizes) {
   EXPECT_EQ(kInfoBlockSizeSize, 2u + 4 + 4 + 4);
 }
 
-// ---- Handshake
-// ----------------------------------------------------------------
+// ---- Handshake --------------------------------------------------------------
 
 const Bytes kOldstyleGolden = Concat({
     {0x4e, 0x42, 0x44, 0x4d, 0x41, 0x47, 0x49, 0x43},  // "NBDMAGIC"
@@ -367,8 +366,7 @@ TEST(WireHandshake, ClientFlags) {
             (Bytes{0xde, 0xad, 0xbe, 0xef}));
 }
 
-// ---- Options
-// --------------------------------------------------------------------
+// ---- Options ----------------------------------------------------------------
 
 const Bytes kOptionRequestHeaderGolden = {
     0x49, 0x48, 0x41, 0x56, 0x45, 0x4f, 0x50, 0x54,  // "IHAVEOPT"
@@ -525,8 +523,7 @@ TEST(WireOptions, InfoRequest) {
       kInvalid, "4097");
 }
 
-// ---- NBD_REP_INFO payloads
-// ------------------------------------------------------
+// ---- NBD_REP_INFO payloads --------------------------------------------------
 
 const Bytes kInfoExportGolden = {
     0x00, 0x00,                                      // NBD_INFO_EXPORT
@@ -619,8 +616,7 @@ TEST(WireInfo, InfoBlockSize) {
   ExpectError(DecodeInfoExport(kInfoBlockSizeGolden), kInvalid);
 }
 
-// ---- NBD_REP_SERVER and meta contexts
-// ----------------------------------------------
+// ---- NBD_REP_SERVER and meta contexts ---------------------------------------
 
 const Bytes kServerReplyGolden = {
     0x00, 0x00, 0x00, 0x04, 'd', 'i', 's', 'k',  // name "disk"
@@ -735,8 +731,7 @@ TEST(WireOptions, MetaContextReply) {
       kInvalid, "4097");
 }
 
-// ---- Transmission: requests
-// --------------------------------------------------------
+// ---- Transmission: requests -------------------------------------------------
 
 const Bytes kRequestGolden = {
     0x25, 0x60, 0x95, 0x13,                          // NBD_REQUEST_MAGIC
@@ -810,8 +805,7 @@ TEST(WireRequests, BlockStatusPayload) {
       kInvalid, "18");
 }
 
-// ---- Transmission: replies
-// ---------------------------------------------------------
+// ---- Transmission: replies --------------------------------------------------
 
 TEST(WireReplies, ReplyMagic) {
   for (const auto& [golden, magic] : std::vector<std::pair<Bytes, uint32_t>>{
@@ -927,8 +921,7 @@ TEST(WireFixedHeaders, TrailingBytesAreIgnored) {
                                             DecodeExtendedReplyHeader);
 }
 
-// ---- Chunk payloads
-// ----------------------------------------------------------------
+// ---- Chunk payloads ---------------------------------------------------------
 
 TEST(WireChunks, OffsetData) {
   const Bytes golden = {

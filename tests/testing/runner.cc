@@ -273,7 +273,8 @@ void ScenarioRun::PollEvents() {
 
 void ScenarioRun::CheckInvariants() {
   const ClientPhase phase = client_->phase();
-  const bool terminal = phase == ClientPhase::kClosed || phase == ClientPhase::kDead;
+  const bool terminal =
+      phase == ClientPhase::kClosed || phase == ClientPhase::kDead;
   if (terminal != terminal_event_seen_) {
     Failure(absl::StrCat("phase ", ClientPhaseName(phase),
                          terminal_event_seen_ ? " after" : " without",
@@ -307,8 +308,7 @@ void ScenarioRun::FinalChecks() {
   result_.client_sent = sent_.bytes;
 }
 
-// ---- Run
-// ------------------------------------------------------------------------
+// ---- Run --------------------------------------------------------------------
 
 namespace {
 

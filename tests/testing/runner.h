@@ -13,8 +13,8 @@
 // into a byte stream (checked by ClientSends steps), and pops every event
 // into the log. Each run also checks the core's invariants: every accepted
 // command completes at most once, and exactly once if the connection ends;
-// ClientClosed/ClientDead is the last event; a closed or dead client wants nothing, has
-// nothing in flight and no output.
+// ClientClosed/ClientDead is the last event; a closed or dead client wants
+// nothing, has nothing in flight and no output.
 #ifndef NBD_TESTS_TESTING_RUNNER_H_
 #define NBD_TESTS_TESTING_RUNNER_H_
 

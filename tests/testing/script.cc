@@ -83,8 +83,7 @@ Bytes& RunContext::Buffer(const std::string& label) {
   return it->second;
 }
 
-// ---- CookieRef
-// ----------------------------------------------------------------
+// ---- CookieRef --------------------------------------------------------------
 
 CookieRef CookieRef::Value(Cookie cookie) {
   CookieRef ref;
@@ -108,8 +107,7 @@ uint64_t CookieRef::RequestOffset(const RunContext& ctx) const {
   return it == ctx.requests.end() ? 0 : it->second.offset;
 }
 
-// ---- Server
-// -------------------------------------------------------------------
+// ---- Server -----------------------------------------------------------------
 
 Server& Server::Add(Part part) {
   parts_.push_back(std::move(part));
@@ -282,8 +280,7 @@ Bytes Server::Build(const RunContext& ctx) const {
   return out;
 }
 
-// ---- ClientSends
-// ----------------------------------------------------------------
+// ---- ClientSends ------------------------------------------------------------
 
 ClientSends& ClientSends::Add(Item item) {
   items_.push_back(std::move(item));
@@ -441,8 +438,7 @@ absl::Status ClientSends::Check(ClientStream& stream, RunContext& ctx) const {
   return absl::OkStatus();
 }
 
-// ---- Scenario
-// -------------------------------------------------------------------
+// ---- Scenario ---------------------------------------------------------------
 
 Scenario::Scenario(ClientOptions options) : options_(std::move(options)) {}
 
@@ -539,8 +535,7 @@ Scenario& Scenario::ReleaseOutput() {
   return Add(std::move(step));
 }
 
-// ---- Text
-// -------------------------------------------------------------------------
+// ---- Text -------------------------------------------------------------------
 
 std::string ErrnoName(int errno_value) {
   switch (errno_value) {

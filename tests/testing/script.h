@@ -30,9 +30,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "protocol/client/client.h"
-#include "protocol/constants.h"
 #include "protocol/client/events.h"
 #include "protocol/client/options.h"
+#include "protocol/constants.h"
 #include "protocol/wire.h"
 
 namespace nbd::test {

@@ -128,8 +128,7 @@ class NbdSink : public Sink {
   Export* exp_;
 };
 
-// ---- Local files
-// --------------------------------------------------------------
+// ---- Local files ------------------------------------------------------------
 
 class FileSource : public Source {
  public:

@@ -113,8 +113,7 @@ class Client::Impl {
     std::vector<MetaContext> contexts;  // SET_META_CONTEXT replies so far
   };
 
-  // ---- Input
-  // -----------------------------------------------------------------
+  // ---- Input ----------------------------------------------------------------
   absl::StatusOr<size_t> Feed(absl::Span<const uint8_t> bytes);
   void FeedEof();
   absl::Span<uint8_t> RecvBuffer();
@@ -207,14 +206,12 @@ class Client::Impl {
   void CompleteCommand(Cookie cookie, absl::Status status);
   void ExpectReplyHeader();
 
-  // ---- ClientTrace (client.cc)
-  // ------------------------------------------------ Callers test tracing()
-  // first, so nothing is formatted when it is off.
+  // ---- ClientTrace (client.cc) ----------------------------------------------
+  // Callers test tracing() first, so nothing is formatted when it is off.
   bool tracing() const { return opts_.trace; }
   void TraceLine(std::string line);
 
-  // ---- Lifecycle (client.cc)
-  // -------------------------------------------------
+  // ---- Lifecycle (client.cc) ------------------------------------------------
   void Fail(absl::Status reason);  // -> kDead
   void Close();                    // -> kClosed
   void FailAllCommands(const absl::Status& why);

@@ -120,8 +120,7 @@ class ServerSession::Impl {
                         absl::Span<const Extent> extents);
   void EndReply(RequestHandle handle, std::shared_ptr<const void> keepalive);
 
-  // ---- Lifecycle (server.cc)
-  // --------------------------------------------------
+  // ---- Lifecycle (server.cc) ------------------------------------------------
   void Fail(absl::Status reason);  // -> kDead
   // -> kClosing; `why` is for the trace.
   void StartClosing(absl::string_view why);

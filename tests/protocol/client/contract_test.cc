@@ -1,7 +1,7 @@
-// The buffer-ownership and validation promises of protocol/client/client.h, checked
-// directly on a Client (no scenario runner): zero-copy input and output,
-// what wants() says while a large write is queued, and argument checks the
-// phase table does not reach.
+// The buffer-ownership and validation promises of protocol/client/client.h,
+// checked directly on a Client (no scenario runner): zero-copy input and
+// output, what wants() says while a large write is queued, and argument checks
+// the phase table does not reach.
 #include <cerrno>
 #include <cstdint>
 #include <vector>

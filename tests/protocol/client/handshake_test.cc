@@ -2,6 +2,8 @@
 // libnbd's option order, the EXPORT_NAME fallback, TLS policy, sanity
 // checks on the server's answers, and option mode. Every scenario runs in
 // all input modes (tests/testing/runner.h).
+#include "tests/testing/handshake.h"
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -11,7 +13,6 @@
 #include "protocol/client/client.h"
 #include "protocol/constants.h"
 #include "protocol/status.h"
-#include "tests/testing/handshake.h"
 #include "tests/testing/runner.h"
 #include "tests/testing/script.h"
 

@@ -26,9 +26,8 @@ namespace {
 
 using S = ClientCallState;
 
-// ---- The expected table
-// ------------------------------------------------------ One column per
-// ClientCallState in declaration order:
+// ---- The expected table -----------------------------------------------------
+// One column per ClientCallState in declaration order:
 //   handshake, TLS paused, negotiating, option in flight, transmission,
 //   disconnecting, closed, dead.  'y' allowed, '-' refused.
 struct Expected {
@@ -81,8 +80,7 @@ TEST(ClientPermissionTable, IsTheDocumentedOne) {
   }
 }
 
-// ---- Driving a client into each state
-// ----------------------------------------
+// ---- Driving a client into each state ---------------------------------------
 
 struct StateSetup {
   std::string name;
@@ -186,8 +184,7 @@ std::vector<StateSetup> Setups() {
   };
 }
 
-// ---- Making each call
-// ----------------------------------------------------------
+// ---- Making each call -------------------------------------------------------
 
 // What a call returned: a status, or for void calls nothing.
 struct Outcome {

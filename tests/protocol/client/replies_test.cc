@@ -55,8 +55,7 @@ Bytes Concat(std::initializer_list<Bytes> parts) {
   return out;
 }
 
-// ---- Reads
-// -------------------------------------------------------------------
+// ---- Reads ------------------------------------------------------------------
 
 class ClientReadReplies : public ::testing::TestWithParam<bool> {};
 
@@ -275,8 +274,7 @@ INSTANTIATE_TEST_SUITE_P(Headers, ClientBlockStatus, ::testing::Bool(),
                            return info.param ? "Extended" : "Structured";
                          });
 
-// ---- Simple replies
-// ----------------------------------------------------------
+// ---- Simple replies ---------------------------------------------------------
 
 TEST(ClientSimpleReplies, ErrorsMapToErrno) {
   Scenario s = Connected();
@@ -294,8 +292,7 @@ TEST(ClientSimpleReplies, ErrorsMapToErrno) {
                           "CommandCompleted cookie=3 FLUSH EOVERFLOW"));
 }
 
-// ---- Fatal server mistakes
-// -----------------------------------------------------
+// ---- Fatal server mistakes --------------------------------------------------
 
 // Runs `reply` against an outstanding 512-byte read at 4096 whose buffer
 // has 16 guard bytes on each side, and expects the connection to die with
@@ -487,8 +484,7 @@ TEST(ClientFatalReplies, EofBeforeDone) {
   EXPECT_EQ(tail[3], "phase=dead in_flight=0");
 }
 
-// ---- ESHUTDOWN
-// -----------------------------------------------------------------
+// ---- ESHUTDOWN --------------------------------------------------------------
 
 // NBD_ESHUTDOWN fails the command; the client then soft-disconnects by
 // itself (the spec's MUST) once nothing else is in flight.

@@ -1,5 +1,5 @@
-// ClientOptions::trace: the protocol trace is a stream of ClientTrace events, the
-// same however the input is split, and absent unless asked for.
+// ClientOptions::trace: the protocol trace is a stream of ClientTrace events,
+// the same however the input is split, and absent unless asked for.
 #include <string>
 #include <vector>
 

@@ -23,10 +23,9 @@ namespace {
 
 using P = ServerPhase;
 
-// ---- The expected table
-// ------------------------------------------------------ One column per
-// ServerPhase in declaration order: handshake, transmission, closing, closed,
-// dead.  'y' allowed, '-' refused.
+// ---- The expected table -----------------------------------------------------
+// One column per ServerPhase in declaration order: handshake, transmission,
+// closing, closed, dead.  'y' allowed, '-' refused.
 struct Expected {
   ServerCall call;
   const char* phases;
@@ -61,8 +60,7 @@ TEST(ServerPermissionTable, IsTheDocumentedOne) {
   }
 }
 
-// ---- Driving a session into each phase
-// -----------------------------------------
+// ---- Driving a session into each phase --------------------------------------
 
 // One outstanding request for each Reply*() call.
 struct Handles {
@@ -138,8 +136,7 @@ std::vector<PhaseSetup> Setups() {
   };
 }
 
-// ---- Making each call
-// ------------------------------------------------------------
+// ---- Making each call -------------------------------------------------------
 
 struct Outcome {
   bool has_status = true;
