@@ -416,6 +416,88 @@ absl::Status Client::Impl::Shutdown(uint32_t flags) {
   }
 }
 
+// ---- Entry points of the public calls ---------------------------------------
+// Each checks the permission table (permissions.cc) first; refused void
+// calls do nothing.
+
+Direction Client::Impl::wants() const {
+  if (input_blocked()) return Direction::kNone;
+  return out_.pending_bytes() > 0 ? Direction::kBoth : Direction::kRead;
+}
+
+uint32_t Client::Impl::max_payload() const {
+  uint32_t limit = opts_.max_payload;
+  if (block_size_committed_ && block_size_.maximum != 0) {
+    limit = std::min(limit, block_size_.maximum);
+  }
+  return limit;
+}
+
+std::optional<uint32_t> Client::Impl::meta_context_id(
+    std::string_view name) const {
+  for (const MetaContext& c : contexts_) {
+    if (c.name == name) return c.id;
+  }
+  return std::nullopt;
+}
+
+absl::StatusOr<size_t> Client::Impl::ApiFeed(absl::Span<const uint8_t> bytes) {
+  if (absl::Status s = Check(ClientCall::kFeed); !s.ok()) return s;
+  return Feed(bytes);
+}
+
+void Client::Impl::ApiFeedEof() {
+  if (Allowed(ClientCall::kFeedEof)) FeedEof();
+}
+
+void Client::Impl::ApiFeedTransportError(absl::Status error) {
+  if (!Allowed(ClientCall::kFeedTransportError)) return;
+  Fail(error.ok() ? ErrnoStatus(EIO, "transport error") : std::move(error));
+}
+
+absl::Span<uint8_t> Client::Impl::ApiRecvBuffer() {
+  if (!Allowed(ClientCall::kRecvBuffer)) return {};
+  return RecvBuffer();
+}
+
+absl::Status Client::Impl::ApiCommitRecv(size_t n) {
+  if (absl::Status s = Check(ClientCall::kCommitRecv); !s.ok()) return s;
+  return CommitRecv(n);
+}
+
+absl::Status Client::Impl::ConsumeOutput(size_t n) {
+  if (absl::Status s = Check(ClientCall::kConsumeOutput); !s.ok()) return s;
+  if (n > out_.pending_bytes()) {
+    return ErrnoStatus(
+        EINVAL,
+        absl::StrFormat("ConsumeOutput(%d) exceeds the %d bytes pending", n,
+                        out_.pending_bytes()));
+  }
+  out_.Consume(n, [this](internal::SegmentKind kind, Cookie cookie) {
+    OnSegmentSent(kind, cookie);
+  });
+  OnOutputConsumed();
+  return absl::OkStatus();
+}
+
+absl::Status Client::Impl::PinOutput(size_t n) {
+  if (absl::Status s = Check(ClientCall::kPinOutput); !s.ok()) return s;
+  if (n > out_.pending_bytes()) {
+    return ErrnoStatus(
+        EINVAL, absl::StrFormat("PinOutput(%d) exceeds the %d bytes pending", n,
+                                out_.pending_bytes()));
+  }
+  out_.Pin(n);
+  return absl::OkStatus();
+}
+
+std::optional<ClientEvent> Client::Impl::PollEvent() {
+  if (events_.empty()) return std::nullopt;
+  ClientEvent e = std::move(events_.front());
+  events_.pop_front();
+  return e;
+}
+
 // ---- Public wrappers --------------------------------------------------------
 
 Client::Client(ClientOptions options)
@@ -424,11 +506,7 @@ Client::~Client() = default;
 
 ClientPhase Client::phase() const { return impl_->phase(); }
 
-Direction Client::wants() const {
-  if (impl_->input_blocked()) return Direction::kNone;
-  bool write = impl_->out_.pending_bytes() > 0;
-  return write ? Direction::kBoth : Direction::kRead;
-}
+Direction Client::wants() const { return impl_->wants(); }
 
 ClientCallState Client::call_state() const { return impl_->call_state(); }
 size_t Client::in_flight() const { return impl_->in_flight(); }
@@ -458,13 +536,7 @@ bool Client::can_block_status() const {
   return impl_->structured_ && !impl_->contexts_.empty();
 }
 BlockSizeConstraints Client::block_size() const { return impl_->block_size_; }
-uint32_t Client::max_payload() const {
-  uint32_t limit = impl_->opts_.max_payload;
-  if (impl_->block_size_committed_ && impl_->block_size_.maximum != 0) {
-    limit = std::min(limit, impl_->block_size_.maximum);
-  }
-  return limit;
-}
+uint32_t Client::max_payload() const { return impl_->max_payload(); }
 bool Client::structured_replies() const { return impl_->structured_; }
 bool Client::extended_headers() const { return impl_->extended_; }
 bool Client::tls_negotiated() const { return impl_->tls_negotiated_; }
@@ -472,10 +544,7 @@ const std::vector<MetaContext>& Client::meta_contexts() const {
   return impl_->contexts_;
 }
 std::optional<uint32_t> Client::meta_context_id(std::string_view name) const {
-  for (const MetaContext& c : impl_->contexts_) {
-    if (c.name == name) return c.id;
-  }
-  return std::nullopt;
+  return impl_->meta_context_id(name);
 }
 const std::string& Client::export_name() const { return impl_->export_name_; }
 const std::string& Client::canonical_name() const {
@@ -483,31 +552,17 @@ const std::string& Client::canonical_name() const {
 }
 const std::string& Client::description() const { return impl_->description_; }
 
-// Each call checks the permission table (protocol/client/permissions.cc)
-// first; refused void calls do nothing.
+// The permission checks are in the Impl entry points above.
 
 absl::StatusOr<size_t> Client::Feed(absl::Span<const uint8_t> bytes) {
-  if (absl::Status s = impl_->Check(ClientCall::kFeed); !s.ok()) return s;
-  return impl_->Feed(bytes);
+  return impl_->ApiFeed(bytes);
 }
-void Client::FeedEof() {
-  if (impl_->Allowed(ClientCall::kFeedEof)) impl_->FeedEof();
-}
+void Client::FeedEof() { impl_->ApiFeedEof(); }
 void Client::FeedTransportError(absl::Status error) {
-  if (!impl_->Allowed(ClientCall::kFeedTransportError)) return;
-  impl_->Fail(error.ok() ? ErrnoStatus(EIO, "transport error")
-                         : std::move(error));
+  impl_->ApiFeedTransportError(std::move(error));
 }
-absl::Span<uint8_t> Client::RecvBuffer() {
-  if (!impl_->Allowed(ClientCall::kRecvBuffer)) return {};
-  return impl_->RecvBuffer();
-}
-absl::Status Client::CommitRecv(size_t n) {
-  if (absl::Status s = impl_->Check(ClientCall::kCommitRecv); !s.ok()) {
-    return s;
-  }
-  return impl_->CommitRecv(n);
-}
+absl::Span<uint8_t> Client::RecvBuffer() { return impl_->ApiRecvBuffer(); }
+absl::Status Client::CommitRecv(size_t n) { return impl_->ApiCommitRecv(n); }
 
 size_t Client::PeekOutput(absl::Span<IoSlice> out) const {
   return impl_->out_.Peek(out);
@@ -515,43 +570,10 @@ size_t Client::PeekOutput(absl::Span<IoSlice> out) const {
 size_t Client::pending_output_bytes() const {
   return impl_->out_.pending_bytes();
 }
-absl::Status Client::ConsumeOutput(size_t n) {
-  if (absl::Status s = impl_->Check(ClientCall::kConsumeOutput); !s.ok()) {
-    return s;
-  }
-  if (n > impl_->out_.pending_bytes()) {
-    return ErrnoStatus(EINVAL,
-                       absl::StrFormat("ConsumeOutput(%d) exceeds the %d bytes "
-                                       "pending",
-                                       n, impl_->out_.pending_bytes()));
-  }
-  Impl* impl = impl_.get();
-  impl->out_.Consume(n, [impl](internal::SegmentKind kind, Cookie cookie) {
-    impl->OnSegmentSent(kind, cookie);
-  });
-  impl->OnOutputConsumed();
-  return absl::OkStatus();
-}
+absl::Status Client::ConsumeOutput(size_t n) { return impl_->ConsumeOutput(n); }
+absl::Status Client::PinOutput(size_t n) { return impl_->PinOutput(n); }
 
-absl::Status Client::PinOutput(size_t n) {
-  if (absl::Status s = impl_->Check(ClientCall::kPinOutput); !s.ok()) {
-    return s;
-  }
-  if (n > impl_->out_.pending_bytes()) {
-    return ErrnoStatus(
-        EINVAL, absl::StrFormat("PinOutput(%d) exceeds the %d bytes pending", n,
-                                impl_->out_.pending_bytes()));
-  }
-  impl_->out_.Pin(n);
-  return absl::OkStatus();
-}
-
-std::optional<ClientEvent> Client::PollEvent() {
-  if (impl_->events_.empty()) return std::nullopt;
-  ClientEvent e = std::move(impl_->events_.front());
-  impl_->events_.pop_front();
-  return e;
-}
+std::optional<ClientEvent> Client::PollEvent() { return impl_->PollEvent(); }
 bool Client::has_events() const { return !impl_->events_.empty(); }
 
 absl::Status Client::Disconnect(uint32_t flags) {

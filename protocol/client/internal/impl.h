@@ -232,6 +232,20 @@ class Client::Impl {
   ClientPhase phase() const;
   size_t in_flight() const;
 
+  // ---- Entry points of the public calls (client.cc) ------------------------
+  // What Client's public methods forward to, permission check included.
+  Direction wants() const;
+  uint32_t max_payload() const;
+  std::optional<uint32_t> meta_context_id(std::string_view name) const;
+  absl::StatusOr<size_t> ApiFeed(absl::Span<const uint8_t> bytes);
+  void ApiFeedEof();
+  void ApiFeedTransportError(absl::Status error);
+  absl::Span<uint8_t> ApiRecvBuffer();
+  absl::Status ApiCommitRecv(size_t n);
+  absl::Status ConsumeOutput(size_t n);
+  absl::Status PinOutput(size_t n);
+  std::optional<ClientEvent> PollEvent();
+
   // ---- Permissions (client.cc) ---------------------------------------------
   ClientCallState call_state() const;
   // OK if the table allows `call` now; else FailedPrecondition (EINVAL)
