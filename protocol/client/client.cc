@@ -349,16 +349,17 @@ void Client::Impl::Close() {
   events_.push_back(ClientClosed{});
 }
 
-void Client::Impl::OnSegmentSent(internal::SegmentKind kind, Cookie cookie) {
+void Client::Impl::OnSegmentSent(client_internal::SegmentKind kind,
+                                 Cookie cookie) {
   switch (kind) {
-    case internal::SegmentKind::kDiscHeader:
+    case client_internal::SegmentKind::kDiscHeader:
       if (tracing()) TraceLine("NBD_CMD_DISC sent: shut down the write side");
       events_.push_back(ShutdownWrite{});
       return;
-    case internal::SegmentKind::kAbortOption:
+    case client_internal::SegmentKind::kAbortOption:
       events_.push_back(ShutdownWrite{});
       return;
-    case internal::SegmentKind::kWritePayload: {
+    case client_internal::SegmentKind::kWritePayload: {
       auto it = commands_.find(cookie);
       if (it == commands_.end()) return;
       it->second.payload_pending = false;
@@ -473,7 +474,7 @@ absl::Status Client::Impl::ConsumeOutput(size_t n) {
         absl::StrFormat("ConsumeOutput(%d) exceeds the %d bytes pending", n,
                         out_.pending_bytes()));
   }
-  out_.Consume(n, [this](internal::SegmentKind kind, Cookie cookie) {
+  out_.Consume(n, [this](client_internal::SegmentKind kind, Cookie cookie) {
     OnSegmentSent(kind, cookie);
   });
   OnOutputConsumed();

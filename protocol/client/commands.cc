@@ -153,8 +153,8 @@ Cookie Client::Impl::Queue(Command type, uint16_t flags, uint64_t offset,
                               flags));
   }
   const auto kind = type == Command::kDisc
-                        ? internal::SegmentKind::kDiscHeader
-                        : internal::SegmentKind::kRequestHeader;
+                        ? client_internal::SegmentKind::kDiscHeader
+                        : client_internal::SegmentKind::kRequestHeader;
   if (extended_) {
     out_.PushOwned(kind, cookie,
                    EncodeExtendedRequest({flags, static_cast<uint16_t>(type),
@@ -164,7 +164,7 @@ Cookie Client::Impl::Queue(Command type, uint16_t flags, uint64_t offset,
                    EncodeRequest({flags, static_cast<uint16_t>(type), cookie,
                                   offset, static_cast<uint32_t>(length)}));
   }
-  out_.PushReference(internal::SegmentKind::kWritePayload, cookie,
+  out_.PushReference(client_internal::SegmentKind::kWritePayload, cookie,
                      write_payload);
   if (type != Command::kDisc) {
     PendingCommand cmd;

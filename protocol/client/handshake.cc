@@ -124,7 +124,7 @@ void Client::Impl::OnHandshakeFlags() {
   if (tracing()) {
     TraceLine(absl::StrFormat("-> client flags 0x%x", client_flags));
   }
-  out_.PushOwned(internal::SegmentKind::kClientFlags, 0,
+  out_.PushOwned(client_internal::SegmentKind::kClientFlags, 0,
                  EncodeClientFlags(client_flags));
   if (!fixed) {
     // Plain newstyle knows only NBD_OPT_EXPORT_NAME.
@@ -191,7 +191,7 @@ void Client::Impl::SendOption(State next, Option option,
   state_ = next;
   option_ = OptionInFlight{};
   option_->option = option;
-  out_.PushOwned(internal::SegmentKind::kOption, 0,
+  out_.PushOwned(client_internal::SegmentKind::kOption, 0,
                  EncodeOptionRequest(option, data));
   Expect(Unit::kOptReplyHeader, kOptionReplyHeaderSize);
 }
@@ -260,7 +260,7 @@ void Client::Impl::SendExportName() {
   if (state_ != State::kUserOptionSent) state_ = State::kExportNameSent;
   option_ = OptionInFlight{};
   option_->option = Option::kExportName;
-  out_.PushOwned(internal::SegmentKind::kOption, 0,
+  out_.PushOwned(client_internal::SegmentKind::kOption, 0,
                  EncodeOptionRequest(
                      Option::kExportName,
                      absl::Span<const uint8_t>(
@@ -275,7 +275,7 @@ void Client::Impl::SendAbort() {
   abort_pending_ = false;
   option_ = OptionInFlight{};
   option_->option = Option::kAbort;
-  out_.PushOwned(internal::SegmentKind::kAbortOption, 0,
+  out_.PushOwned(client_internal::SegmentKind::kAbortOption, 0,
                  EncodeOptionRequest(Option::kAbort, {}));
   Expect(Unit::kOptReplyHeader, kOptionReplyHeaderSize);
 }

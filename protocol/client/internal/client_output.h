@@ -13,7 +13,7 @@
 #include "protocol/internal/output_queue.h"
 #include "protocol/io.h"
 
-namespace nbd::internal {
+namespace nbd::client_internal {
 
 // What a segment carries; the client acts when one is fully consumed.
 enum class SegmentKind : uint8_t {
@@ -46,7 +46,7 @@ class ClientOutputQueue {
   // each segment fully consumed, in order.
   template <typename OnDone>
   void Consume(size_t n, OnDone on_done) {
-    queue_.Consume(n, [&on_done](SegmentTag tag) {
+    queue_.Consume(n, [&on_done](internal::SegmentTag tag) {
       on_done(static_cast<SegmentKind>(tag.kind), Cookie{tag.id});
     });
   }
@@ -67,11 +67,11 @@ class ClientOutputQueue {
   Cookie max_exposed_cookie() const { return queue_.max_exposed_id(); }
 
  private:
-  static SegmentTag Tag(SegmentKind kind, Cookie cookie) {
-    return SegmentTag{static_cast<uint8_t>(kind), cookie};
+  static internal::SegmentTag Tag(SegmentKind kind, Cookie cookie) {
+    return internal::SegmentTag{static_cast<uint8_t>(kind), cookie};
   }
 
-  OutputQueue queue_;
+  internal::OutputQueue queue_;
 };
 
 inline std::vector<Cookie> ClientOutputQueue::RemoveUnexposedCommands() {
@@ -85,7 +85,7 @@ inline std::vector<Cookie> ClientOutputQueue::RemoveUnexposedCommands() {
   }
   std::vector<Cookie> removed;
   for (size_t i = keep; i < queue_.size(); ++i) {
-    const SegmentTag tag = queue_.tag(i);
+    const internal::SegmentTag tag = queue_.tag(i);
     if (tag.kind == static_cast<uint8_t>(SegmentKind::kRequestHeader) ||
         tag.kind == static_cast<uint8_t>(SegmentKind::kDiscHeader)) {
       removed.push_back(tag.id);
@@ -95,6 +95,6 @@ inline std::vector<Cookie> ClientOutputQueue::RemoveUnexposedCommands() {
   return removed;
 }
 
-}  // namespace nbd::internal
+}  // namespace nbd::client_internal
 
 #endif  // NBD_PROTOCOL_CLIENT_INTERNAL_CLIENT_OUTPUT_H_

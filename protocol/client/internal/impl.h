@@ -215,7 +215,7 @@ class Client::Impl {
   void Fail(absl::Status reason);  // -> kDead
   void Close();                    // -> kClosed
   void FailAllCommands(const absl::Status& why);
-  void OnSegmentSent(internal::SegmentKind kind, Cookie cookie);
+  void OnSegmentSent(client_internal::SegmentKind kind, Cookie cookie);
   // After ConsumeOutput(): a fatal refusal dies once NBD_OPT_ABORT is out.
   void OnOutputConsumed();
   absl::Status Disconnect(uint32_t flags);
@@ -261,7 +261,7 @@ class Client::Impl {
   // headers, and a 1-byte probe while parked with nothing expected.
   internal::Receiver<Unit> rx_;
 
-  internal::ClientOutputQueue out_;
+  client_internal::ClientOutputQueue out_;
   std::deque<ClientEvent> events_;
 
   State state_ = State::kAwaitingGreeting;
