@@ -57,7 +57,7 @@ void ServerSession::Impl::OnRequestHeader() {
     r.offset = h->offset;
     r.length = h->length;
   }
-  if (tracing()) ClientTraceRequest(r);
+  if (tracing()) TraceRequest(r);
   if (r.command == Command::kDisc) {
     // Soft disconnect: the client sends nothing more. Outstanding requests
     // are still answered.

@@ -84,7 +84,7 @@ void ServerSession::Impl::TraceOptionReply(uint32_t option,
                             OptionLabel(option), length));
 }
 
-void ServerSession::Impl::ClientTraceRequest(const ServerRequest& r) {
+void ServerSession::Impl::TraceRequest(const ServerRequest& r) {
   const char* name = CommandName(r.command);
   std::string label =
       absl::string_view(name) != "NBD_CMD_?"

@@ -144,7 +144,7 @@ class ServerSession::Impl {
   void TraceOption(uint32_t option, absl::Span<const uint8_t> data);
   // "-> NBD_REP_INFO to NBD_OPT_GO, 12 bytes".
   void TraceOptionReply(uint32_t option, OptionReplyType type, size_t length);
-  void ClientTraceRequest(const ServerRequest& r);
+  void TraceRequest(const ServerRequest& r);
   void TraceTransmission();
 
   // Payload buffers of completed writes, reused to avoid allocations.
