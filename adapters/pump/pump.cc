@@ -25,11 +25,8 @@ void DisconnectDeadline::OnEvent(const ClientEvent& event) {
   if (std::holds_alternative<ShutdownWrite>(event)) Arm();
 }
 
-// PeekOutput() fills IoSlices; the kernel reads them as iovecs.
-static_assert(sizeof(IoSlice) == sizeof(iovec));
-static_assert(alignof(IoSlice) == alignof(iovec));
-static_assert(offsetof(IoSlice, data) == offsetof(iovec, iov_base));
-static_assert(offsetof(IoSlice, size) == offsetof(iovec, iov_len));
+// PeekOutput() fills IoSlices; the kernel reads them as iovecs
+// (protocol/io.h asserts the layouts match).
 
 IoResult IoResult::FromSyscall(ssize_t r, int saved_errno) {
   if (r >= 0) return IoResult{static_cast<size_t>(r), 0};
