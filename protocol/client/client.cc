@@ -316,7 +316,7 @@ void Client::Impl::FailAllCommands(const absl::Status& why) {
   std::map<Cookie, PendingCommand> pending;
   pending.swap(commands_);
   for (auto& [cookie, cmd] : pending) {
-    events_.push_back(CommandCompleted{cookie, cmd.type, why});
+    events_.push_back(CommandCompleted{cookie, cmd.type, why, cmd.tag});
   }
   if (std::optional<Option> user = PendingUserOption()) {
     events_.push_back(OptionCompleted{*user, why});

@@ -58,6 +58,33 @@
 //  - A command is "on the wire" once any of its bytes were consumed or
 //    pinned (PinOutput); Shutdown(kShutdownAbandonPending) withdraws only
 //    commands that are not.
+//
+// ---- Tags -------------------------------------------------------------------
+// Every command takes an optional `tag` (ReadOptions::tag for Read(), a
+// trailing parameter for the others; default 0): an opaque caller value
+// that comes back unchanged in that command's events (CommandCompleted,
+// ReadChunk, BlockStatusExtents), so an embedder finds its own state for a
+// completion without a cookie -> state map (as libnbd passes user_data to
+// each completion callback). The core copies the tag when the command is
+// accepted and never interprets, compares or dereferences it; tags need not
+// be unique, and 0 is an ordinary value. A tag is a plain uint64_t, or a
+// pointer passed as reinterpret_cast<uintptr_t>(ptr) (which converts to
+// uint64_t implicitly) and recovered with
+// reinterpret_cast<T*>(static_cast<uintptr_t>(tag)).
+//  - A pointer tag's lifetime is the caller's business. The core never
+//    dereferences it, but hands it back in every event of the command, so
+//    the object must stay valid for the whole command: until the command's
+//    CommandCompleted has been popped. Every
+//    accepted command gets exactly one, on every path (success, server
+//    error, EPROTO, and ENOTCONN when the connection dies or closes or
+//    Shutdown(kShutdownAbandonPending) withdraws it), so freeing the object
+//    when handling CommandCompleted is enough. ReadChunk and
+//    BlockStatusExtents come before it with the same tag: do not free there.
+//  - A refused command (the call returned an error) has no events; its tag
+//    is never seen again. If the Client is destroyed with commands pending,
+//    no more events come and the caller reclaims what their tags name.
+//  - NBD_CMD_DISC (Disconnect(), Shutdown()) takes no tag: it never
+//    completes.
 #ifndef NBD_PROTOCOL_CLIENT_CLIENT_H_
 #define NBD_PROTOCOL_CLIENT_CLIENT_H_
 
@@ -114,6 +141,7 @@ inline constexpr uint32_t kShutdownAbandonPending = 0x10000;
 struct ReadOptions {
   uint16_t flags = 0;          // NBD_CMD_FLAG_DF only
   bool report_chunks = false;  // queue ReadChunk events
+  uint64_t tag = 0;            // opaque, echoed in the events ("Tags" above)
 };
 
 class Client {
@@ -224,24 +252,27 @@ class Client {
 
   // ---- Commands (kReady / kProcessing) -----------------------------------
   // On success the command is queued, its cookie returned, and it will
-  // complete exactly once. On failure nothing was queued.
+  // complete exactly once. On failure nothing was queued. `tag` (and
+  // ReadOptions::tag) is copied into every event of the command; see "Tags"
+  // at the top of this file.
   absl::StatusOr<Cookie> Read(uint64_t offset, absl::Span<uint8_t> buffer,
                               ReadOptions options = {});
   // flags: FUA, PAYLOAD_LEN (extended headers only).
   absl::StatusOr<Cookie> Write(uint64_t offset, absl::Span<const uint8_t> data,
-                               uint16_t flags = 0);
-  absl::StatusOr<Cookie> Flush(uint16_t flags = 0);
+                               uint16_t flags = 0, uint64_t tag = 0);
+  absl::StatusOr<Cookie> Flush(uint16_t flags = 0, uint64_t tag = 0);
   absl::StatusOr<Cookie> Trim(uint64_t offset, uint64_t length,
-                              uint16_t flags = 0);  // FUA
+                              uint16_t flags = 0,  // FUA
+                              uint64_t tag = 0);
   absl::StatusOr<Cookie> Cache(uint64_t offset, uint64_t length,
-                               uint16_t flags = 0);
+                               uint16_t flags = 0, uint64_t tag = 0);
   // flags: FUA, NO_HOLE, FAST_ZERO.
   absl::StatusOr<Cookie> WriteZeroes(uint64_t offset, uint64_t length,
-                                     uint16_t flags = 0);
+                                     uint16_t flags = 0, uint64_t tag = 0);
   // flags: REQ_ONE. Extents arrive as BlockStatusExtents events (64-bit
   // lengths whether the server used BLOCK_STATUS or BLOCK_STATUS_EXT).
   absl::StatusOr<Cookie> BlockStatus(uint64_t offset, uint64_t length,
-                                     uint16_t flags = 0);
+                                     uint16_t flags = 0, uint64_t tag = 0);
 
   // ---- Lifecycle ------------------------------------------------------------
   // libnbd's nbd_aio_disconnect: flags must be 0. Queues NBD_CMD_DISC

@@ -145,7 +145,7 @@ absl::Status Client::Impl::Validate(Command type, uint16_t flags,
 Cookie Client::Impl::Queue(Command type, uint16_t flags, uint64_t offset,
                            uint64_t length, uint8_t* read_buffer,
                            absl::Span<const uint8_t> write_payload,
-                           bool report_chunks) {
+                           bool report_chunks, uint64_t tag) {
   Cookie cookie = next_cookie_++;
   if (tracing()) {
     TraceLine(absl::StrFormat("-> %s cookie=%d offset=%d length=%d flags=0x%x",
@@ -171,6 +171,7 @@ Cookie Client::Impl::Queue(Command type, uint16_t flags, uint64_t offset,
     cmd.cookie = cookie;
     cmd.type = type;
     cmd.flags = flags;
+    cmd.tag = tag;
     cmd.offset = offset;
     cmd.length = length;
     cmd.read_buffer = read_buffer;
@@ -182,16 +183,17 @@ Cookie Client::Impl::Queue(Command type, uint16_t flags, uint64_t offset,
 }
 
 absl::StatusOr<Cookie> Client::Impl::Issue(Command type, uint16_t flags,
-                                           uint64_t offset, uint64_t length) {
+                                           uint64_t offset, uint64_t length,
+                                           uint64_t tag) {
   if (absl::Status s = Validate(type, flags, offset, length); !s.ok()) {
     return s;
   }
-  return Queue(type, flags, offset, length, nullptr, {}, false);
+  return Queue(type, flags, offset, length, nullptr, {}, false, tag);
 }
 
 void Client::Impl::QueueDisc() {
   state_ = State::kDisconnectQueued;
-  Queue(Command::kDisc, 0, 0, 0, nullptr, {}, false);
+  Queue(Command::kDisc, 0, 0, 0, nullptr, {}, false, 0);
 }
 
 void Client::Impl::DisconnectWhenDrained() {
@@ -210,13 +212,15 @@ void Client::Impl::AbandonUnsent() {
       had_disc = true;  // NBD_CMD_DISC; re-queued below
       continue;
     }
-    Command type = it->second.type;
+    const Command type = it->second.type;
+    const uint64_t tag = it->second.tag;
     commands_.erase(it);
     events_.push_back(CommandCompleted{
         cookie, type,
         ErrnoStatus(ENOTCONN,
                     "command abandoned by Shutdown before it was "
-                    "sent")});
+                    "sent"),
+        tag});
   }
   if (had_disc) QueueDisc();
 }
@@ -232,18 +236,18 @@ absl::StatusOr<Cookie> Client::Impl::Read(uint64_t offset,
     return s;
   }
   return Queue(Command::kRead, options.flags, offset, buffer.size(),
-               buffer.data(), {}, options.report_chunks);
+               buffer.data(), {}, options.report_chunks, options.tag);
 }
 
 absl::StatusOr<Cookie> Client::Impl::Write(uint64_t offset,
                                            absl::Span<const uint8_t> data,
-                                           uint16_t flags) {
+                                           uint16_t flags, uint64_t tag) {
   if (absl::Status s = Validate(Command::kWrite, flags, offset, data.size());
       !s.ok()) {
     return s;
   }
   return Queue(Command::kWrite, flags, offset, data.size(), nullptr, data,
-               false);
+               false, tag);
 }
 
 absl::StatusOr<Cookie> Client::Read(uint64_t offset, absl::Span<uint8_t> buffer,
@@ -253,32 +257,32 @@ absl::StatusOr<Cookie> Client::Read(uint64_t offset, absl::Span<uint8_t> buffer,
 
 absl::StatusOr<Cookie> Client::Write(uint64_t offset,
                                      absl::Span<const uint8_t> data,
-                                     uint16_t flags) {
-  return impl_->Write(offset, data, flags);
+                                     uint16_t flags, uint64_t tag) {
+  return impl_->Write(offset, data, flags, tag);
 }
 
-absl::StatusOr<Cookie> Client::Flush(uint16_t flags) {
-  return impl_->Issue(Command::kFlush, flags, 0, 0);
+absl::StatusOr<Cookie> Client::Flush(uint16_t flags, uint64_t tag) {
+  return impl_->Issue(Command::kFlush, flags, 0, 0, tag);
 }
 
 absl::StatusOr<Cookie> Client::Trim(uint64_t offset, uint64_t length,
-                                    uint16_t flags) {
-  return impl_->Issue(Command::kTrim, flags, offset, length);
+                                    uint16_t flags, uint64_t tag) {
+  return impl_->Issue(Command::kTrim, flags, offset, length, tag);
 }
 
 absl::StatusOr<Cookie> Client::Cache(uint64_t offset, uint64_t length,
-                                     uint16_t flags) {
-  return impl_->Issue(Command::kCache, flags, offset, length);
+                                     uint16_t flags, uint64_t tag) {
+  return impl_->Issue(Command::kCache, flags, offset, length, tag);
 }
 
 absl::StatusOr<Cookie> Client::WriteZeroes(uint64_t offset, uint64_t length,
-                                           uint16_t flags) {
-  return impl_->Issue(Command::kWriteZeroes, flags, offset, length);
+                                           uint16_t flags, uint64_t tag) {
+  return impl_->Issue(Command::kWriteZeroes, flags, offset, length, tag);
 }
 
 absl::StatusOr<Cookie> Client::BlockStatus(uint64_t offset, uint64_t length,
-                                           uint16_t flags) {
-  return impl_->Issue(Command::kBlockStatus, flags, offset, length);
+                                           uint16_t flags, uint64_t tag) {
+  return impl_->Issue(Command::kBlockStatus, flags, offset, length, tag);
 }
 
 }  // namespace nbd

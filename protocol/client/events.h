@@ -11,8 +11,12 @@
 //  - ClientTrace events (only if asked for) may come between any others, but
 //    never after ClientClosed or ClientDead.
 //  - ClientClosed or ClientDead comes exactly once and is the last event. All
-//  commands
-//    still pending complete (with ENOTCONN) before it.
+//    commands still pending complete (with ENOTCONN) before it.
+//
+// Command events carry the command's `tag`, the opaque value given when it
+// was issued (0 by default; see "Tags" in client.h), on every path: success,
+// server error, EPROTO, ENOTCONN. nbd::Visit (protocol/visit.h) dispatches an
+// event to overloaded lambdas.
 #ifndef NBD_PROTOCOL_CLIENT_EVENTS_H_
 #define NBD_PROTOCOL_CLIENT_EVENTS_H_
 
@@ -73,6 +77,7 @@ struct CommandCompleted {
   Cookie cookie = 0;
   Command command = Command::kRead;
   absl::Status status;
+  uint64_t tag = 0;  // the command's tag, never interpreted by the core
   bool operator==(const CommandCompleted&) const = default;
 };
 
@@ -85,6 +90,7 @@ struct BlockStatusExtents {
   std::string context_name;
   uint64_t offset = 0;
   std::vector<Extent> extents;
+  uint64_t tag = 0;  // the command's tag
   bool operator==(const BlockStatusExtents&) const = default;
 };
 
@@ -98,6 +104,7 @@ struct ReadChunk {
   uint64_t offset = 0;  // absolute export offset
   uint64_t length = 0;  // 0 for an error chunk without an offset
   int error = 0;        // errno, for kError
+  uint64_t tag = 0;     // the command's tag
   bool operator==(const ReadChunk&) const = default;
 };
 

@@ -238,7 +238,7 @@ void Client::Impl::OnChunkPayload() {
       cmd.data_seen += hole->length;
       if (cmd.report_chunks) {
         events_.push_back(ReadChunk{cmd.cookie, ReadChunkKind::kHole,
-                                    hole->offset, hole->length, 0});
+                                    hole->offset, hole->length, 0, cmd.tag});
       }
       return FinishChunk();
     }
@@ -296,9 +296,9 @@ void Client::Impl::OnChunkPayload() {
     SetCommandError(cmd, ProtocolError("ERROR_OFFSET outside the request"));
   }
   if (cmd.report_chunks) {
-    events_.push_back(ReadChunk{cmd.cookie, ReadChunkKind::kError,
-                                offset.value_or(0), 0,
-                                error == 0 ? EPROTO : NbdErrorToErrno(error)});
+    events_.push_back(
+        ReadChunk{cmd.cookie, ReadChunkKind::kError, offset.value_or(0), 0,
+                  error == 0 ? EPROTO : NbdErrorToErrno(error), cmd.tag});
   }
   FinishChunk();
 }
@@ -331,8 +331,8 @@ void Client::Impl::OnDataPayload() {
   uint64_t length = chunk_len_ - 8;
   cmd.data_seen += length;
   if (cmd.report_chunks) {
-    events_.push_back(
-        ReadChunk{cmd.cookie, ReadChunkKind::kData, data_offset_, length, 0});
+    events_.push_back(ReadChunk{cmd.cookie, ReadChunkKind::kData, data_offset_,
+                                length, 0, cmd.tag});
   }
   FinishChunk();
 }
@@ -373,7 +373,8 @@ void Client::Impl::HandleBlockStatus(PendingCommand& cmd,
     pos += e.length;
   }
   events_.push_back(BlockStatusExtents{cmd.cookie, context->id, context->name,
-                                       cmd.offset, std::move(extents)});
+                                       cmd.offset, std::move(extents),
+                                       cmd.tag});
 }
 
 void Client::Impl::FinishChunk() {
@@ -449,14 +450,15 @@ void Client::Impl::CompleteCommand(Cookie cookie, absl::Status status) {
     it->second.reply_status = std::move(status);
     return;  // completed by OnSegmentSent once the payload is sent
   }
-  Command type = it->second.type;
+  const Command type = it->second.type;
+  const uint64_t tag = it->second.tag;
   commands_.erase(it);
   if (StatusErrno(status) == ESHUTDOWN) {
     // NBD_ESHUTDOWN: the spec requires a soft disconnect. Stop issuing and
     // send NBD_CMD_DISC once the rest has drained.
     DisconnectWhenDrained();
   }
-  events_.push_back(CommandCompleted{cookie, type, std::move(status)});
+  events_.push_back(CommandCompleted{cookie, type, std::move(status), tag});
   MaybeSendDisc();
 }
 

@@ -1,5 +1,6 @@
 #include "tests/testing/event_log.h"
 
+#include <cstdint>
 #include <string>
 #include <variant>
 
@@ -30,6 +31,12 @@ const char* ChunkKindName(ReadChunkKind kind) {
   return "?";
 }
 
+// " tag=N" for a command event with a non-zero tag, "" otherwise, so lines
+// of commands issued without a tag read as they always did.
+std::string TagText(uint64_t tag) {
+  return tag == 0 ? "" : absl::StrCat(" tag=", tag);
+}
+
 struct Formatter {
   std::string* message;
 
@@ -56,7 +63,8 @@ struct Formatter {
   std::string operator()(const CommandCompleted& e) {
     return WithStatus(absl::StrCat("CommandCompleted cookie=", e.cookie, " ",
                                    ShortCommandName(e.command), " "),
-                      e.status);
+                      e.status) +
+           TagText(e.tag);
   }
   std::string operator()(const BlockStatusExtents& e) {
     std::string out = absl::StrCat(
@@ -66,7 +74,7 @@ struct Formatter {
       absl::StrAppend(&out, i ? "," : "", e.extents[i].length, "/",
                       e.extents[i].flags);
     }
-    return out;
+    return out + TagText(e.tag);
   }
   std::string operator()(const ReadChunk& e) {
     std::string out =
@@ -75,7 +83,7 @@ struct Formatter {
     if (e.kind == ReadChunkKind::kError) {
       absl::StrAppend(&out, " error=", ErrnoName(e.error));
     }
-    return out;
+    return out + TagText(e.tag);
   }
   std::string operator()(const StartTls&) { return "StartTls"; }
   std::string operator()(const ShutdownWrite&) { return "ShutdownWrite"; }

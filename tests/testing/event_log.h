@@ -17,6 +17,7 @@ namespace nbd::test {
 absl::string_view ShortCommandName(Command command);
 
 // E.g. "CommandCompleted cookie=1 READ ok", "Dead EPROTO", "Closed".
+// Command events with a non-zero tag end in " tag=N".
 // `message` receives the status message carried by the event ("" if none).
 std::string FormatEvent(const ClientEvent& event, std::string* message);
 

@@ -79,6 +79,9 @@ class Client::Impl {
     Cookie cookie = 0;
     Command type = Command::kRead;
     uint16_t flags = 0;
+    // The caller's opaque value, copied into this command's events; never
+    // interpreted.
+    uint64_t tag = 0;
     uint64_t offset = 0;
     uint64_t length = 0;
     uint8_t* read_buffer = nullptr;
@@ -173,13 +176,13 @@ class Client::Impl {
                         uint64_t length) const;
   Cookie Queue(Command type, uint16_t flags, uint64_t offset, uint64_t length,
                uint8_t* read_buffer, absl::Span<const uint8_t> write_payload,
-               bool report_chunks);
+               bool report_chunks, uint64_t tag);
   absl::StatusOr<Cookie> Issue(Command type, uint16_t flags, uint64_t offset,
-                               uint64_t length);
+                               uint64_t length, uint64_t tag);
   absl::StatusOr<Cookie> Read(uint64_t offset, absl::Span<uint8_t> buffer,
                               ReadOptions options);
   absl::StatusOr<Cookie> Write(uint64_t offset, absl::Span<const uint8_t> data,
-                               uint16_t flags);
+                               uint16_t flags, uint64_t tag);
   // NBD_CMD_DISC once nothing else is in flight (Shutdown(0), ESHUTDOWN):
   // only the state changes; MaybeSendDisc() sends it when due.
   void DisconnectWhenDrained();
