@@ -18,7 +18,7 @@ want="size: 1048576
 block 0 (4096 bytes): 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 08"
 for adapter in blocking epoll io_uring; do
   # --run's command is a shell command line; $uri is set by nbdkit.
-  if ! got="$(nbdkit -U "$dir/sock" pattern 1M \
+  if ! got="$(nbdkit -U "$dir/$adapter.sock" pattern 1M \
     --run "\"$nbd_head\" \"\$uri\" $adapter")"; then
     echo "FAIL ($adapter): nbdkit --run nbd_head exited non-zero:"
     echo "$got"

@@ -5,8 +5,6 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,6 +12,7 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -49,12 +48,13 @@ bool HaveNbdkit() {
   return false;
 }
 
-// `nbdkit -f --exit-with-parent --unix DIR/sock memory SIZE`, stopped by
-// PID when destroyed (SIGTERM; SIGKILL if it has not exited within
-// kTimeout; reaped) and its directory removed.
+// `nbdkit -f --exit-with-parent --unix DIR/sock --pidfile DIR/pid memory
+// SIZE`, stopped by PID when destroyed (SIGTERM; SIGKILL if it has not
+// exited within kTimeout; reaped) and its directory removed.
 class Nbdkit {
  public:
-  // Empty `error()` once the socket accepts connections (bounded wait).
+  // Returns with an empty `error()` once nbdkit accepts connections: it
+  // writes its pidfile then (bounded wait).
   Nbdkit() {
     char dir[] = "/tmp/nbd-consumer.XXXXXX";
     if (::mkdtemp(dir) == nullptr) {
@@ -63,10 +63,12 @@ class Nbdkit {
     }
     dir_ = dir;
     socket_ = dir_ + "/sock";
+    std::string pidfile = dir_ + "/pid";
     std::string size = std::to_string(kExportSize);
     const char* argv[] = {
-        "nbdkit",        "-f",     "--exit-with-parent", "--unix",
-        socket_.c_str(), "memory", size.c_str(),         nullptr};
+        "nbdkit",        "-f",        "--exit-with-parent", "--unix",
+        socket_.c_str(), "--pidfile", pidfile.c_str(),      "memory",
+        size.c_str(),    nullptr};
     pid_t parent = ::getpid();
     pid_ = ::fork();
     if (pid_ < 0) {
@@ -80,15 +82,15 @@ class Nbdkit {
       ::_exit(127);
     }
     absl::Time give_up = absl::Now() + kTimeout;
-    while (!Accepts()) {
+    while (!Ready(pidfile)) {
       int status;
       if (::waitpid(pid_, &status, WNOHANG) == pid_) {
         pid_ = -1;
-        error_ = "nbdkit exited before its socket accepted";
+        error_ = "nbdkit exited before it became ready";
         return;
       }
       if (absl::Now() > give_up) {
-        error_ = "nbdkit's socket never accepted";
+        error_ = "nbdkit did not become ready";
         return;
       }
       absl::SleepFor(absl::Milliseconds(5));
@@ -121,16 +123,11 @@ class Nbdkit {
   std::string uri() const { return "nbd+unix:///?socket=" + socket_; }
 
  private:
-  bool Accepts() const {
-    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return false;
-    sockaddr_un addr = {};
-    addr.sun_family = AF_UNIX;
-    std::strncpy(addr.sun_path, socket_.c_str(), sizeof addr.sun_path - 1);
-    bool ok =
-        ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-    ::close(fd);
-    return ok;
+  // Whether `pidfile` holds nbdkit's PID (complete, so it is ready).
+  bool Ready(const std::string& pidfile) const {
+    std::ifstream in(pidfile);
+    pid_t pid = -1;
+    return in >> pid && pid == pid_;
   }
 
   std::string dir_;
