@@ -137,8 +137,10 @@ def load_targets(workspace):
                 note(name, visibility)
 
             env["package"] = package_rule
-            for other in ("sh_test", "alias", "config_setting", "genquery",
-                          "filegroup", "sh_binary", "genrule"):
+            for other in ("sh_test", "sh_binary", "sh_library", "alias",
+                          "config_setting", "genquery", "genrule",
+                          "filegroup", "test_suite", "py_binary", "py_test",
+                          "py_library", "cc_import"):
                 env[other] = other_rule
             # Files, not targets of ours; package groups have no visibility.
             for ignored in ("exports_files", "package_group"):
