@@ -18,9 +18,8 @@ namespace nbd::adapters {
 namespace {
 
 // OnReady() takes poll() and epoll bits alike.
-static_assert(POLLIN == EPOLLIN && POLLOUT == EPOLLOUT &&
-              POLLERR == EPOLLERR && POLLHUP == EPOLLHUP &&
-              POLLRDHUP == EPOLLRDHUP);
+static_assert(POLLIN == EPOLLIN && POLLOUT == EPOLLOUT && POLLERR == EPOLLERR &&
+              POLLHUP == EPOLLHUP && POLLRDHUP == EPOLLRDHUP);
 constexpr uint32_t kReadableBits =
     POLLIN | POLLPRI | POLLERR | POLLHUP | POLLRDHUP | POLLNVAL;
 
@@ -66,9 +65,8 @@ Drive<Session>::~Drive() = default;  // transport_ closes the fd
 
 template <typename Session>
 absl::StatusOr<std::unique_ptr<Drive<Session>>> Drive<Session>::Connect(
-    std::string_view uri, ClientOptions options, DriveOptions drive_options)
-  requires std::same_as<Session, Client>
-{
+    std::string_view uri, ClientOptions options,
+    DriveOptions drive_options) requires std::same_as<Session, Client> {
   absl::StatusOr<Connection> connection =
       ConnectUri(uri, drive_options.connect_timeout);
   if (!connection.ok()) return connection.status();
@@ -79,7 +77,7 @@ absl::StatusOr<std::unique_ptr<Drive<Session>>> Drive<Session>::Connect(
 
 template <typename Session>
 Direction Drive<Session>::direction() const {
-  return done() ? Direction::kNone : core_.wants();
+  return ended() ? Direction::kNone : core_.wants();
 }
 
 template <typename Session>
@@ -115,8 +113,9 @@ void Drive<Session>::Kick() {
 
 template <typename Session>
 int Drive<Session>::timeout_ms(absl::Time now) const {
+  if (has_events()) return 0;  // pop them first
   const std::optional<absl::Time>& d = deadline_.get();
-  if (!d.has_value() || done()) return -1;
+  if (!d.has_value() || ended()) return -1;
   if (*d <= now) return 0;
   const absl::Duration left = *d - now;
   int64_t ms = absl::ToInt64Milliseconds(left);  // truncates
@@ -126,20 +125,18 @@ int Drive<Session>::timeout_ms(absl::Time now) const {
 
 template <typename Session>
 void Drive<Session>::CheckDeadline(absl::Time now) {
-  if (done() || !deadline_.Passed(now)) return;
+  if (ended() || !deadline_.Passed(now)) return;
   const char* what = disconnecting_ || DriveTraits<Session>::Closing(core_)
                          ? DriveTraits<Session>::kEndTimeout
                          : "the drive's deadline";
-  GiveUp(core_, transport_, TimeoutStatus(what),
-         [this](Event& e) { Push(e); });
+  GiveUp(core_, transport_, TimeoutStatus(what), [this](Event& e) { Push(e); });
   Settle();
 }
 
 template <typename Session>
-absl::Status Drive<Session>::Disconnect(uint32_t flags)
-  requires std::same_as<Session, Client>
-{
-  if (done()) return DoneError("Disconnect");
+absl::Status Drive<Session>::Disconnect(
+    uint32_t flags) requires std::same_as<Session, Client> {
+  if (ended()) return DoneError("Disconnect");
   absl::Status s = core_.Disconnect(flags);
   if (s.ok()) {
     deadline_.Arm();
@@ -150,10 +147,9 @@ absl::Status Drive<Session>::Disconnect(uint32_t flags)
 }
 
 template <typename Session>
-absl::Status Drive<Session>::Shutdown(uint32_t flags)
-  requires std::same_as<Session, Client>
-{
-  if (done()) return DoneError("Shutdown");
+absl::Status Drive<Session>::Shutdown(
+    uint32_t flags) requires std::same_as<Session, Client> {
+  if (ended()) return DoneError("Shutdown");
   absl::Status s = core_.Shutdown(flags);
   if (s.ok()) {
     deadline_.Arm();
@@ -165,7 +161,7 @@ absl::Status Drive<Session>::Shutdown(uint32_t flags)
 
 template <typename Session>
 absl::Status Drive<Session>::Abandon(absl::Status why) {
-  if (done()) return DoneError("Abandon");
+  if (ended()) return DoneError("Abandon");
   if (why.ok()) {
     return PreconditionStatus(
         EINVAL, absl::StrCat(DriveTraits<Session>::kName,
@@ -178,14 +174,19 @@ absl::Status Drive<Session>::Abandon(absl::Status why) {
 
 template <typename Session>
 absl::StatusOr<int> Drive<Session>::Release() {
-  if (done()) return DoneError("Release");
+  if (ended()) return DoneError("Release");
   released_ = true;
   return transport_.Release();
 }
 
 template <typename Session>
-bool Drive<Session>::done() const {
+bool Drive<Session>::ended() const {
   return released_ || IsTerminal(core_.phase());
+}
+
+template <typename Session>
+bool Drive<Session>::done() const {
+  return ended() && !has_events();
 }
 
 template <typename Session>
@@ -206,7 +207,7 @@ std::optional<typename Drive<Session>::Event> Drive<Session>::PollEvent() {
 
 template <typename Session>
 void Drive<Session>::Step(bool readable) {
-  if (done()) return;
+  if (ended()) return;
   PumpOnce(core_, transport_, readable, [this](Event& e) { Push(e); });
   Settle();
 }
@@ -243,14 +244,14 @@ absl::Status Drive<Session>::DoneError(const char* call) const {
   if (released_) {
     why = "its fd was released";
   } else if (!core_.dead_reason().ok()) {
-    why = absl::StrCat("the connection is dead: ",
-                       core_.dead_reason().message());
+    why =
+        absl::StrCat("the connection is dead: ", core_.dead_reason().message());
   } else {
     why = "the connection is closed";
   }
   return PreconditionStatus(
       EINVAL, absl::StrCat(DriveTraits<Session>::kName, "::", call,
-                           ": the drive is done (", why, ")"));
+                           ": the drive is done: ", why));
 }
 
 template class Drive<Client>;

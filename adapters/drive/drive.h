@@ -13,7 +13,8 @@
 //   while (auto e = drive.PollEvent()) handle(*e);
 //   ... issue commands on drive.client(), then drive.Kick();
 //
-// until drive.done(). docs/embedding.md walks through a complete program
+// until drive.done() (the connection ended and every event was popped).
+// docs/embedding.md walks through a complete program
 // (docs/examples/poll_embed.cc).
 //
 // ---- What the calls cost ---------------------------------------------------
@@ -44,7 +45,8 @@
 //  - The drive owns `fd` from its construction: it closes it as soon as the
 //    connection has ended (closed or dead), inside the call that noticed,
 //    or in its destructor, unless Release() handed it back first. Do not
-//    close it yourself, and drop it from your poll set once done().
+//    close it yourself; fd() is -1 from then on (the close also removes it
+//    from an epoll set).
 //  - Client: Disconnect() (NBD_CMD_DISC behind the commands still queued,
 //    which go out first; a server may answer those with ESHUTDOWN) or
 //    Shutdown() (waits until the commands in flight completed, then DISC;
@@ -61,18 +63,22 @@
 //    pending command completes with ENOTCONN, the fd is closed. A deadline
 //    set with SetDeadline() applies in every phase (a bound on the whole
 //    connection); without one, nothing is bounded before the disconnect.
-//  - done(): the connection has ended (closed or dead) or the fd was
-//    released. The final events may still be queued: pop them.
-//  - Destroying a drive that is not done closes the socket abruptly: the
+//  - ended(): the connection has ended (closed or dead; the fd is closed)
+//    or the fd was released. done(): ended() and every event popped, so a
+//    loop `while (!drive.done())` that pops events each turn sees the last
+//    one, even when the end came from a Kick() after the pops.
+//  - Destroying a drive that has not ended closes the socket abruptly: the
 //    peer sees EOF, pending commands never complete.
 //
-// ---- Calls after done() ------------------------------------------------------
+// ---- Calls once ended() --------------------------------------------------
 // Readiness calls (OnReady, OnReadable, OnWritable, Kick, CheckDeadline)
-// do nothing, so a stale readiness report is harmless. Calls that ask for
-// something (Disconnect, Shutdown, Abandon, Release) fail with
-// FailedPrecondition, errno EINVAL (nbd::StatusErrno), naming the call and
-// saying the drive is done. PollEvent() keeps returning what is queued,
-// then nullopt. The core stays readable (phase(), dead_reason(), ...).
+// do nothing and make no system call, so a stale readiness report is
+// harmless. Calls that ask for something (Disconnect, Shutdown, Abandon,
+// Release) fail with FailedPrecondition, errno EINVAL (nbd::StatusErrno),
+// the message naming the call and why ("ClientDrive::Disconnect: the drive
+// is done: the connection is closed" / "is dead: <reason>" / "its fd was
+// released"). PollEvent() returns what is still queued, then nullopt. The
+// core stays readable (phase(), dead_reason(), ...).
 //
 // ---- Threads ---------------------------------------------------------------
 // Not thread-safe: one thread drives a drive and its core, as the core
@@ -159,32 +165,26 @@ class Drive {
   // ClientDead).
   static absl::StatusOr<std::unique_ptr<Drive>> Connect(
       std::string_view uri, ClientOptions options = {},
-      DriveOptions drive_options = {})
-    requires std::same_as<Session, Client>;
+      DriveOptions drive_options = {}) requires std::same_as<Session, Client>;
 
   // ---- The core ------------------------------------------------------------
   // Issue commands (client) or replies (server) on it directly; then Kick().
   // Valid for the drive's whole life, also after done().
   Session& core() { return core_; }
   const Session& core() const { return core_; }
-  Client& client()
-    requires std::same_as<Session, Client>
-  {
-    return core_;
-  }
-  ServerSession& session()
-    requires std::same_as<Session, ServerSession>
-  {
+  Client& client() requires std::same_as<Session, Client> { return core_; }
+  ServerSession& session() requires std::same_as<Session, ServerSession> {
     return core_;
   }
 
   // ---- What to wait for -------------------------------------------------
-  // The socket; -1 once done (closed or released).
+  // The socket; -1 once ended() (closed or released). poll() ignores a
+  // negative fd, so a pollfd built from it needs no special case.
   int fd() const { return transport_.fd(); }
-  // The core's wants(): kNone once done.
+  // The core's wants(): kNone once ended().
   Direction direction() const;
   // direction() as poll(2) events (POLLIN, POLLOUT) and as epoll(7) events
-  // (EPOLLIN, EPOLLOUT; level-triggered). 0 once done. poll() and epoll
+  // (EPOLLIN, EPOLLOUT; level-triggered). 0 once ended(). poll() and epoll
   // report POLLHUP/POLLERR even when not asked for: pass them on.
   short poll_events() const;  // NOLINT(runtime/int)
   uint32_t epoll_events() const;
@@ -210,9 +210,10 @@ class Drive {
   // The time the loop should wake up at for CheckDeadline(); nullopt if
   // none is armed (see "Lifecycle" above).
   std::optional<absl::Time> deadline() const { return deadline_.get(); }
-  // deadline() as a poll()/epoll_wait() timeout from `now`: -1 (wait
-  // forever) without one or once done, else the milliseconds left,
-  // rounded up (so the loop does not wake before it), at least 0.
+  // deadline() as a poll()/epoll_wait() timeout from `now`: 0 while events
+  // are queued (pop them first), else -1 (wait forever) without a deadline
+  // or once ended(), else the milliseconds left, rounded up (so the loop
+  // does not wake before it) and at least 0.
   int timeout_ms(absl::Time now) const;
   // Bounds the connection: replaces any deadline, in any phase; a later
   // disconnect keeps it instead of arming its own.
@@ -225,23 +226,26 @@ class Drive {
   // Client only. The core's Disconnect(flags)/Shutdown(flags) (same
   // contract and errors: e.g. FailedPrecondition/EINVAL outside
   // transmission, or after a first Disconnect()), then arms the bound and
-  // Kick()s. FailedPrecondition (EINVAL) once done.
-  absl::Status Disconnect(uint32_t flags = 0)
-    requires std::same_as<Session, Client>;
-  absl::Status Shutdown(uint32_t flags = 0)
-    requires std::same_as<Session, Client>;
+  // Kick()s. FailedPrecondition (EINVAL) once ended().
+  absl::Status Disconnect(
+      uint32_t flags = 0) requires std::same_as<Session, Client>;
+  absl::Status Shutdown(
+      uint32_t flags = 0) requires std::same_as<Session, Client>;
   // Gives the connection up now: the core becomes dead with `why` (which
   // must not be OK; an errno can be attached with nbd::ErrnoStatus),
   // pending commands complete with ENOTCONN, the fd is closed.
-  // FailedPrecondition (EINVAL) once done, or if `why` is OK.
+  // FailedPrecondition (EINVAL) once ended(), or if `why` is OK.
   absl::Status Abandon(absl::Status why);
   // Hands the fd back (the drive will neither use nor close it) and
   // returns it, e.g. to pass a negotiated socket on. The core is left as
-  // it is; done() turns true; pending output and events stay in the core
-  // and the drive (PollEvent() still returns them, with no action taken on
-  // ShutdownWrite). FailedPrecondition (EINVAL) once done.
+  // it is; ended() turns true; pending output and events stay in the core
+  // and the drive (PollEvent() still returns them; a ShutdownWrite is then
+  // yours to act on). FailedPrecondition (EINVAL) once ended().
   absl::StatusOr<int> Release();
-  // The connection has ended (closed or dead) or the fd was released.
+  // The connection has ended (closed or dead; the fd is closed) or the fd
+  // was released.
+  bool ended() const;
+  // ended() and no event left to pop: the loop is finished.
   bool done() const;
 
   // ---- Events ----------------------------------------------------------

@@ -18,7 +18,8 @@ library that defines what a header of another target declares).
 It also reports any package default visibility and any target visibility of
 //visibility:public under protocol/, adapters/, tools/, tests/ and docs/:
 those layers export through //:protocol_and_above, //:adapters_and_above
-or //tests:__subpackages__ (see the root BUILD).
+or //tests:__subpackages__ (see the root BUILD), except the public API
+targets listed in PUBLIC_API.
 """
 import os
 import re
@@ -58,6 +59,12 @@ class Target:
 # Targets and packages found public by load_targets().
 public = []
 
+# The public API: targets other workspaces may depend on. Only these may be
+# //visibility:public.
+PUBLIC_API = {
+    "//adapters/drive:drive",
+}
+
 
 def load_targets(workspace):
     targets = []
@@ -78,7 +85,8 @@ def load_targets(workspace):
 
             def rule(kind):
                 def add(name, srcs=(), hdrs=(), deps=(), visibility=(), **_):
-                    if "//visibility:public" in visibility:
+                    if ("//visibility:public" in visibility and
+                            "//%s:%s" % (package, name) not in PUBLIC_API):
                         public.append("//%s:%s" % (package, name))
                     if not isinstance(deps, (list, tuple)):
                         deps = []  # select(): judged by hand
