@@ -37,7 +37,6 @@ int main(int argc, char** argv) {
     poll(&pfd, 1, d.timeout_ms(absl::Now()));
     d.OnReady(pfd.revents);  // POLLHUP/POLLERR included
     d.CheckDeadline(absl::Now());
-    // [START events]
     while (auto event = d.PollEvent()) {
       if (auto* c = std::get_if<nbd::CommandCompleted>(&*event)) {
         if (!c->status.ok()) {
@@ -50,8 +49,6 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "dead: %s\n", dead->reason.ToString().c_str());
       }
     }
-    // [END events]
-    // [START steps]
     // kReady: connected, nothing in flight. One step at a time, since NBD
     // orders nothing between commands in flight.
     if (client.phase() != nbd::ClientPhase::kReady) continue;
@@ -71,7 +68,6 @@ int main(int argc, char** argv) {
         break;
     }
     d.Kick();  // send now rather than after the next poll()
-    // [END steps]
   }
   // [END poll_loop]
   std::printf("%s, %zu extents, data %s\n",
