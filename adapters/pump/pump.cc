@@ -73,6 +73,12 @@ void SocketTransport::Close() {
   fd_ = -1;
 }
 
+int SocketTransport::Release() {
+  int fd = fd_;
+  fd_ = -1;
+  return fd;
+}
+
 namespace {
 
 // What differs between the session types, for the shared implementation.

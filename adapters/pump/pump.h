@@ -124,6 +124,9 @@ class SocketTransport : public Transport {
   IoResult Send(absl::Span<const iovec> gather) override;
   void ShutdownWrite() override;
   void Close() override;
+  // Gives `fd` back without closing it (the caller owns it again) and
+  // returns it; -1 if already closed or released. Makes no system call.
+  int Release();
 
  private:
   int fd_;

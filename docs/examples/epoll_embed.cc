@@ -41,6 +41,7 @@ int main(int argc, char** argv) {
   std::vector<std::vector<uint8_t>> blocks(16, std::vector<uint8_t>(4096));
   int completed = 0;
   bool connected = false;
+  // [START epoll_register]
   nbd::ClientOptions options;
   options.export_name = conn->export_name;
   nbd::adapters::EpollConnection nbd_conn(
@@ -58,9 +59,11 @@ int main(int argc, char** argv) {
   epoll_data_t tag;
   tag.u64 = kNbdTag;
   if (!nbd_conn.Register(epfd, tag).ok()) return 1;
+  // [END epoll_register]
 
   bool issued = false;
   bool disconnecting = false;
+  // [START epoll_loop]
   while (!nbd_conn.finished()) {
     // Size the wait by the connection's deadline, if any.
     int timeout_ms = 1000;
@@ -99,6 +102,7 @@ int main(int argc, char** argv) {
       nbd_conn.Disconnect().IgnoreError();  // kicks, too
     }
   }
+  // [END epoll_loop]
   std::printf("%d reads completed; connection %s\n", completed,
               nbd::ClientPhaseName(nbd_conn.client().phase()));
   close(epfd);

@@ -69,6 +69,7 @@ int main(int argc, char** argv) {
         io_uring_sqe_set_data64(sqe, kMyTimer);
         timer_armed = true;
       }
+      // [START uring_iteration]
       driver.Prepare();  // SQEs for every connection, batched
       ++counters.io_uring_enter;
       io_uring_submit_and_wait(&ring, 1);  // one syscall per iteration
@@ -85,6 +86,7 @@ int main(int argc, char** argv) {
       }
       io_uring_cq_advance(&ring, seen);
       driver.CheckDeadlines(absl::Now());
+      // [END uring_iteration]
 
       for (Job& job : jobs) {
         nbd::Client& client = job.conn->client();

@@ -87,7 +87,6 @@ def load_public_list(workspace):
                 labels.append(line)
     return labels
 
-
 def load_targets(workspace):
     targets = []
     for root in VISIBILITY_ROOTS:
