@@ -3,6 +3,7 @@
 examples, so the docs show code that builds and runs (run_examples_test).
 
 Usage: check_doc_excerpts.py [--all MD]... [--marked MD]...
+       check_doc_excerpts.py --update MD...   (rewrite excerpts from sources)
 
 A block is an excerpt when the line before its ```cpp fence is
 
@@ -106,7 +107,35 @@ def check(md, every):
     return problems, found
 
 
+def update(md):
+    """Rewrites every marked block of `md` with its region's current text."""
+    lines = open(md).read().split("\n")
+    out = []
+    i = 0
+    while i < len(lines):
+        marker = MARK.match(lines[i])
+        out.append(lines[i])
+        i += 1
+        if not marker or i >= len(lines) or not FENCE.match(lines[i]):
+            continue
+        want = region(marker.group(1), marker.group(2))
+        if isinstance(want, str):
+            print(want)
+            return 1
+        out.append(lines[i])
+        i += 1
+        while i < len(lines) and not re.match(r"^```\s*$", lines[i]):
+            i += 1
+        out += want
+    open(md, "w").write("\n".join(out))
+    return 0
+
+
 def main(argv):
+    if len(argv) > 1 and argv[1] == "--update":
+        # Developer convenience, run from the workspace root:
+        #   python3 docs/examples/check_doc_excerpts.py --update docs/embedding.md
+        return max([update(md) for md in argv[2:]] or [0])
     problems = []
     mode = None
     checked = []

@@ -5,11 +5,11 @@
 #include <poll.h>
 
 #include <cstdio>
-#include <variant>
 #include <vector>
 
 #include "absl/time/clock.h"
 #include "adapters/drive/drive.h"
+#include "protocol/visit.h"
 
 int main(int argc, char** argv) {
   if (argc != 2) return 2;
@@ -38,30 +38,36 @@ int main(int argc, char** argv) {
     d.OnReady(pfd.revents);  // POLLHUP/POLLERR included
     d.CheckDeadline(absl::Now());
     while (auto event = d.PollEvent()) {
-      if (auto* c = std::get_if<nbd::CommandCompleted>(&*event)) {
-        if (!c->status.ok()) {
-          std::fprintf(stderr, "command: %s\n", c->status.ToString().c_str());
-          failed = true;
-        }
-      } else if (auto* b = std::get_if<nbd::BlockStatusExtents>(&*event)) {
-        extents += b->extents.size();
-      } else if (auto* dead = std::get_if<nbd::ClientDead>(&*event)) {
-        std::fprintf(stderr, "dead: %s\n", dead->reason.ToString().c_str());
-      }
+      nbd::Visit(
+          *event,
+          [&](const nbd::CommandCompleted& c) {
+            if (c.status.ok()) return;
+            std::fprintf(stderr, "step %d: %s\n", static_cast<int>(c.tag),
+                         c.status.ToString().c_str());
+            failed = true;
+          },
+          [&](const nbd::BlockStatusExtents& b) {
+            extents += b.extents.size();
+          },
+          [](const nbd::ClientDead& dead) {
+            std::fprintf(stderr, "dead: %s\n", dead.reason.ToString().c_str());
+          },
+          [](const auto&) {});  // every other event
     }
     // kReady: connected, nothing in flight. One step at a time, since NBD
     // orders nothing between commands in flight.
     if (client.phase() != nbd::ClientPhase::kReady) continue;
     switch (step++) {
+      // Each command carries its step as its tag; its events hand it back.
       case 0:
-        issue(client.Write(0, data));
+        issue(client.Write(0, data, 0, /*tag=*/0));
         break;
       case 1:
-        issue(client.Flush());
+        issue(client.Flush(0, /*tag=*/1));
         break;
       case 2:
-        issue(client.Read(0, absl::MakeSpan(back)));
-        issue(client.BlockStatus(0, 1 << 20));
+        issue(client.Read(0, absl::MakeSpan(back), {.tag = 2}));
+        issue(client.BlockStatus(0, 1 << 20, 0, /*tag=*/2));
         break;
       case 3:
         d.Disconnect().IgnoreError();  // DISC; the close is awaited, bounded
