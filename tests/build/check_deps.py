@@ -95,7 +95,7 @@ def load_targets(workspace):
                                   (package, list(default_visibility)))
 
             env["package"] = package_rule
-            for ignored in ("exports_files", "sh_test", "alias",
+            for ignored in ("exports_files", "sh_test", "alias", "genrule",
                             "config_setting", "genquery", "filegroup",
                             "sh_binary", "package_group"):
                 env[ignored] = lambda *a, **k: None
