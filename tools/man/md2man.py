@@ -41,6 +41,10 @@ REFERENCE = re.compile(r"^([A-Za-z_][A-Za-z0-9_:.\-]*)\(([1-9][a-z]*)\)$")
 PROSE_REFERENCE = re.compile(
     r"(?<![\w:])([A-Za-z_][A-Za-z0-9_]*(?:::[A-Za-z_][A-Za-z0-9_]*)*)"
     r"\(([1-9])\)")
+# HTML that markdown would pass through; <placeholder> text is fine.
+HTML_TAG = re.compile(
+    r"<!--|</?(a|b|br|code|del|div|em|h[1-6]|hr|i|img|kbd|li|ol|p|pre|s|"
+    r"span|strong|sub|sup|table|td|th|tr|tt|u|ul)(\s[^>]*)?/?>", re.I)
 BULLET = re.compile(r"^- (.*)$")
 ORDERED = re.compile(r"^(\d{1,2})\. (.*)$")
 FENCE = re.compile(r"^```\s*([A-Za-z+]*)\s*$")
@@ -406,9 +410,9 @@ def render_inline(text, path, lineno):
         plain.clear()
         if re.search(r"\[[^\]]*\]\([^)]*\)", s):
             _error(path, lineno, "links are not supported")
-        if re.search(r"</?[A-Za-z][A-Za-z0-9_]*( [^>]*)?>", s):
-            _error(path, lineno, "HTML tags (or C++ templates outside "
-                   "`code`) are not supported: %r" % s)
+        m = HTML_TAG.search(s)
+        if m:
+            _error(path, lineno, "HTML is not supported: %r" % m.group(0))
         pos = 0
         for m in PROSE_REFERENCE.finditer(s):
             out.append(escape_text(s[pos:m.start()]))
@@ -424,15 +428,26 @@ def render_inline(text, path, lineno):
             i += 2
             continue
         if c == "`":
-            j = text.find("`", i + 1)
+            # A run of N backquotes opens a span that the next run of
+            # exactly N closes, so ``a`b`` holds a backquote.
+            run = len(text[i:]) - len(text[i:].lstrip("`"))
+            j = -1
+            for m in re.finditer(r"`+", text[i + run:]):
+                if len(m.group(0)) == run:
+                    j = i + run + m.start()
+                    break
             if j < 0:
                 _error(path, lineno, "unclosed `code` span")
-            if j == i + 1:
+            code = text[i + run:j]
+            if run > 1 and code.startswith(" ") and code.endswith(" ") and (
+                    code.strip()):
+                code = code[1:-1]
+            if not code:
                 _error(path, lineno, "empty `code` span")
             flush_plain()
-            out.append(_font(True, italic) + escape_code(text[i + 1:j])
+            out.append(_font(True, italic) + escape_code(code)
                        + _font(bold, italic))
-            i = j + 1
+            i = j + run
             continue
         if text.startswith("**", i):
             flush_plain()

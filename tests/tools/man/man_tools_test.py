@@ -100,6 +100,12 @@ class ConverterTest(unittest.TestCase):
         self.assertIn(".BR nbd::Client::Shutdown (3),\n"
                       ".BR nbd_aio_disconnect (3)\n", troff)
 
+    def test_code_spans_with_backquotes_and_placeholders(self):
+        troff = render(GOOD.replace(
+            "A note.", "A ``a`b`` span, `` `x` `` and dead: <reason>."))
+        self.assertIn("A \\fBa\\(gab\\fR span, \\fB\\(gax\\(ga\\fR and "
+                      "dead: <reason>.", troff)
+
     def test_missing_front_matter_field(self):
         msg = self.error(GOOD.replace("header: protocol/client/client.h\n",
                                       ""))
@@ -134,7 +140,8 @@ class ConverterTest(unittest.TestCase):
             "| a | b |": "tables",
             "> quoted": "block quotes",
             "see [this](http://x)": "links",
-            "a <b>tag</b>": "HTML tags",
+            "a <b>tag</b>": "HTML is not supported",
+            "<!-- comment -->": "HTML is not supported",
             "- item\n  - nested": "nested lists",
             "* star item": "bullet lists use '- '",
             "an `unclosed span": "unclosed `code` span",
@@ -304,7 +311,7 @@ class Client {
 }  // namespace nbd
 """
 
-    def run_check(self, pages, extra_args=()):
+    def run_check(self, pages, extra_args=(), width="max"):
         with tempfile.TemporaryDirectory() as d:
             os.makedirs(os.path.join(d, "protocol/client"))
             with open(os.path.join(d, "protocol/client/client.h"), "w") as f:
@@ -322,7 +329,7 @@ class Client {
             run = subprocess.run(
                 [sys.executable, tool, "--root=" + d,
                  "--header=protocol/client/client.h",
-                 "--class=nbd::Client", "--max-width=80"] +
+                 "--class=nbd::Client", "--%s-width=80" % width] +
                 list(extra_args) + files,
                 capture_output=True, text=True)
             return run.returncode, run.stdout + run.stderr
@@ -363,19 +370,24 @@ class Client {
             "header: protocol/client/client.h", "header: protocol/wire.h")
         text = text.replace("- **EINVAL** (`FailedPrecondition`)",
                             "- EINVAL (`FailedPrecondition`)")
+        assert "- EINVAL (`FailedPrecondition`)" in text
         rc, out = self.run_check({"nbd::Client::Shutdown": text},
                                  ["--only=nbd::Client::S"])
         self.assertEqual(rc, 1, out)
         self.assertIn("header: says protocol/wire.h", out)
-        self.assertIn("an ERRORS entry starts with the errno in bold", out)
+        self.assertIn("ERRORS names no errno in bold", out)
 
-    def test_overwide_code_fails(self):
+    def test_overwide_code_fails_or_is_noted(self):
         text = self.page("nbd::Client::Shutdown").replace(
             "a \\n b", "a" * 75)
         rc, out = self.run_check({"nbd::Client::Shutdown": text},
                                  ["--only=nbd::Client::S"])
         self.assertEqual(rc, 1, out)
         self.assertIn("columns wide", out)
+        rc, out = self.run_check({"nbd::Client::Shutdown": text},
+                                 ["--only=nbd::Client::S"], width="warn")
+        self.assertEqual(rc, 0, out)
+        self.assertIn("note: ", out)
 
 
 if __name__ == "__main__":
