@@ -48,7 +48,9 @@ HTML_TAG = re.compile(
 BULLET = re.compile(r"^- (.*)$")
 ORDERED = re.compile(r"^(\d{1,2})\. (.*)$")
 FENCE = re.compile(r"^```\s*([A-Za-z+]*)\s*$")
-TERM = re.compile(r"^\*\*([^*]+)\*\*((?: \([^)]*\))?):\s+(.*)$", re.S)
+# "**TERM** (...): text", split at the first ": " (the term may name several
+# errnos: "**EIO**, **EINVAL** (`InvalidArgument`): text").
+TERM = re.compile(r"^(\*\*[^:]*?)(?<!:):\s+(.*)$", re.S)
 
 
 class SourceError(Exception):
@@ -585,13 +587,13 @@ def _render_block(block, path):
     for lineno, number, text in block.items:
         joined = " ".join(t.strip() for _, t in text)
         m = TERM.match(joined) if not block.ordered else None
-        if m:
+        # A tag longer than a line would run into its paragraph: such an
+        # item stays a bullet.
+        if m and len(re.sub(r"[*`]", "", m.group(1))) <= 60:
             # "**TERM** (`Code`): text" -> a tagged paragraph.
             out.append(".TP 7")
-            out += _text_lines([(lineno, "**%s**%s" % (m.group(1),
-                                                       m.group(2)))], path)
-            rest_lines = _split_after_term(text)
-            out += _text_lines(rest_lines, path)
+            out += _text_lines([(lineno, m.group(1))], path)
+            out += _text_lines([(lineno, m.group(2))], path)
         elif block.ordered:
             out.append(".IP %s. 4" % number)
             out += _text_lines(text, path)
@@ -599,19 +601,6 @@ def _render_block(block, path):
             out.append(".IP \\(bu 2")
             out += _text_lines(text, path)
     return out
-
-
-def _split_after_term(text):
-    """The item's lines with the leading '**TERM** (...): ' removed."""
-    first_lineno, first = text[0]
-    m = re.match(r"^\*\*[^*]+\*\*(?: \([^)]*\))?:\s*(.*)$", first)
-    if m:
-        rest = [(first_lineno, m.group(1))] + text[1:]
-    else:
-        # The term spans lines; rebuild from the joined text.
-        joined = " ".join(t.strip() for _, t in text)
-        rest = [(first_lineno, TERM.match(joined).group(3))]
-    return [(n, t) for n, t in rest if t.strip()]
 
 
 def convert(source_path):

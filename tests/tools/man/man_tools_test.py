@@ -106,6 +106,16 @@ class ConverterTest(unittest.TestCase):
         self.assertIn("A \\fBa\\(gab\\fR span, \\fB\\(gax\\(ga\\fR and "
                       "dead: <reason>.", troff)
 
+    def test_terms_several_errnos_and_long_terms(self):
+        troff = render(GOOD.replace(
+            "- **EINVAL** (`FailedPrecondition`): wrong phase.",
+            "- **EIO**, **ENOSPC**: the server's error.\n"
+            "- **E1**, **E2**, **E3**, **E4**, **E5**, **E6**, **E7**, **E8**,"
+            " **E9**, **E10**, **E11**: too long for a tag."))
+        self.assertIn(".TP 7\n\\fBEIO\\fR, \\fBENOSPC\\fR\nthe server's",
+                      troff)
+        self.assertIn(".IP \\(bu 2\n\\fBE1\\fR", troff)
+
     def test_missing_front_matter_field(self):
         msg = self.error(GOOD.replace("header: protocol/client/client.h\n",
                                       ""))
