@@ -592,7 +592,9 @@ def _render_block(block, path):
         if m and len(re.sub(r"[*`]", "", m.group(1))) <= 60:
             # "**TERM** (`Code`): text" -> a tagged paragraph.
             out.append(".TP 7")
-            out += _text_lines([(lineno, m.group(1))], path)
+            # The tag is the one input line after .TP: never wrapped.
+            tag = render_inline(m.group(1), path, lineno)
+            out.append("\\&" + tag if tag.startswith((".", "'")) else tag)
             out += _text_lines([(lineno, m.group(2))], path)
         elif block.ordered:
             out.append(".IP %s. 4" % number)

@@ -111,10 +111,15 @@ class ConverterTest(unittest.TestCase):
             "- **EINVAL** (`FailedPrecondition`): wrong phase.",
             "- **EIO**, **ENOSPC**: the server's error.\n"
             "- **E1**, **E2**, **E3**, **E4**, **E5**, **E6**, **E7**, **E8**,"
-            " **E9**, **E10**, **E11**: too long for a tag."))
+            " **E9**, **E10**, **E11**, **E12**, **E13**, **E14**: too long"
+            " for a tag.\n"
+            "- **EINVAL**, **ENOSPC**, **ENOTSUP**, **EOVERFLOW**, "
+            "**EPERM**: one line."))
         self.assertIn(".TP 7\n\\fBEIO\\fR, \\fBENOSPC\\fR\nthe server's",
                       troff)
         self.assertIn(".IP \\(bu 2\n\\fBE1\\fR", troff)
+        self.assertIn(".TP 7\n\\fBEINVAL\\fR, \\fBENOSPC\\fR, \\fBENOTSUP\\fR, "
+                      "\\fBEOVERFLOW\\fR, \\fBEPERM\\fR\none line.", troff)
 
     def test_missing_front_matter_field(self):
         msg = self.error(GOOD.replace("header: protocol/client/client.h\n",
