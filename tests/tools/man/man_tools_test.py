@@ -111,8 +111,8 @@ class ConverterTest(unittest.TestCase):
             "- **EINVAL** (`FailedPrecondition`): wrong phase.",
             "- **EIO**, **ENOSPC**: the server's error.\n"
             "- **E1**, **E2**, **E3**, **E4**, **E5**, **E6**, **E7**, **E8**,"
-            " **E9**, **E10**, **E11**, **E12**, **E13**, **E14**: too long"
-            " for a tag.\n"
+            " **E9**, **E10**, **E11**, **E12**, **E13**, **E14**, **E15**,"
+            " **E16**, **E17**, **E18**: too long for a tag.\n"
             "- **EINVAL**, **ENOSPC**, **ENOTSUP**, **EOVERFLOW**, "
             "**EPERM**: one line."))
         self.assertIn(".TP 7\n\\fBEIO\\fR, \\fBENOSPC\\fR\nthe server's",
