@@ -2,8 +2,9 @@
 """Checks the reference pages against the public headers and renders them.
 
 Usage (docs/man/BUILD runs it as //docs/man:man_pages_test):
-  check_pages.py [--root=DIR] --header=H... --class=C... --call=F... [--only=PREFIX]
-                 [--max-width=N] [--allow-ref=NAME(N)...]
+  check_pages.py [--root=DIR] --header=H... --class=C... --call=F...
+                 [--only=PREFIX] [--max-width=N | --warn-width=N]
+                 [--allow-ref=NAME(N)...]
                  [--extra-page=NAME...] SOURCES.3.md... PAGES.3...
 
   --root=DIR      the source tree the --header paths are in (default .)

@@ -71,6 +71,9 @@ TOKEN = re.compile(r"""
 """, re.X)
 
 
+LITERAL = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'')
+
+
 def _strip(text):
     """Comments and preprocessor lines blanked out, newlines kept."""
     out = []
@@ -105,8 +108,7 @@ def _strip(text):
             i = k
             continue
         if c in "\"'":
-            m = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'').match(
-                text, i)
+            m = LITERAL.match(text, i)
             if m:
                 out.append(m.group(0))
                 i = m.end()
@@ -198,7 +200,9 @@ def _declarator_paren(decl):
         i = _skip_template_params(decl, 1)
     while i < len(decl):
         t = decl[i]
-        prev = decl[i - 1].text if i > 0 else ""
+        if (t.text == "[" and i + 1 < len(decl) and decl[i + 1].text == "["):
+            i = _skip_balanced(decl, i, "[", "]")  # [[attribute]]
+            continue
         if t.text == "operator":
             return None
         if t.text == "=" and angle == 0:
@@ -219,9 +223,10 @@ def _declarator_paren(decl):
     return None
 
 
-def _classify(decl, scope, kind, cls_name):
-    """(qualified name, static) of the callable `decl` declares in
-    `scope`, or None. `kind` is "namespace" or "class"."""
+def _classify(decl, kind, cls_name):
+    """(unqualified name, static) of the callable `decl` declares, ("ctor",
+    False) for a constructor of `cls_name`, or None. `kind` is "namespace"
+    or "class"."""
     if not decl:
         return None
     first = decl[0].text
@@ -251,7 +256,7 @@ def _classify(decl, scope, kind, cls_name):
     # A macro invocation at namespace scope (FOO(x);) has no return type.
     before = [t for t in decl[:p - 1] if t.text not in (
         "inline", "constexpr", "static", "explicit", "virtual", "extern",
-        "[[", "]]", "nodiscard")]
+        "[", "]", "nodiscard", "maybe_unused", "deprecated")]
     if not before:
         return None
     static = any(t.text == "static" for t in decl[:p])
@@ -277,7 +282,7 @@ def _parse_scope(toks, i, api, scope, kind, cls_name, access, visible):
         return name if not scope else scope + "::" + name
 
     def finish(decl):
-        result = _classify(decl, scope, kind, cls_name)
+        result = _classify(decl, kind, cls_name)
         if result is None:
             return
         name, static = result

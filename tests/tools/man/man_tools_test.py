@@ -118,8 +118,9 @@ class ConverterTest(unittest.TestCase):
         self.assertIn(".TP 7\n\\fBEIO\\fR, \\fBENOSPC\\fR\nthe server's",
                       troff)
         self.assertIn(".IP \\(bu 2\n\\fBE1\\fR", troff)
-        self.assertIn(".TP 7\n\\fBEINVAL\\fR, \\fBENOSPC\\fR, \\fBENOTSUP\\fR, "
-                      "\\fBEOVERFLOW\\fR, \\fBEPERM\\fR\none line.", troff)
+        self.assertIn(".TP 7\n\\fBEINVAL\\fR, \\fBENOSPC\\fR, "
+                      "\\fBENOTSUP\\fR, \\fBEOVERFLOW\\fR, \\fBEPERM\\fR\n"
+                      "one line.", troff)
 
     def test_missing_front_matter_field(self):
         msg = self.error(GOOD.replace("header: protocol/client/client.h\n",
@@ -142,8 +143,8 @@ class ConverterTest(unittest.TestCase):
         swapped = GOOD.replace("# RETURN VALUE\nOK.\n", "").replace(
             "# SYNOPSIS", "# RETURN VALUE\nOK.\n# SYNOPSIS")
         self.assertIn("sections out of order", self.error(swapped))
-        self.assertIn("unknown section 'RETURN VALUES'",
-                      self.error(GOOD.replace("RETURN VALUE", "RETURN VALUES")))
+        plural = GOOD.replace("RETURN VALUE", "RETURN VALUES")
+        self.assertIn("unknown section 'RETURN VALUES'", self.error(plural))
         late_note = GOOD.replace("# NOTES\nA note.\n", "") + "# NOTES\nx\n"
         self.assertIn("between ERRORS and SEE ALSO", self.error(late_note))
         self.assertIn("section 'PHASES' is empty",
@@ -245,6 +246,7 @@ class Thing final : public Base {
   absl::Status Shutdown() { return Shutdown(0, absl::Seconds(1)); }
   template <typename F>
   void Visit(F&& f) const;
+  [[nodiscard]] bool Attributed() const;
   void Deleted() = delete;
   struct Nested {
     void NestedMethod();
@@ -285,6 +287,7 @@ class HeaderParserTest(unittest.TestCase):
     def test_finds_exactly_the_public_functions(self):
         self.assertEqual(sorted(self.api.functions), [
             "nbd::FreeName",
+            "nbd::Thing::Attributed",
             "nbd::Thing::Create",
             "nbd::Thing::Nested::NestedMethod",
             "nbd::Thing::Read",
@@ -297,8 +300,8 @@ class HeaderParserTest(unittest.TestCase):
 
     def test_methods_overloads_and_statics(self):
         self.assertEqual(self.api.methods_of("nbd::Thing"), [
-            "nbd::Thing::Create", "nbd::Thing::Read", "nbd::Thing::Shutdown",
-            "nbd::Thing::Visit", "nbd::Thing::uri"])
+            "nbd::Thing::Attributed", "nbd::Thing::Create", "nbd::Thing::Read",
+            "nbd::Thing::Shutdown", "nbd::Thing::Visit", "nbd::Thing::uri"])
         self.assertEqual(self.api.functions["nbd::Thing::Shutdown"].overloads,
                          2)
         self.assertEqual(
