@@ -32,6 +32,9 @@ PACKAGES=(
   libnbd-bin
   # nbdsh (Python bindings), used by the server tests.
   python3-libnbd
+  # groff and man, which //docs/man:man_pages_test renders the pages with.
+  groff-base
+  man-db
 )
 
 missing=()
