@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/time/clock.h"
+#include "protocol/status.h"
 
 namespace nbd::adapters {
 namespace {
@@ -89,13 +90,15 @@ absl::Status UringDriver::Remove(UringConnection* conn) {
     // finished_ implies no operation in flight (AfterProgress), so no CQE
     // can name this slot any more.
     if (!conn->finished_) {
-      return absl::FailedPreconditionError(
-          "UringDriver::Remove: connection not finished");
+      return WithErrno(absl::FailedPreconditionError(
+                           "UringDriver::Remove: connection not finished"),
+                       EBUSY);
     }
     slot.reset();
     return absl::OkStatus();
   }
-  return absl::NotFoundError("UringDriver::Remove: not this driver's");
+  return WithErrno(
+      absl::NotFoundError("UringDriver::Remove: not this driver's"), ENOENT);
 }
 
 size_t UringDriver::connection_count() const {

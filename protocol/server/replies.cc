@@ -45,16 +45,18 @@ absl::Status CheckPieces(const ServerRequest& r,
   uint64_t pos = r.offset;
   for (const ReadPiece& p : pieces) {
     if (p.offset != pos || p.length == 0 || p.length > end - pos) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "read piece [%d, +%d) does not continue the reply at %d within "
-          "[%d, %d)",
-          p.offset, p.length, pos, r.offset, end));
+      return ErrnoStatus(
+          EINVAL,
+          absl::StrFormat(
+              "read piece [%d, +%d) does not continue the reply at %d within "
+              "[%d, %d)",
+              p.offset, p.length, pos, r.offset, end));
     }
     pos += p.length;
   }
   if (pos != end) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("read pieces end at %d, not at %d", pos, end));
+    return ErrnoStatus(
+        EINVAL, absl::StrFormat("read pieces end at %d, not at %d", pos, end));
   }
   return absl::OkStatus();
 }
@@ -233,7 +235,8 @@ ServerSession::Impl::FindForReply(RequestHandle handle) {
   }
   auto it = in_flight_.find(handle);
   if (it == in_flight_.end()) {
-    return absl::InvalidArgumentError(
+    return ErrnoStatus(
+        EINVAL,
         absl::StrFormat("no outstanding request with handle %d", handle));
   }
   return &it->second;
@@ -249,8 +252,8 @@ absl::Status ServerSession::ReplyOk(RequestHandle handle) {
   const ServerRequest& r = (*f)->request;
   if ((r.command == Command::kRead && r.length > 0) ||
       r.command == Command::kBlockStatus) {
-    return absl::InvalidArgumentError(
-        "ReplyOk cannot answer a READ with data or a BLOCK_STATUS");
+    return ErrnoStatus(
+        EINVAL, "ReplyOk cannot answer a READ with data or a BLOCK_STATUS");
   }
   s.QueueOk(r);
   s.EndReply(handle, nullptr);
@@ -279,7 +282,7 @@ absl::Status ServerSession::ReplyRead(RequestHandle handle,
   if (!f.ok()) return f.status();
   const ServerRequest& r = (*f)->request;
   if (r.command != Command::kRead) {
-    return absl::InvalidArgumentError("ReplyRead answers only READ");
+    return ErrnoStatus(EINVAL, "ReplyRead answers only READ");
   }
   if (absl::Status c = CheckPieces(r, pieces, r.offset + r.length); !c.ok()) {
     return c;
@@ -302,12 +305,13 @@ absl::Status ServerSession::ReplyReadError(
   if (!f.ok()) return f.status();
   const ServerRequest& r = (*f)->request;
   if (r.command != Command::kRead) {
-    return absl::InvalidArgumentError("ReplyReadError answers only READ");
+    return ErrnoStatus(EINVAL, "ReplyReadError answers only READ");
   }
   // The spec requires the offset to lie inside the request, so a
   // zero-length read has none.
   if (error_offset < r.offset || error_offset - r.offset >= r.length) {
-    return absl::InvalidArgumentError(
+    return ErrnoStatus(
+        EINVAL,
         absl::StrFormat("error offset %d is outside the request [%d, +%d)",
                         error_offset, r.offset, r.length));
   }
@@ -334,15 +338,14 @@ absl::Status ServerSession::ReplyBlockStatus(RequestHandle handle,
   if (!f.ok()) return f.status();
   const ServerRequest& r = (*f)->request;
   if (r.command != Command::kBlockStatus) {
-    return absl::InvalidArgumentError(
-        "ReplyBlockStatus answers only BLOCK_STATUS");
+    return ErrnoStatus(EINVAL, "ReplyBlockStatus answers only BLOCK_STATUS");
   }
   if (extents.empty()) {
-    return absl::InvalidArgumentError("block status needs at least 1 extent");
+    return ErrnoStatus(EINVAL, "block status needs at least 1 extent");
   }
   for (const Extent& e : extents) {
     if (e.length == 0) {
-      return absl::InvalidArgumentError("zero-length extent");
+      return ErrnoStatus(EINVAL, "zero-length extent");
     }
   }
   s.QueueBlockStatus(r, extents);

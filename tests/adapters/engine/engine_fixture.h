@@ -4,16 +4,15 @@
 #ifndef NBD_TESTS_ADAPTERS_ENGINE_ENGINE_FIXTURE_H_
 #define NBD_TESTS_ADAPTERS_ENGINE_ENGINE_FIXTURE_H_
 
+#include <stdlib.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
-#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "adapters/engine/engine.h"
 #include "adapters/server/epoll_server.h"
@@ -49,16 +48,27 @@ struct Outcome {
 class EngineTest : public ::testing::TestWithParam<engine::Adapter> {
  protected:
   void SetUp() override {
-    static std::atomic<int> n{0};
+    // A fresh directory per test: the sandbox's PID namespace makes getpid()
+    // repeat across concurrently running tests, so no PID-based name.
+    char dir[] = "/tmp/nbd-engine-test.XXXXXX";
+    ASSERT_NE(::mkdtemp(dir), nullptr);
+    dir_ = dir;
     backend_ = std::make_shared<FaultyBackend>(kExportSize);
     EpollServerOptions options;
-    options.unix_path =
-        absl::StrCat("/tmp/nbd-engine-test-", ::getpid(), "-", n++, ".sock");
+    options.unix_path = dir_ + "/s";
     options.exports.push_back({"", "test export", backend_});
     auto server = EpollServer::Create(std::move(options));
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
     ASSERT_TRUE(server_->Start().ok());
+  }
+
+  void TearDown() override {
+    server_.reset();
+    if (!dir_.empty()) {
+      ::unlink((dir_ + "/s").c_str());
+      ::rmdir(dir_.c_str());
+    }
   }
 
   std::unique_ptr<engine::Engine> NewEngine(absl::Duration timeout = kTimeout) {
@@ -69,6 +79,7 @@ class EngineTest : public ::testing::TestWithParam<engine::Adapter> {
     return std::move(*engine);
   }
 
+  std::string dir_;
   std::shared_ptr<FaultyBackend> backend_;
   std::unique_ptr<EpollServer> server_;
 };

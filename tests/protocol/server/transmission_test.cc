@@ -8,6 +8,7 @@
 #include "gtest/gtest.h"
 #include "protocol/endian.h"
 #include "protocol/server/server.h"
+#include "protocol/status.h"
 #include "tests/protocol/server/test_util.h"
 
 namespace nbd::test {
@@ -367,8 +368,10 @@ TEST_F(TransmissionTest, ReadErrorMisuseIsRejected) {
   auto reqs = TakeRequests(*s_);
   ASSERT_EQ(reqs.size(), 3u);
   const RequestHandle read = reqs[0].handle;
-  // The error offset must lie inside the request.
-  EXPECT_TRUE(absl::IsInvalidArgument(s_->ReplyReadError(read, {}, 7, EIO)));
+  // The error offset must lie inside the request. Misuse carries EINVAL.
+  absl::Status misuse = s_->ReplyReadError(read, {}, 7, EIO);
+  EXPECT_TRUE(absl::IsInvalidArgument(misuse));
+  EXPECT_EQ(StatusErrno(misuse), EINVAL) << misuse;
   EXPECT_TRUE(absl::IsInvalidArgument(s_->ReplyReadError(read, {}, 16, EIO)));
   EXPECT_TRUE(
       absl::IsInvalidArgument(s_->ReplyReadError(reqs[1].handle, {}, 0, EIO)));
