@@ -1,7 +1,8 @@
 #!/bin/bash
 # Runs every example of docs/adapters.md and docs/embedding.md against a
 # real server (nbdkit memory on a Unix socket), so the documented code is
-# known to work, not just to compile. Skips (passes with a note) when nbdkit is missing.
+# known to work, not just to compile. Skips (passes with a note) when
+# nbdkit is missing.
 set -euo pipefail
 
 if ! command -v nbdkit >/dev/null; then
