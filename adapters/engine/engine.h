@@ -18,13 +18,15 @@
 //    Nothing on them is thread-safe; other threads use the handles below.
 //  - Callbacks (Done, ExtentsDone, EngineOptions::on_complete/on_extents)
 //    run exactly once per accepted command, on the loop thread, and only
-//    from inside Poll(), Drain(), RunUntil(), Disconnect() or Shutdown():
-//    never from inside the call that issued the command. So a callback may
-//    issue more commands (they run on a later round, not recursively), and
-//    it may query the Export, but must not call Poll(), Drain(),
-//    RunUntil(), Disconnect() or Shutdown(), nor destroy the Engine.
-//  - Destroying the Engine with commands in flight drops their callbacks
-//    unrun (finish with Drain() and Shutdown() first).
+//    from inside Poll(), Drain(), RunUntil(), Disconnect() or Shutdown()
+//    (and the destructor, for commands other threads queued; see
+//    "Threads"): never from inside the call that issued the command. So a
+//    callback may issue more commands (they run on a later round, not
+//    recursively), and it may query the Export, but must not call Poll(),
+//    Drain(), RunUntil(), Disconnect() or Shutdown(), nor destroy the Engine.
+//  - Destroying the Engine with commands in flight (issued, not yet
+//    completed) drops their callbacks unrun (finish with Drain() and
+//    Shutdown() first).
 //  - A command call that returns an error queued nothing; its callback never
 //    runs. The event-loop adapters refuse what the core refuses (bad range,
 //    unsupported, wrong phase); the blocking adapter refuses only once the
@@ -109,6 +111,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/functional/any_invocable.h"
@@ -173,8 +176,9 @@ class Submitter {
   // Export, must not call Poll(), Drain(), RunUntil(), Disconnect(),
   // Shutdown() nor destroy the Engine. FailedPrecondition (ESHUTDOWN) once
   // the engine's Shutdown()/Disconnect() began or it is gone; `task` is
-  // then destroyed here, unrun. Queued tasks still unrun when the Engine
-  // is destroyed are destroyed unrun.
+  // then destroyed here, unrun; InvalidArgument (EINVAL) for an empty
+  // `task`. Queued tasks still unrun when the Engine is destroyed are
+  // destroyed unrun.
   absl::Status Post(absl::AnyInvocable<void()> task) const;
 
  protected:
