@@ -11,7 +11,7 @@
 //
 //   any thread:   loop->Post([conn, buf] {
 //                   conn->client().Read(0, buf).IgnoreError();
-//                   });
+//                 });
 //
 // Post() wakes a loop blocked in the ring's wait through an eventfd with a
 // one-shot IORING_OP_POLL_ADD on the ring: arming it rides along with an
