@@ -11,6 +11,7 @@
 #include "absl/time/clock.h"
 #include "adapters/connect/connect.h"
 #include "adapters/engine/internal/link.h"
+#include "adapters/engine/internal/submissions.h"
 #include "protocol/status.h"
 
 namespace nbd::engine {
@@ -44,6 +45,23 @@ Engine::Engine(EngineOptions options)
                                              : &own_counters_) {}
 
 Engine::~Engine() {
+  if (submissions_ != nullptr) {
+    // Handles may outlive the Engine: from here on they are refused. What
+    // is still queued never reached a connection; its commands complete
+    // now, while everything they may look at is intact.
+    submissions_->Close();
+    submissions_->TakeAll(submitted_);
+    const absl::Status cancelled = WithErrno(
+        absl::CancelledError("engine destroyed before the command was issued"),
+        ECANCELED);
+    for (internal::Submission& s : submitted_) {
+      if (s.exp == nullptr) continue;  // a task: destroyed unrun
+      s.op.exp = s.exp;
+      s.op.conn = s.conn;
+      Complete(s.op, cancelled);
+    }
+    submitted_.clear();
+  }
   // Links go before the driver: epoll connections leave the epoll set,
   // and the io_uring driver reaps in-flight operations before the ring
   // (and then the buffers) can go.
@@ -76,6 +94,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(EngineOptions options) {
   }
   if (!driver.ok()) return driver.status();
   engine->driver_ = std::move(*driver);
+  engine->submissions_ = std::make_shared<internal::SubmitQueue>(
+      [driver = engine->driver_.get()] { driver->Wake(); });
   engine->last_progress_ = absl::Now();
   return engine;
 }
@@ -174,6 +194,46 @@ absl::Status Engine::NoReply() const {
 
 size_t Engine::in_flight() const { return outstanding_; }
 
+Submitter Engine::submitter() {
+  threads_ = true;
+  return Submitter(submissions_);
+}
+
+void Engine::RunSubmitted() {
+  // The single-threaded fast path: one atomic load.
+  if (!submissions_->pending()) return;
+  submissions_->TakeAll(submitted_);
+  for (internal::Submission& s : submitted_) {
+    if (s.exp == nullptr) {
+      s.task();
+    } else {
+      s.exp->IssueSubmitted(s.conn, std::move(s.op));
+    }
+  }
+  submitted_.clear();
+}
+
+void Engine::CloseSubmissions() {
+  submissions_->Close();
+  // Close() made pending() final: whatever got in is taken now.
+  RunSubmitted();
+}
+
+void Engine::Complete(internal::Op& op, const absl::Status& status) {
+  if (op.tagged) {
+    // on_complete is set: tagged commands are refused without it.
+    if (op.command == Command::kBlockStatus && options_.on_extents) {
+      options_.on_extents(*op.exp, op.conn, op.tag, op.extents_offset,
+                          op.extents);
+    }
+    options_.on_complete(*op.exp, op.conn, op.tag, status);
+  } else if (op.extents_done) {
+    op.extents_done(status, op.extents_offset, op.extents);
+  } else if (op.done) {
+    op.done(status);
+  }
+}
+
 size_t Engine::Dispatch() {
   size_t n = 0;
   // Callbacks may issue commands that complete (blocking) or fail at once;
@@ -189,11 +249,7 @@ size_t Engine::Dispatch() {
         Note(absl::StrCat(internal::CommandLabel(op.command), " offset=",
                           op.offset, " failed: ", done.status.ToString()));
       }
-      if (op.extents_done) {
-        op.extents_done(done.status, op.extents_offset, op.extents);
-      } else if (op.done) {
-        op.done(done.status);
-      }
+      Complete(op, done.status);
     }
     dispatching_.clear();
   }
@@ -202,6 +258,7 @@ size_t Engine::Dispatch() {
 }
 
 absl::Status Engine::Poll() {
+  RunSubmitted();
   if (!completed_.empty()) {
     Dispatch();
     return absl::OkStatus();
@@ -211,12 +268,14 @@ absl::Status Engine::Poll() {
     absl::Duration left = last_progress_ + options_.timeout - absl::Now();
     if (left <= absl::ZeroDuration()) return TimedOut();
     if (absl::Status s = driver_->PollOnce(left); !s.ok()) return s;
+    RunSubmitted();
   }
   Dispatch();
   return absl::OkStatus();
 }
 
 absl::Status Engine::Drain() {
+  RunSubmitted();
   while (outstanding_ > 0) {
     if (absl::Status s = Poll(); !s.ok()) return s;
   }
@@ -227,15 +286,23 @@ absl::Status Engine::RunUntil(absl::FunctionRef<bool()> done,
                               absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + timeout;
   while (true) {
+    RunSubmitted();
     Dispatch();
     if (done()) return absl::OkStatus();
-    if (!driver_->waits_when_idle() && outstanding_ == 0) {
+    const bool idle = !driver_->waits_when_idle() && outstanding_ == 0;
+    // Without handles (or once they are refused) nothing can ever come.
+    if (idle && (!threads_ || submissions_->closed())) {
       return absl::FailedPreconditionError(
           "the blocking adapter reads only inside calls: nothing to run");
     }
     absl::Duration left = deadline - absl::Now();
     if (left <= absl::ZeroDuration()) {
       return adapters::TimeoutStatus("engine: RunUntil");
+    }
+    if (idle) {
+      // Nothing to drive: only another thread's post can change anything.
+      submissions_->WaitForPending(deadline);
+      continue;
     }
     if (absl::Status s = driver_->PollOnce(left); !s.ok()) return s;
   }
@@ -273,6 +340,9 @@ absl::Status Engine::Disconnect(absl::Duration timeout) {
 
 absl::Status Engine::End(bool disconnect, uint32_t flags,
                          absl::Duration timeout) {
+  // What other threads got in before this call goes out first; from now
+  // on they are refused.
+  CloseSubmissions();
   absl::Status result;
   const absl::Time deadline = absl::Now() + timeout;
   for (auto& e : exports_) {

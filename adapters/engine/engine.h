@@ -11,16 +11,22 @@
 //   (*engine)->Shutdown();     // NBD_CMD_DISC, bounded wait for the close
 //
 // Calling contract:
-//  - One thread. Nothing here is thread-safe; every call, callback and
-//    observer runs on the caller's thread.
-//  - Callbacks run exactly once per accepted command, and only from inside
-//    Poll(), Drain(), RunUntil(), Disconnect() or Shutdown(): never from
-//    inside the call that issued the command. So a callback may issue more
-//    commands (they run on a later round, not recursively), and it may
-//    query the Export, but must not call Poll(), Drain(), RunUntil(),
-//    Disconnect() or Shutdown(), nor destroy the Engine.
-//  - Destroying the Engine with commands in flight drops their callbacks
-//    unrun (finish with Drain() and Shutdown() first).
+//  - The loop thread. The Engine, its Exports and the Clients they show
+//    belong to one thread at a time: the one that calls Poll(), Drain(),
+//    RunUntil(), Shutdown() and the Export's calls (it may change, if the
+//    caller orders the hand-over, e.g. with a mutex or a thread join).
+//    Nothing on them is thread-safe; other threads use the handles below.
+//  - Callbacks (Done, ExtentsDone, EngineOptions::on_complete/on_extents)
+//    run exactly once per accepted command, on the loop thread, and only
+//    from inside Poll(), Drain(), RunUntil(), Disconnect() or Shutdown()
+//    (and the destructor, for commands other threads queued; see
+//    "Threads"): never from inside the call that issued the command. So a
+//    callback may issue more commands (they run on a later round, not
+//    recursively), and it may query the Export, but must not call Poll(),
+//    Drain(), RunUntil(), Disconnect() or Shutdown(), nor destroy the Engine.
+//  - Destroying the Engine with commands in flight (issued, not yet
+//    completed) drops their callbacks unrun (finish with Drain() and
+//    Shutdown() first).
 //  - A command call that returns an error queued nothing; its callback never
 //    runs. The event-loop adapters refuse what the core refuses (bad range,
 //    unsupported, wrong phase); the blocking adapter refuses only once the
@@ -34,6 +40,60 @@
 //    ran (or the Engine is destroyed). Destroy the Engine before freeing
 //    them: io_uring may hold a receive into a buffer until it reaped it.
 //  - Export pointers live as long as the Engine.
+//
+// Tags: instead of a Done closure, a command may carry a Tag (a caller's
+// uint64_t, like libnbd's user_data); it then completes through the one
+// engine-wide EngineOptions::on_complete(export, conn, tag, status), and a
+// tagged BlockStatus delivers its extents through on_extents right before.
+//
+// Threads: other threads submit through two copyable, thread-safe handles
+// that the loop thread hands out, Submitter (Engine::submitter(): Post a
+// task) and ThreadSafeExport (Export::thread_safe(): the Export's commands,
+// with a Done or a Tag, plus Post):
+//
+//   ThreadSafeExport ts = exp->thread_safe();        // loop thread
+//   std::thread worker([ts, &buf] {                  // any thread
+//     ts.Read(0, 0, absl::MakeSpan(buf), [](const absl::Status& s) {
+//       /* runs on the loop thread */ }).IgnoreError();
+//   });
+//   engine->RunUntil([&] { return done; }, timeout); // loop thread
+//
+//  - A handle call queues the work (a mutex-protected queue) and wakes the
+//    loop thread if it waits: epoll and io_uring wait on an eventfd too,
+//    so a Poll()/RunUntil() blocked in epoll_wait or the ring wakes up.
+//  - Queued work runs on the loop thread, in the order it was queued, at
+//    the engine's next round: on entering Poll(), Drain() or RunUntil(),
+//    after each wait inside them, and at the start of Shutdown() and
+//    Disconnect(). A queued command is then issued as if the loop thread
+//    had called the Export; a refusal there (bad range, unsupported, wrong
+//    phase, connection ended) completes it through its callback with that
+//    error, since its submit call already returned OK. Every accepted
+//    command completes exactly once; the Engine's in_flight() counts it
+//    from the round that issued it.
+//  - Buffers: a buffer given to a ThreadSafeExport command belongs to the
+//    engine from the submit call until its callback ran on the loop
+//    thread. Data written into a Write's buffer before the call is what is
+//    sent (the queue orders it); a Read's data is the submitter's once the
+//    callback handed it back (e.g. through a mutex, a std::promise or an
+//    atomic flag the callback sets).
+//  - Shutdown() and Disconnect() close the queue first: from then on every
+//    handle call returns FailedPrecondition (ESHUTDOWN) and queues
+//    nothing, and what was queued before is issued, so it completes inside
+//    that call like any command in flight (the blocking adapter fails
+//    commands still waiting for their turn with ENOTCONN, as it does for
+//    commands issued on the loop thread).
+//  - Destroying the Engine closes the queue too (handles outlive it and
+//    are refused); commands still queued complete with Cancelled
+//    (ECANCELED) on the destroying thread, in the destructor, before
+//    anything is torn down; tasks still queued are destroyed unrun. Call
+//    Shutdown() first to have everything accepted run.
+//  - The blocking adapter cannot be woken while it waits for a reply: work
+//    queued meanwhile runs when that round ends (one command per
+//    connection). Once a handle was handed out, RunUntil() with nothing
+//    queued waits for posts (at most its timeout) instead of failing.
+//  - Cost: a loop thread that no one posts to pays one atomic load per
+//    round; no lock, no atomic read-modify-write, no system call. Loop
+//    thread calls on the Export take no lock either.
 //
 // Adapters:
 //   blocking  one BlockingClient per connection; commands queue per
@@ -51,6 +111,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/functional/any_invocable.h"
@@ -69,8 +130,10 @@ namespace nbd::engine {
 namespace internal {
 class Driver;
 class Link;
+class SubmitQueue;
 struct Completion;
 struct Op;
+struct Submission;
 }  // namespace internal
 
 enum class Adapter { kBlocking, kEpoll, kIoUring };
@@ -87,7 +150,106 @@ using Done = absl::AnyInvocable<void(const absl::Status&)>;
 using ExtentsDone = absl::AnyInvocable<void(
     const absl::Status&, uint64_t offset, const std::vector<Extent>& extents)>;
 
+// A caller's value carried by a command issued with it instead of a Done:
+// the command completes through EngineOptions::on_complete with this
+// value (and, for BlockStatus, on_extents first). The engine never
+// interprets it; values need not be unique.
+struct Tag {
+  uint64_t value = 0;
+};
+
 class Engine;
+class Export;
+
+// A thread-safe handle for posting work to an Engine's loop thread
+// (Engine::submitter()). Copyable; any number of threads may use copies
+// or the same one concurrently, also after the Engine is destroyed (then
+// every call is refused).
+class Submitter {
+ public:
+  // Refers to no engine: every call is refused (ESHUTDOWN).
+  Submitter() = default;
+
+  // Queues `task` to run once on the loop thread at the engine's next
+  // round (see "Threads" above) and wakes the loop thread. A task runs
+  // where callbacks run, under their rules: it may issue commands on any
+  // Export, must not call Poll(), Drain(), RunUntil(), Disconnect(),
+  // Shutdown() nor destroy the Engine. FailedPrecondition (ESHUTDOWN) once
+  // the engine's Shutdown()/Disconnect() began or it is gone; `task` is
+  // then destroyed here, unrun; InvalidArgument (EINVAL) for an empty
+  // `task`. Queued tasks still unrun when the Engine is destroyed are
+  // destroyed unrun.
+  absl::Status Post(absl::AnyInvocable<void()> task) const;
+
+ protected:
+  friend class Engine;
+  explicit Submitter(std::shared_ptr<internal::SubmitQueue> queue)
+      : queue_(std::move(queue)) {}
+  std::shared_ptr<internal::SubmitQueue> queue_;
+};
+
+// An Export's commands for any thread (Export::thread_safe()). The calls
+// mirror Export's and mean the same; they differ in what they check at
+// once: OK means queued (the callback, or on_complete for a Tag, then runs
+// exactly once on the loop thread). Errors, with nothing queued and the
+// callback never run: InvalidArgument (EINVAL) for `conn` >= connections()
+// or a Tag without EngineOptions::on_complete; FailedPrecondition
+// (ESHUTDOWN) once the engine's Shutdown()/Disconnect() began or it is
+// gone. Everything else the loop thread's call would refuse arrives as the
+// callback's status. Buffer rules: see "Threads" above.
+class ThreadSafeExport : public Submitter {
+ public:
+  // Refers to no export: every call is refused (ESHUTDOWN).
+  ThreadSafeExport() = default;
+
+  // The export's connections when the handle was made (fixed once Open()
+  // or Attach() returned).
+  size_t connections() const { return connections_; }
+
+  absl::Status Read(size_t conn, uint64_t offset, absl::Span<uint8_t> buffer,
+                    Done done, uint16_t flags = 0) const;
+  absl::Status Read(size_t conn, uint64_t offset, absl::Span<uint8_t> buffer,
+                    Tag tag, uint16_t flags = 0) const;
+  absl::Status Write(size_t conn, uint64_t offset,
+                     absl::Span<const uint8_t> data, uint16_t flags,
+                     Done done) const;
+  absl::Status Write(size_t conn, uint64_t offset,
+                     absl::Span<const uint8_t> data, uint16_t flags,
+                     Tag tag) const;
+  absl::Status WriteZeroes(size_t conn, uint64_t offset, uint64_t length,
+                           uint16_t flags, Done done) const;
+  absl::Status WriteZeroes(size_t conn, uint64_t offset, uint64_t length,
+                           uint16_t flags, Tag tag) const;
+  absl::Status Trim(size_t conn, uint64_t offset, uint64_t length,
+                    uint16_t flags, Done done) const;
+  absl::Status Trim(size_t conn, uint64_t offset, uint64_t length,
+                    uint16_t flags, Tag tag) const;
+  absl::Status Cache(size_t conn, uint64_t offset, uint64_t length,
+                     uint16_t flags, Done done) const;
+  absl::Status Cache(size_t conn, uint64_t offset, uint64_t length,
+                     uint16_t flags, Tag tag) const;
+  absl::Status Flush(size_t conn, Done done, uint16_t flags = 0) const;
+  absl::Status Flush(size_t conn, Tag tag, uint16_t flags = 0) const;
+  absl::Status BlockStatus(size_t conn, uint64_t offset, uint64_t length,
+                           ExtentsDone done, uint16_t flags = 0) const;
+  absl::Status BlockStatus(size_t conn, uint64_t offset, uint64_t length,
+                           Tag tag, uint16_t flags = 0) const;
+
+ private:
+  friend class Export;
+  ThreadSafeExport(std::shared_ptr<internal::SubmitQueue> queue, Export* exp,
+                   size_t connections, bool tags)
+      : Submitter(std::move(queue)),
+        exp_(exp),
+        connections_(connections),
+        tags_(tags) {}
+  // Checks what can be checked here and queues `op` for `conn`.
+  absl::Status Submit(size_t conn, internal::Op op) const;
+
+  Export* exp_ = nullptr;  // dereferenced only on the loop thread
+  size_t connections_ = 0;
+  bool tags_ = false;  // EngineOptions::on_complete is set
+};
 
 // One export over one or more connections (indices 0..connections()-1).
 class Export {
@@ -115,20 +277,43 @@ class Export {
 
   // ---- Commands -------------------------------------------------------------
   // Each queues one command on `conn` (< connections()); see the contract
-  // above. `flags` are NBD_CMD_FLAG_* as the core accepts them.
+  // above. `flags` are NBD_CMD_FLAG_* as the core accepts them. Loop
+  // thread only; other threads use thread_safe().
+  //
+  // With a Tag instead of a Done the command completes through
+  // EngineOptions::on_complete (refused with InvalidArgument, EINVAL, if
+  // that is null); a tagged BlockStatus calls on_extents first.
   absl::Status Read(size_t conn, uint64_t offset, absl::Span<uint8_t> buffer,
                     Done done, uint16_t flags = 0);
+  absl::Status Read(size_t conn, uint64_t offset, absl::Span<uint8_t> buffer,
+                    Tag tag, uint16_t flags = 0);
   absl::Status Write(size_t conn, uint64_t offset,
                      absl::Span<const uint8_t> data, uint16_t flags, Done done);
+  absl::Status Write(size_t conn, uint64_t offset,
+                     absl::Span<const uint8_t> data, uint16_t flags, Tag tag);
   absl::Status WriteZeroes(size_t conn, uint64_t offset, uint64_t length,
                            uint16_t flags, Done done);
+  absl::Status WriteZeroes(size_t conn, uint64_t offset, uint64_t length,
+                           uint16_t flags, Tag tag);
   absl::Status Trim(size_t conn, uint64_t offset, uint64_t length,
                     uint16_t flags, Done done);
+  absl::Status Trim(size_t conn, uint64_t offset, uint64_t length,
+                    uint16_t flags, Tag tag);
   absl::Status Cache(size_t conn, uint64_t offset, uint64_t length,
                      uint16_t flags, Done done);
+  absl::Status Cache(size_t conn, uint64_t offset, uint64_t length,
+                     uint16_t flags, Tag tag);
   absl::Status Flush(size_t conn, Done done, uint16_t flags = 0);
+  absl::Status Flush(size_t conn, Tag tag, uint16_t flags = 0);
   absl::Status BlockStatus(size_t conn, uint64_t offset, uint64_t length,
                            ExtentsDone done, uint16_t flags = 0);
+  absl::Status BlockStatus(size_t conn, uint64_t offset, uint64_t length,
+                           Tag tag, uint16_t flags = 0);
+
+  // ---- Other threads --------------------------------------------------------
+  // Loop thread: a handle through which any thread issues this export's
+  // commands (see "Threads" above). Cheap; make one per thread or share.
+  ThreadSafeExport thread_safe();
 
   // ---- Option mode ----------------------------------------------------------
   // Only for a one-connection export opened with ClientOptions::option_mode
@@ -148,8 +333,15 @@ class Export {
 
  private:
   friend class Engine;
+  friend class ThreadSafeExport;
   Export(Engine* engine, std::string uri);
   absl::Status Issue(size_t conn, internal::Op op);
+  // Issues `op`; on success it has been moved from, on a refusal it is
+  // untouched (so a submitted command can complete with the refusal).
+  absl::Status IssueOp(size_t conn, internal::Op& op);
+  // A command from the submission queue: issued, or completed with the
+  // refusal.
+  void IssueSubmitted(size_t conn, internal::Op op);
 
   Engine* engine_;
   std::string uri_;
@@ -163,6 +355,16 @@ class Export {
 // on it (for logging). Runs inside the engine's calls; must not call them.
 using EventObserver = std::function<void(const Export& exp, size_t conn,
                                          const ClientEvent& event)>;
+
+// The completion of a command issued with a Tag: which export and
+// connection, the tag, and the status (as a Done would get it).
+using CompletionHandler = std::function<void(
+    const Export& exp, size_t conn, uint64_t tag, const absl::Status& status)>;
+// The extents of a BlockStatus issued with a Tag, consecutive from
+// `offset` (as an ExtentsDone would get them; empty if none arrived).
+using ExtentsHandler =
+    std::function<void(const Export& exp, size_t conn, uint64_t tag,
+                       uint64_t offset, const std::vector<Extent>& extents)>;
 
 struct EngineOptions {
   Adapter adapter = Adapter::kIoUring;
@@ -179,6 +381,14 @@ struct EngineOptions {
   // ClientOptions given to Open() set one.
   size_t recv_readahead = 0;
   EventObserver observer = nullptr;  // may be null
+  // Commands issued with a Tag complete here, once each, on the loop
+  // thread, under the callbacks' rules. Null: tagged commands are refused
+  // (InvalidArgument, EINVAL).
+  CompletionHandler on_complete = nullptr;
+  // A tagged BlockStatus calls this once, right before its on_complete
+  // (whatever the status). Null: the extents of tagged block status
+  // commands are dropped.
+  ExtentsHandler on_extents = nullptr;
   // Receives the adapters' system call counts if set (it must outlive the
   // Engine; several engines may share one); otherwise the Engine keeps its
   // own. counters() reads whichever is used.
@@ -211,7 +421,8 @@ class Engine {
   absl::StatusOr<Export*> Attach(int fd, ClientOptions options,
                                  std::string name = "fd");
 
-  // Sends what was issued, waits until at least one command completes
+  // Runs what other threads queued, sends what was issued, waits until at
+  // least one command completes
   // (blocking: executes one queued command per connection) and runs the
   // callbacks of every completed command. Returns at once if nothing is in
   // flight. DeadlineExceeded (ETIMEDOUT) if nothing completed for
@@ -230,9 +441,12 @@ class Engine {
   // Drives the connections (and runs callbacks) until `done()` (checked
   // before every wait), at most `timeout` (DeadlineExceeded, ETIMEDOUT;
   // commands stay in flight). Unlike Poll() it also waits with nothing in
-  // flight, e.g. to see an idle connection's server go away; the blocking
-  // adapter cannot (it reads only inside calls), so there it returns
-  // FailedPrecondition when nothing is queued and `done()` is false.
+  // flight, e.g. to see an idle connection's server go away or for other
+  // threads' submissions (a post wakes it; `done()` is checked after the
+  // posted work ran). The blocking adapter cannot watch an idle connection
+  // (it reads only inside calls): with nothing queued it waits only for
+  // posts, and if no handle was ever handed out (submitter(),
+  // thread_safe()) it returns FailedPrecondition at once instead.
   absl::Status RunUntil(absl::FunctionRef<bool()> done, absl::Duration timeout);
   size_t in_flight() const;
 
@@ -258,6 +472,10 @@ class Engine {
   // System calls made by the adapters so far (all connections).
   const adapters::SyscallCounters& counters() const { return *counters_; }
 
+  // Loop thread: a handle through which any thread posts tasks to the loop
+  // thread (see "Threads" above). Export::thread_safe() issues commands.
+  Submitter submitter();
+
  private:
   friend class Export;
   explicit Engine(EngineOptions options);
@@ -270,6 +488,12 @@ class Engine {
   absl::Status HandshakeFailed(const absl::Status& s) const;
   absl::Status TimedOut();
   void Note(std::string_view line) const;
+  // Runs the callback (or on_complete/on_extents) of a finished command.
+  void Complete(internal::Op& op, const absl::Status& status);
+  // Runs what other threads queued, if anything (one atomic load if not).
+  void RunSubmitted();
+  // Closes the queue and runs what it still holds.
+  void CloseSubmissions();
 
   EngineOptions options_;
   adapters::SyscallCounters own_counters_;
@@ -287,6 +511,13 @@ class Engine {
   size_t outstanding_ = 0;
   absl::Time last_progress_;
   uint64_t next_seq_ = 0;  // issue order, to find the oldest command
+  // Work from other threads (shared with the handles, which may outlive
+  // the Engine), and the batch being run.
+  std::shared_ptr<internal::SubmitQueue> submissions_;
+  std::vector<internal::Submission> submitted_;
+  // A handle was handed out: the blocking adapter's RunUntil() then waits
+  // for posts when nothing is queued.
+  bool threads_ = false;
 };
 
 }  // namespace nbd::engine

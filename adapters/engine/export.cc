@@ -10,6 +10,7 @@
 namespace nbd::engine {
 
 using internal::Op;
+using internal::RangeOp;
 
 Export::Export(Engine* engine, std::string uri)
     : engine_(engine), uri_(std::move(uri)) {}
@@ -32,76 +33,131 @@ size_t Export::in_flight() const {
 
 bool Export::finished(size_t conn) const { return links_[conn]->finished(); }
 
-absl::Status Export::Issue(size_t conn, Op op) {
+absl::Status Export::IssueOp(size_t conn, Op& op) {
   if (conn >= links_.size()) {
     return ErrnoStatus(EINVAL, "no such connection");
   }
+  if (op.tagged && !engine_->options_.on_complete) {
+    return ErrnoStatus(EINVAL,
+                       "a command with a Tag needs EngineOptions::on_complete");
+  }
   op.seq = engine_->next_seq_++;
-  if (absl::Status s = links_[conn]->Issue(std::move(op)); !s.ok()) return s;
+  op.exp = this;
+  op.conn = conn;
+  if (absl::Status s = links_[conn]->Issue(op); !s.ok()) return s;
   // The first command after an idle spell starts the no-reply clock.
   if (engine_->outstanding_++ == 0) engine_->last_progress_ = absl::Now();
   return absl::OkStatus();
 }
 
-namespace {
+absl::Status Export::Issue(size_t conn, Op op) { return IssueOp(conn, op); }
 
-Op RangeOp(Command command, uint64_t offset, uint64_t length, uint16_t flags,
-           Done done) {
-  Op op;
-  op.command = command;
-  op.offset = offset;
-  op.length = length;
-  op.flags = flags;
-  op.done = std::move(done);
-  return op;
+void Export::IssueSubmitted(size_t conn, Op op) {
+  absl::Status s = IssueOp(conn, op);
+  if (s.ok()) return;
+  // Its submit call returned OK, so the refusal is its completion; it runs
+  // in this round's dispatch like any other.
+  op.exp = this;
+  op.conn = conn;
+  engine_->completed_.push_back({std::move(op), std::move(s)});
+  if (engine_->outstanding_++ == 0) engine_->last_progress_ = absl::Now();
 }
 
-}  // namespace
+ThreadSafeExport Export::thread_safe() {
+  engine_->threads_ = true;
+  return ThreadSafeExport(engine_->submissions_, this, links_.size(),
+                          engine_->options_.on_complete != nullptr);
+}
 
 absl::Status Export::Read(size_t conn, uint64_t offset,
                           absl::Span<uint8_t> buffer, Done done,
                           uint16_t flags) {
-  Op op =
-      RangeOp(Command::kRead, offset, buffer.size(), flags, std::move(done));
-  op.read_buffer = buffer;
-  return Issue(conn, std::move(op));
+  return Issue(conn, internal::WithDone(internal::ReadOp(offset, buffer, flags),
+                                        std::move(done)));
+}
+
+absl::Status Export::Read(size_t conn, uint64_t offset,
+                          absl::Span<uint8_t> buffer, Tag tag, uint16_t flags) {
+  return Issue(conn,
+               internal::WithTag(internal::ReadOp(offset, buffer, flags), tag));
 }
 
 absl::Status Export::Write(size_t conn, uint64_t offset,
                            absl::Span<const uint8_t> data, uint16_t flags,
                            Done done) {
-  Op op = RangeOp(Command::kWrite, offset, data.size(), flags, std::move(done));
-  op.write_data = data;
-  return Issue(conn, std::move(op));
+  return Issue(conn, internal::WithDone(internal::WriteOp(offset, data, flags),
+                                        std::move(done)));
+}
+
+absl::Status Export::Write(size_t conn, uint64_t offset,
+                           absl::Span<const uint8_t> data, uint16_t flags,
+                           Tag tag) {
+  return Issue(conn,
+               internal::WithTag(internal::WriteOp(offset, data, flags), tag));
 }
 
 absl::Status Export::WriteZeroes(size_t conn, uint64_t offset, uint64_t length,
                                  uint16_t flags, Done done) {
-  return Issue(conn, RangeOp(Command::kWriteZeroes, offset, length, flags,
-                             std::move(done)));
+  return Issue(conn, internal::WithDone(
+                         RangeOp(Command::kWriteZeroes, offset, length, flags),
+                         std::move(done)));
+}
+
+absl::Status Export::WriteZeroes(size_t conn, uint64_t offset, uint64_t length,
+                                 uint16_t flags, Tag tag) {
+  return Issue(conn,
+               internal::WithTag(
+                   RangeOp(Command::kWriteZeroes, offset, length, flags), tag));
 }
 
 absl::Status Export::Trim(size_t conn, uint64_t offset, uint64_t length,
                           uint16_t flags, Done done) {
-  return Issue(conn,
-               RangeOp(Command::kTrim, offset, length, flags, std::move(done)));
+  return Issue(
+      conn, internal::WithDone(RangeOp(Command::kTrim, offset, length, flags),
+                               std::move(done)));
+}
+
+absl::Status Export::Trim(size_t conn, uint64_t offset, uint64_t length,
+                          uint16_t flags, Tag tag) {
+  return Issue(conn, internal::WithTag(
+                         RangeOp(Command::kTrim, offset, length, flags), tag));
 }
 
 absl::Status Export::Cache(size_t conn, uint64_t offset, uint64_t length,
                            uint16_t flags, Done done) {
   return Issue(
-      conn, RangeOp(Command::kCache, offset, length, flags, std::move(done)));
+      conn, internal::WithDone(RangeOp(Command::kCache, offset, length, flags),
+                               std::move(done)));
+}
+
+absl::Status Export::Cache(size_t conn, uint64_t offset, uint64_t length,
+                           uint16_t flags, Tag tag) {
+  return Issue(conn, internal::WithTag(
+                         RangeOp(Command::kCache, offset, length, flags), tag));
 }
 
 absl::Status Export::Flush(size_t conn, Done done, uint16_t flags) {
-  return Issue(conn, RangeOp(Command::kFlush, 0, 0, flags, std::move(done)));
+  return Issue(conn, internal::WithDone(RangeOp(Command::kFlush, 0, 0, flags),
+                                        std::move(done)));
+}
+
+absl::Status Export::Flush(size_t conn, Tag tag, uint16_t flags) {
+  return Issue(conn,
+               internal::WithTag(RangeOp(Command::kFlush, 0, 0, flags), tag));
 }
 
 absl::Status Export::BlockStatus(size_t conn, uint64_t offset, uint64_t length,
                                  ExtentsDone done, uint16_t flags) {
-  Op op = RangeOp(Command::kBlockStatus, offset, length, flags, nullptr);
-  op.extents_done = std::move(done);
-  return Issue(conn, std::move(op));
+  return Issue(conn, internal::WithExtentsDone(
+                         RangeOp(Command::kBlockStatus, offset, length, flags),
+                         std::move(done)));
+}
+
+absl::Status Export::BlockStatus(size_t conn, uint64_t offset, uint64_t length,
+                                 Tag tag, uint16_t flags) {
+  return Issue(conn,
+               internal::WithTag(
+                   RangeOp(Command::kBlockStatus, offset, length, flags), tag));
 }
 
 absl::StatusOr<std::vector<std::string>> Export::OptList(

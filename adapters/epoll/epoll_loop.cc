@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <utility>
 
 #include "absl/time/clock.h"
 #include "protocol/status.h"
@@ -13,15 +14,32 @@ namespace nbd::adapters {
 
 absl::StatusOr<std::unique_ptr<EpollLoop>> EpollLoop::Create(
     SyscallCounters* counters) {
+  absl::StatusOr<WakeFd> wake = WakeFd::Create();
+  if (!wake.ok()) return wake.status();
   int epfd = ::epoll_create1(EPOLL_CLOEXEC);
   if (epfd < 0) return ErrnoStatus(errno, "epoll_create1");
-  return std::unique_ptr<EpollLoop>(new EpollLoop(epfd, counters));
+  std::unique_ptr<EpollLoop> loop(
+      new EpollLoop(epfd, std::move(*wake), counters));
+  // The wake-up descriptor is the one entry whose data is the loop itself.
+  epoll_event ev = {};
+  ev.events = EPOLLIN;
+  ev.data.ptr = loop.get();
+  if (::epoll_ctl(epfd, EPOLL_CTL_ADD, loop->wake_.fd(), &ev) < 0) {
+    return ErrnoStatus(errno, "epoll_ctl(eventfd)");
+  }
+  return loop;
 }
 
-EpollLoop::EpollLoop(int epfd, SyscallCounters* counters)
-    : epfd_(epfd), counters_(counters != nullptr ? counters : &unused_) {}
+EpollLoop::EpollLoop(int epfd, WakeFd wake, SyscallCounters* counters)
+    : epfd_(epfd),
+      wake_(std::move(wake)),
+      counters_(counters != nullptr ? counters : &unused_),
+      posts_([this] { wake_.Signal(); }) {}
 
-EpollLoop::~EpollLoop() { ::close(epfd_); }
+EpollLoop::~EpollLoop() {
+  posts_.Close();
+  ::close(epfd_);
+}
 
 absl::Status EpollLoop::Add(EpollConnection* conn) {
   epoll_data_t data;
@@ -29,6 +47,10 @@ absl::Status EpollLoop::Add(EpollConnection* conn) {
   if (absl::Status s = conn->Register(epfd_, data); !s.ok()) return s;
   connections_.push_back(conn);
   return absl::OkStatus();
+}
+
+absl::Status EpollLoop::Post(Task task) {
+  return posts_.Push(std::move(task), "EpollLoop");
 }
 
 absl::Status EpollLoop::RunOnce(absl::Duration timeout) {
@@ -45,15 +67,26 @@ absl::Status EpollLoop::RunOnce(absl::Duration timeout) {
   ++counters_->epoll_wait;
   int n = ::epoll_wait(epfd_, events, 64, ms);
   if (n < 0) {
-    if (errno == EINTR) return absl::OkStatus();
-    return ErrnoStatus(errno, "epoll_wait");
+    if (errno != EINTR) return ErrnoStatus(errno, "epoll_wait");
+    n = 0;
   }
   for (int i = 0; i < n; ++i) {
+    if (events[i].data.ptr == this) {
+      wake_.Clear();
+      continue;
+    }
     static_cast<EpollConnection*>(events[i].data.ptr)
         ->OnReady(events[i].events);
   }
   now = absl::Now();
   for (EpollConnection* c : connections_) c->CheckDeadline(now);
+  // After the wake-up descriptor was cleared: a post from now on signals
+  // it again, so none waits for an unrelated event.
+  if (posts_.pending()) {
+    posts_.TakeAll(running_);
+    for (Task& task : running_) task();
+    running_.clear();
+  }
   return absl::OkStatus();
 }
 

@@ -1,7 +1,10 @@
 #include "adapters/io_uring/uring_loop.h"
 
+#include <poll.h>
+
 #include <algorithm>
 #include <cerrno>
+#include <utility>
 
 #include "absl/time/clock.h"
 #include "protocol/status.h"
@@ -10,7 +13,9 @@ namespace nbd::adapters {
 
 absl::StatusOr<std::unique_ptr<UringLoop>> UringLoop::Create(
     unsigned entries, SyscallCounters* counters) {
-  std::unique_ptr<UringLoop> loop(new UringLoop());
+  absl::StatusOr<WakeFd> wake = WakeFd::Create();
+  if (!wake.ok()) return wake.status();
+  std::unique_ptr<UringLoop> loop(new UringLoop(std::move(*wake)));
   int r = io_uring_queue_init(entries, &loop->ring_, 0);
   if (r < 0) return ErrnoStatus(-r, "io_uring_queue_init");
   loop->ring_ready_ = true;
@@ -19,13 +24,33 @@ absl::StatusOr<std::unique_ptr<UringLoop>> UringLoop::Create(
   return loop;
 }
 
+UringLoop::UringLoop(WakeFd wake)
+    : wake_(std::move(wake)), posts_([this] { wake_.Signal(); }) {}
+
 UringLoop::~UringLoop() {
+  posts_.Close();
   driver_.reset();  // reaps in-flight operations first
+  // The wake-up poll holds no buffer of ours; leaving the ring cancels it.
   if (ring_ready_) io_uring_queue_exit(&ring_);
 }
 
+absl::Status UringLoop::Post(Task task) {
+  return posts_.Push(std::move(task), "UringLoop");
+}
+
+bool UringLoop::ArmWake() {
+  if (wake_armed_) return false;
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+  if (sqe == nullptr) return false;  // the ring is full: next iteration
+  io_uring_prep_poll_add(sqe, wake_.fd(), POLLIN);
+  io_uring_sqe_set_data64(sqe, kWakeData);
+  wake_armed_ = true;
+  return true;
+}
+
 absl::Status UringLoop::RunOnce(absl::Duration timeout) {
-  int prepared = driver_->Prepare();
+  int prepared = ArmWake() ? 1 : 0;
+  prepared += driver_->Prepare();
   // A connection already given up (waiting only for the completions its
   // forced shutdown brings) has no deadline here, so this blocks for those
   // completions instead of spinning with a zero timeout.
@@ -47,12 +72,26 @@ absl::Status UringLoop::RunOnce(absl::Duration timeout) {
   unsigned head;
   unsigned seen = 0;
   io_uring_cqe* cqe;
+  bool woken = false;
   io_uring_for_each_cqe(&ring_, head, cqe) {
     ++seen;
-    if (UringDriver::Owns(cqe)) driver_->OnCompletion(cqe);
+    if (UringDriver::Owns(cqe)) {
+      driver_->OnCompletion(cqe);
+    } else if (cqe->user_data == kWakeData) {
+      wake_armed_ = false;
+      woken = true;
+    }
   }
   io_uring_cq_advance(&ring_, seen);
   driver_->CheckDeadlines(absl::Now());
+  // Cleared before the tasks are taken: a post from now on signals the
+  // descriptor again, and the next iteration re-arms the poll.
+  if (woken) wake_.Clear();
+  if (posts_.pending()) {
+    posts_.TakeAll(running_);
+    for (Task& task : running_) task();
+    running_.clear();
+  }
   return absl::OkStatus();
 }
 

@@ -24,7 +24,7 @@ class BlockingLink : public Link {
 
   const Client& client() const override { return client_->client(); }
 
-  absl::Status Issue(Op op) override {
+  absl::Status Issue(Op& op) override {
     // The core's own refusals come when the command's turn comes; only a
     // connection that ended refuses at once.
     if (ended()) return ErrnoStatus(ENOTCONN, "the connection has ended");
@@ -155,6 +155,9 @@ class BlockingDriver : public Driver {
 
   Adapter adapter() const override { return Adapter::kBlocking; }
   bool waits_when_idle() const override { return false; }
+  // Blocked in a call, it cannot be woken; the Engine runs what was posted
+  // once the round ends.
+  void Wake() const override {}
 
   absl::StatusOr<std::unique_ptr<Link>> Connect(
       int fd, ClientOptions options, LinkContext context,

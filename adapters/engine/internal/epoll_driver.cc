@@ -53,6 +53,7 @@ class EpollDriver : public Driver {
 
   Adapter adapter() const override { return Adapter::kEpoll; }
   bool waits_when_idle() const override { return true; }
+  void Wake() const override { loop_->Wake(); }
 
   absl::StatusOr<std::unique_ptr<Link>> Connect(
       int fd, ClientOptions options, LinkContext context,

@@ -54,6 +54,7 @@ class UringDriver : public Driver {
 
   Adapter adapter() const override { return Adapter::kIoUring; }
   bool waits_when_idle() const override { return true; }
+  void Wake() const override { loop_->Wake(); }
 
   absl::StatusOr<std::unique_ptr<Link>> Connect(
       int fd, ClientOptions options, LinkContext context,

@@ -1,6 +1,7 @@
 #include "adapters/engine/internal/link.h"
 
 #include <cerrno>
+#include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -27,6 +28,43 @@ std::string Describe(Command command, uint64_t offset) {
 absl::Status NoReplyStatus(absl::Duration timeout) {
   return ErrnoStatus(ETIMEDOUT, absl::StrCat("no reply from the server for ",
                                              absl::FormatDuration(timeout)));
+}
+
+Op RangeOp(Command command, uint64_t offset, uint64_t length, uint16_t flags) {
+  Op op;
+  op.command = command;
+  op.offset = offset;
+  op.length = length;
+  op.flags = flags;
+  return op;
+}
+
+Op ReadOp(uint64_t offset, absl::Span<uint8_t> buffer, uint16_t flags) {
+  Op op = RangeOp(Command::kRead, offset, buffer.size(), flags);
+  op.read_buffer = buffer;
+  return op;
+}
+
+Op WriteOp(uint64_t offset, absl::Span<const uint8_t> data, uint16_t flags) {
+  Op op = RangeOp(Command::kWrite, offset, data.size(), flags);
+  op.write_data = data;
+  return op;
+}
+
+Op WithDone(Op op, Done done) {
+  op.done = std::move(done);
+  return op;
+}
+
+Op WithExtentsDone(Op op, ExtentsDone done) {
+  op.extents_done = std::move(done);
+  return op;
+}
+
+Op WithTag(Op op, Tag tag) {
+  op.tagged = true;
+  op.tag = tag.value;
+  return op;
 }
 
 bool IsTimeout(const absl::Status& s) {

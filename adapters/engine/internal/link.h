@@ -5,8 +5,9 @@
 //
 // A new adapter is a Driver and a Link in a file of its own, a New*Driver
 // function, and a case in Engine::Create. Work that belongs to every
-// adapter (per-command tags, a submission queue woken from other threads)
-// goes into the Engine and LinkContext, not into the drivers.
+// adapter (per-command tags, the submission queue of other threads) lives
+// in the Engine and its Op records, not in the drivers; a driver only
+// offers Wake().
 #ifndef NBD_ADAPTERS_ENGINE_INTERNAL_LINK_H_
 #define NBD_ADAPTERS_ENGINE_INTERNAL_LINK_H_
 
@@ -43,6 +44,12 @@ struct Op {
   absl::Span<const uint8_t> write_data;
   Done done;
   ExtentsDone extents_done;
+  // Issued with a Tag: completes through EngineOptions::on_complete (and
+  // on_extents) with `tag`, `exp` and `conn` instead of `done`.
+  bool tagged = false;
+  uint64_t tag = 0;
+  const Export* exp = nullptr;  // set when issued
+  size_t conn = 0;
   // Block status results gathered from BlockStatusExtents events.
   uint64_t extents_offset = 0;
   std::vector<Extent> extents;
@@ -52,6 +59,15 @@ struct Completion {
   Op op;
   absl::Status status;
 };
+
+// The Op of a command, without its completion (set one with Done(),
+// ExtentsDone() or Tagged()); shared by Export and ThreadSafeExport.
+Op RangeOp(Command command, uint64_t offset, uint64_t length, uint16_t flags);
+Op ReadOp(uint64_t offset, absl::Span<uint8_t> buffer, uint16_t flags);
+Op WriteOp(uint64_t offset, absl::Span<const uint8_t> data, uint16_t flags);
+Op WithDone(Op op, Done done);
+Op WithExtentsDone(Op op, ExtentsDone done);
+Op WithTag(Op op, Tag tag);
 
 // "write at offset 4096", "flush": the command as error lines name it.
 std::string Describe(Command command, uint64_t offset);
@@ -82,9 +98,9 @@ class Link {
   virtual ~Link() = default;
 
   virtual const Client& client() const = 0;
-  // Accepts `op` (it then lands in LinkContext::completed exactly once) or
-  // refuses it (returns the error; `op` is dropped, its callback unrun).
-  virtual absl::Status Issue(Op op) = 0;
+  // Accepts `op` (moves from it; it then lands in LinkContext::completed
+  // exactly once) or refuses it (returns the error; `op` is untouched).
+  virtual absl::Status Issue(Op& op) = 0;
   // Accepted commands not yet in LinkContext::completed.
   virtual size_t in_flight() const = 0;
   // The oldest command on the wire (for a timeout message), or null.
@@ -141,6 +157,9 @@ class Driver {
   // Whether PollOnce() can make progress with nothing queued (false for
   // the blocking adapter, which reads only inside calls).
   virtual bool waits_when_idle() const = 0;
+  // Thread-safe: makes the PollOnce() that waits (or the next one) return
+  // soon. The blocking adapter cannot be woken inside a call: no-op.
+  virtual void Wake() const = 0;
 };
 
 absl::StatusOr<std::unique_ptr<Driver>> NewBlockingDriver(

@@ -33,7 +33,7 @@ absl::StatusOr<Cookie> IssueOn(Client& c, const Op& op) {
 
 }  // namespace
 
-absl::Status LoopLink::Issue(Op op) {
+absl::Status LoopLink::Issue(Op& op) {
   absl::StatusOr<Cookie> cookie = IssueOn(core(), op);
   if (!cookie.ok()) return cookie.status();
   // The core only queues the completion; it reaches OnEvent from the loop.

@@ -25,7 +25,7 @@ class LoopLink : public Link {
   const Client& client() const override {
     return const_cast<LoopLink*>(this)->core();
   }
-  absl::Status Issue(Op op) override;
+  absl::Status Issue(Op& op) override;
   size_t in_flight() const override { return pending_.size(); }
   const Op* oldest() const override { return pending_.Oldest(); }
   absl::Status End(bool disconnect, uint32_t flags,
