@@ -1,4 +1,5 @@
-// Replays a Scenario (tests/testing/script.h) against fresh nbd::Clients.
+// Replays a Scenario (protocol/testing/client_script.h) against fresh
+// nbd::Clients.
 //
 // RunAllModes() executes the scenario once per Mode. The modes differ only in
 // how bytes move: the server's bytes are fed whole (one Feed() per step), byte
@@ -15,35 +16,23 @@
 // command completes at most once, and exactly once if the connection ends;
 // ClientClosed/ClientDead is the last event; a closed or dead client wants
 // nothing, has nothing in flight and no output.
-#ifndef NBD_TESTS_TESTING_RUNNER_H_
-#define NBD_TESTS_TESTING_RUNNER_H_
+#ifndef NBD_PROTOCOL_TESTING_CLIENT_RUNNER_H_
+#define NBD_PROTOCOL_TESTING_CLIENT_RUNNER_H_
 
 #include <cstddef>
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <random>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "gmock/gmock.h"
 #include "protocol/client/client.h"
-#include "tests/testing/script.h"
+#include "protocol/testing/client_script.h"
+#include "protocol/testing/modes.h"
+#include "protocol/testing/run_compare.h"
 
-namespace nbd::test {
-
-struct Mode {
-  enum class Input { kFeed, kZeroCopy };
-  enum class Split { kWhole, kOneByte, kRandom };
-  std::string name;
-  Input input = Input::kFeed;
-  Split split = Split::kWhole;
-  uint32_t seed = 0;
-};
-
-// Every mode RunAllModes() uses; the first is "feed-whole".
-std::vector<Mode> AllModes();
+namespace nbd::testing {
 
 struct RunResult {
   std::string mode;
@@ -90,7 +79,7 @@ class ScenarioRun {
 
   const Scenario& scenario_;
   Mode mode_;
-  std::mt19937 rng_;
+  Splitter splitter_;
   std::unique_ptr<Client> client_;
   RunContext ctx_;
   RunResult result_;
@@ -98,29 +87,14 @@ class ScenarioRun {
   ClientStream sent_;
   bool output_held_ = false;
   bool terminal_event_seen_ = false;
-  size_t step_index_ = 0;
+  // "step 3 (expect)": where failures happened, for their messages.
+  std::string where_ = "start of run";
   std::map<Cookie, int> completions_;
 };
 
 // Runs `scenario` in every mode and checks that all runs agree (see above).
 RunResult RunAllModes(const Scenario& scenario);
 
-// Lines of `log` that start with `prefix`.
-std::vector<std::string> LinesStartingWith(const std::vector<std::string>& log,
-                                           std::string_view prefix);
+}  // namespace nbd::testing
 
-// Matches a log that contains `lines` in this order (not necessarily
-// adjacent).
-MATCHER_P(ContainsInOrder, lines, "contains these lines in order") {
-  size_t next = 0;
-  for (const std::string& line : arg) {
-    if (next < lines.size() && line == lines[next]) ++next;
-  }
-  if (next == lines.size()) return true;
-  *result_listener << "missing \"" << lines[next] << "\" (in order)";
-  return false;
-}
-
-}  // namespace nbd::test
-
-#endif  // NBD_TESTS_TESTING_RUNNER_H_
+#endif  // NBD_PROTOCOL_TESTING_CLIENT_RUNNER_H_
