@@ -173,6 +173,11 @@ ClientBytes& ClientBytes::Raw(Bytes bytes) {
   });
 }
 
+ClientBytes& ClientBytes::Then(const ClientBytes& more) {
+  parts_.insert(parts_.end(), more.parts_.begin(), more.parts_.end());
+  return *this;
+}
+
 Bytes ClientBytes::Build(ServerRunContext& ctx) const {
   Bytes out;
   for (const Part& part : parts_) part(ctx, out);

@@ -141,6 +141,8 @@ class ClientBytes {
   ClientBytes& Write(std::string label, uint64_t offset, Bytes data,
                      uint16_t flags = 0);
   ClientBytes& Raw(Bytes bytes);
+  // Everything `more` sends, after what this sends.
+  ClientBytes& Then(const ClientBytes& more);
 
   Bytes Build(ServerRunContext& ctx) const;
 
