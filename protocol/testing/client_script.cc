@@ -246,6 +246,12 @@ Server& Server::ChunkError(CookieRef cookie, uint32_t nbd_error,
                EncodeErrorChunk({nbd_error, std::move(message)}));
 }
 
+Server& Server::ChunkError(CookieRef cookie, NbdError error,
+                           std::string message, bool done) {
+  return ChunkError(std::move(cookie), static_cast<uint32_t>(error),
+                    std::move(message), done);
+}
+
 Server& Server::ChunkErrorOffset(CookieRef cookie, uint32_t nbd_error,
                                  uint64_t offset, std::string message,
                                  bool done) {
@@ -518,6 +524,14 @@ Scenario& Scenario::Issue(
     return absl::StrCat("issue ", label, " -> cookie=", *cookie);
   };
   return Add(std::move(step));
+}
+
+Scenario& Scenario::IssueRead(std::string label, uint64_t offset, size_t length,
+                              ReadOptions options, uint8_t fill) {
+  return Issue(label, [=](Client& c, RunContext& ctx) {
+    return c.Read(offset, absl::MakeSpan(ctx.Buffer(label, length, fill)),
+                  options);
+  });
 }
 
 Scenario& Scenario::Do(std::function<std::string(Client&, RunContext&)> fn) {

@@ -159,6 +159,8 @@ class Server {
                               std::vector<Extent> extents, bool done = true);
   Server& ChunkError(CookieRef cookie, uint32_t nbd_error,
                      std::string message = "", bool done = true);
+  Server& ChunkError(CookieRef cookie, NbdError error, std::string message = "",
+                     bool done = true);
   Server& ChunkErrorOffset(CookieRef cookie, uint32_t nbd_error,
                            uint64_t offset, std::string message = "",
                            bool done = true);
@@ -266,6 +268,10 @@ class Scenario {
   Scenario& Issue(
       std::string label,
       std::function<absl::StatusOr<Cookie>(Client&, RunContext&)> fn);
+  // Issues Client::Read(offset, ...) into the run's buffer `label` of
+  // `length` bytes, filled with `fill` first (so untouched bytes show).
+  Scenario& IssueRead(std::string label, uint64_t offset, size_t length,
+                      ReadOptions options = {}, uint8_t fill = 0);
   // Anything else; logs the returned text unless it is empty.
   Scenario& Do(std::function<std::string(Client&, RunContext&)> fn);
   // Logs "phase=<phase> in_flight=<n>".
