@@ -1,21 +1,27 @@
-// Replays a Scenario (protocol/testing/client_script.h) against fresh
-// nbd::Clients.
+// The client kit's runner: replays a Scenario (client_script.h) against
+// fresh nbd::Clients.
 //
-// RunAllModes() executes the scenario once per Mode. The modes differ only in
-// how bytes move: the server's bytes are fed whole (one Feed() per step), byte
-// by byte, or split at seeded random points, or go through the zero-copy
-// path (RecvBuffer()/CommitRecv()) with full, 1-byte and random commits;
-// output is drained whole or in random pieces. The core promises identical
-// results for any split, so RunAllModes() checks that every mode produced the
-// same log, the same client bytes and the same buffer contents, and returns the
-// first mode's result for the test's own assertions.
+// RunAllModes(scenario) executes the scenario once per Mode (modes.h): the
+// server's bytes are fed whole (one Feed() per step), byte by byte or split
+// at seeded random points, or go through the zero-copy path
+// (RecvBuffer()/CommitRecv()) with whole, 1-byte and random commits; the
+// client's output is drained whole or in random pieces. The core promises
+// identical results for any split, so RunAllModes() checks that every mode
+// produced the same log, the same client bytes and the same buffer contents
+// (run_compare.h says how differences and failures are reported), and
+// returns the first mode's result for the test's own assertions.
 //
-// After each step a run retries stalled input, drains the client's output
-// into a byte stream (checked by ClientSends steps), and pops every event
-// into the log. Each run also checks the core's invariants: every accepted
-// command completes at most once, and exactly once if the connection ends;
-// ClientClosed/ClientDead is the last event; a closed or dead client wants
-// nothing, has nothing in flight and no output.
+// After each step a run retries input the client did not take (the log
+// then gains "InputStalled left=N"; input after the client closed or died
+// is dropped), drains the client's output into a byte stream (checked by
+// ClientSends steps) unless it is held, and pops every event into the log
+// (client_event_log.h). Each run also checks the core's invariants and
+// records a failure when one breaks: every accepted command completes at
+// most once, and exactly once if the connection ends; no completion for a
+// cookie never accepted; ClientClosed/ClientDead is the last event and comes
+// exactly when the phase is kClosed/kDead; then wants() is kNone, nothing
+// is in flight and no output is pending; dead_reason() is set exactly when
+// dead; Feed()/CommitRecv() fail only with the reason the client died of.
 #ifndef NBD_PROTOCOL_TESTING_CLIENT_RUNNER_H_
 #define NBD_PROTOCOL_TESTING_CLIENT_RUNNER_H_
 
