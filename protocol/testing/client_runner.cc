@@ -65,7 +65,7 @@ void ScenarioRun::Execute(size_t index, const Step& step) {
   switch (step.kind) {
     case Step::Kind::kSend: {
       Bytes bytes = step.server.Build(ctx_);
-      pending_input_.insert(pending_input_.end(), bytes.begin(), bytes.end());
+      pending_input_.Append(bytes);
       break;
     }
     case Step::Kind::kEof:
@@ -125,14 +125,14 @@ void ScenarioRun::FeedPending() {
   while (!pending_input_.empty()) {
     const ClientPhase phase = client_->phase();
     if (phase == ClientPhase::kClosed || phase == ClientPhase::kDead) {
-      pending_input_.clear();  // a dead client takes nothing more
+      pending_input_.Clear();  // a dead client takes nothing more
       return;
     }
     size_t taken = 0;
     if (mode_.input == Mode::Input::kFeed) {
       const size_t piece = Piece(pending_input_.size());
       absl::StatusOr<size_t> used =
-          client_->Feed(ByteSpan(pending_input_).first(piece));
+          client_->Feed(pending_input_.view().first(piece));
       if (!used.ok()) {
         // Feed() reports the reason the connection died.
         if (client_->phase() != ClientPhase::kDead) {
@@ -144,33 +144,32 @@ void ScenarioRun::FeedPending() {
                                " but dead_reason() is ",
                                client_->dead_reason().ToString()));
         }
-        pending_input_.clear();
+        pending_input_.Clear();
         return;
       }
       if (*used > piece) {
         Failure(absl::StrCat("Feed consumed ", *used, " of ", piece));
-        pending_input_.clear();
+        pending_input_.Clear();
         return;
       }
       taken = *used;
-      pending_input_.erase(pending_input_.begin(),
-                           pending_input_.begin() + taken);
+      pending_input_.Consume(taken);
       if (taken < piece) return;  // stalled (e.g. at the STARTTLS ACK end)
     } else {
       absl::Span<uint8_t> buffer = client_->RecvBuffer();
       if (buffer.empty()) return;  // no input wanted now
       const size_t n = std::min(
           {Piece(buffer.size()), buffer.size(), pending_input_.size()});
-      std::copy_n(pending_input_.begin(), n, buffer.begin());
+      std::copy_n(pending_input_.view().begin(), n, buffer.begin());
       absl::Status status = client_->CommitRecv(n);
-      pending_input_.erase(pending_input_.begin(), pending_input_.begin() + n);
+      pending_input_.Consume(n);
       if (!status.ok()) {
         if (client_->phase() != ClientPhase::kDead) {
           Failure(absl::StrCat("CommitRecv failed but the client is ",
                                ClientPhaseName(client_->phase()), ": ",
                                status.ToString()));
         }
-        pending_input_.clear();
+        pending_input_.Clear();
         return;
       }
     }

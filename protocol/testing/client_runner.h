@@ -36,6 +36,7 @@
 #include "protocol/client/client.h"
 #include "protocol/testing/client_script.h"
 #include "protocol/testing/modes.h"
+#include "protocol/testing/pending_input.h"
 #include "protocol/testing/run_compare.h"
 
 namespace nbd::testing {
@@ -89,7 +90,7 @@ class ScenarioRun {
   std::unique_ptr<Client> client_;
   RunContext ctx_;
   RunResult result_;
-  Bytes pending_input_;
+  PendingInput pending_input_;
   ClientStream sent_;
   bool output_held_ = false;
   bool terminal_event_seen_ = false;

@@ -75,7 +75,7 @@ void ServerScenarioRun::Execute(size_t index, const ServerStep& step) {
   switch (step.kind) {
     case ServerStep::Kind::kSend: {
       Bytes bytes = step.client.Build(ctx_);
-      pending_input_.insert(pending_input_.end(), bytes.begin(), bytes.end());
+      pending_input_.Append(bytes);
       break;
     }
     case ServerStep::Kind::kEof:
@@ -134,13 +134,13 @@ void ServerScenarioRun::Settle() {
 void ServerScenarioRun::FeedPending() {
   while (!pending_input_.empty()) {
     if (StoppedReading(session_->phase())) {
-      pending_input_.clear();  // the session reads nothing more
+      pending_input_.Clear();  // the session reads nothing more
       return;
     }
     if (mode_.input == Mode::Input::kFeed) {
       const size_t piece = splitter_.Piece(pending_input_.size());
       absl::StatusOr<size_t> used =
-          session_->Feed(ByteSpan(pending_input_).first(piece));
+          session_->Feed(pending_input_.view().first(piece));
       if (!used.ok()) {
         if (session_->phase() != ServerPhase::kDead) {
           Failure(absl::StrCat("Feed failed but the session is ",
@@ -151,16 +151,15 @@ void ServerScenarioRun::FeedPending() {
                                " but dead_reason() is ",
                                session_->dead_reason().ToString()));
         }
-        pending_input_.clear();
+        pending_input_.Clear();
         return;
       }
       if (*used > piece) {
         Failure(absl::StrCat("Feed consumed ", *used, " of ", piece));
-        pending_input_.clear();
+        pending_input_.Clear();
         return;
       }
-      pending_input_.erase(pending_input_.begin(),
-                           pending_input_.begin() + *used);
+      pending_input_.Consume(*used);
       // Less than offered: paused at a limit (retried after the next
       // step), or stopped reading (the loop's first check drops the rest).
       if (*used < piece && !StoppedReading(session_->phase())) return;
@@ -169,9 +168,9 @@ void ServerScenarioRun::FeedPending() {
       if (buffer.empty()) return;  // no input wanted now
       const size_t n = std::min({splitter_.Piece(buffer.size()), buffer.size(),
                                  pending_input_.size()});
-      std::copy_n(pending_input_.begin(), n, buffer.begin());
+      std::copy_n(pending_input_.view().begin(), n, buffer.begin());
       absl::Status status = session_->CommitRecv(n);
-      pending_input_.erase(pending_input_.begin(), pending_input_.begin() + n);
+      pending_input_.Consume(n);
       if (!status.ok()) {
         if (session_->phase() != ServerPhase::kDead) {
           Failure(absl::StrCat("CommitRecv failed but the session is ",
@@ -182,7 +181,7 @@ void ServerScenarioRun::FeedPending() {
                                " but dead_reason() is ",
                                session_->dead_reason().ToString()));
         }
-        pending_input_.clear();
+        pending_input_.Clear();
         return;
       }
     }

@@ -41,6 +41,7 @@
 
 #include "protocol/server/server.h"
 #include "protocol/testing/modes.h"
+#include "protocol/testing/pending_input.h"
 #include "protocol/testing/run_compare.h"
 #include "protocol/testing/server_script.h"
 
@@ -97,7 +98,7 @@ class ServerScenarioRun {
   std::unique_ptr<ServerSession> session_;
   ServerRunContext ctx_;
   ServerRunResult result_;
-  Bytes pending_input_;
+  PendingInput pending_input_;
   ServerStream sent_;
   bool output_held_ = false;
   bool terminal_event_seen_ = false;

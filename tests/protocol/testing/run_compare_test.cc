@@ -1,14 +1,18 @@
 // ReportRuns (protocol/testing/run_compare.h): what the runners report when
 // the replays of one scenario disagree. The cores never disagree with
-// themselves, so the summaries here are made up.
+// themselves, so the summaries here are made up. Also the small pieces of
+// //protocol/testing:common the runners are built on.
 #include "protocol/testing/run_compare.h"
 
+#include <cstddef>
 #include <string>
 #include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest-spi.h"
 #include "gtest/gtest.h"
+#include "protocol/testing/modes.h"
+#include "protocol/testing/pending_input.h"
 
 namespace nbd::testing {
 namespace {
@@ -64,6 +68,38 @@ TEST(LogMatchers, LinesStartingWithAndContainsInOrder) {
   EXPECT_THAT(log, ContainsInOrder(std::vector<std::string>{"a 1", "c"}));
   EXPECT_THAT(log, ::testing::Not(
                        ContainsInOrder(std::vector<std::string>{"c", "a 1"})));
+}
+
+TEST(PendingInput, ConsumesFromTheFrontAcrossCompactions) {
+  PendingInput in;
+  Bytes all;
+  for (int i = 0; i < 10000; ++i) all.push_back(static_cast<uint8_t>(i * 7));
+  in.Append(all);
+  size_t consumed = 0;
+  while (consumed < 9000) {
+    ASSERT_EQ(in.view().front(), all[consumed]);
+    in.Consume(3);
+    consumed += 3;
+  }
+  in.Append(Bytes{1, 2});
+  EXPECT_EQ(in.size(), all.size() - consumed + 2);
+  EXPECT_EQ(in.view().back(), 2);
+  in.Consume(in.size());
+  EXPECT_TRUE(in.empty());
+}
+
+TEST(Modes, NineModesStartingWithFeedWhole) {
+  const std::vector<Mode> modes = AllModes();
+  ASSERT_EQ(modes.size(), 9u);
+  EXPECT_EQ(modes.front().name, "feed-whole");
+  Splitter one_byte(modes[1]);
+  EXPECT_EQ(one_byte.Piece(100), 1u);
+  Splitter random(modes[2]);
+  for (int i = 0; i < 1000; ++i) {
+    const size_t piece = random.Piece(7);
+    EXPECT_GE(piece, 1u);
+    EXPECT_LE(piece, 7u);
+  }
 }
 
 }  // namespace
