@@ -10,7 +10,12 @@
 #   //protocol/client and //protocol/server never depend on each other;
 #   only //tests/... depend on //third_party:gtest, :gtest_main, :benchmark
 #   and :benchmark_main (gtest is public for other workspaces' tests, so its
-#   visibility no longer keeps it out of our libraries).
+#   visibility no longer keeps it out of our libraries), except that the
+#   test kits, testonly targets under //protocol/testing, may use
+#   //third_party:gtest (they report failures through it), and testonly
+#   targets under //docs (the compiled examples of docs/testing.md) may use
+#   :gtest and :gtest_main. A library that is not testonly may use neither,
+#   wherever it is.
 #
 # Checking every direct edge of the rule graph is enough: every allowed edge
 # leads down the layers or into //third_party (whose wrappers depend on
@@ -48,8 +53,20 @@ if ! (cd "$workspace" && bazel --output_user_root="$scratch/root" \
   exit 1
 fi
 
+# The testonly targets (test rules are testonly by default).
+testonly_query='attr(testonly, 1, //protocol/... + //docs/...)'
+if ! (cd "$workspace" && bazel --output_user_root="$scratch/root" \
+  --output_base="$scratch/output_base" --batch \
+  query --noimplicit_deps "$testonly_query") \
+  >"$scratch/testonly" 2>"$scratch/log"; then
+  echo "FAIL: bazel query '$testonly_query' failed in $workspace:"
+  cat "$scratch/log"
+  exit 1
+fi
+
 # Each edge line of the graph is: "//from:target" -> "//to:target"
-violations="$(awk '
+violations="$(awk -v testonly_file="$scratch/testonly" '
+  BEGIN { while ((getline line < testonly_file) > 0) testonly[line] = 1 }
   function layer(label) {
     if (label ~ /^\/\/protocol[\/:]/) return "protocol"
     if (label ~ /^\/\/adapters[\/:]/) return "adapters"
@@ -67,9 +84,13 @@ violations="$(awk '
     from = $1; to = $3
     gsub(/"/, "", from); gsub(/"/, "", to)
     f = layer(from); t = layer(to)
-    if (to ~ /^\/\/third_party:(gtest|gtest_main|benchmark|benchmark_main)$/ && f != "tests")
-      print from " -> " to ": only //tests/... may use GoogleTest and Google Benchmark"
-    else if (core(from) != "" && core(to) != "" && core(from) != core(to))
+    kit = from ~ /^\/\/protocol\/testing[\/:]/ && (from in testonly)
+    doc_test = f == "docs" && (from in testonly)
+    if (to ~ /^\/\/third_party:(gtest|gtest_main|benchmark|benchmark_main)$/) {
+      if (f != "tests" && !(kit && to == "//third_party:gtest") &&
+          !(doc_test && to ~ /:gtest(_main)?$/))
+        print from " -> " to ": only //tests/... may use GoogleTest and Google Benchmark, besides testonly targets under //protocol/testing (:gtest) and //docs (:gtest, :gtest_main)"
+    } else if (core(from) != "" && core(to) != "" && core(from) != core(to))
       print from " -> " to ": the client and server cores may not depend on each other"
     else if (f == "protocol" && t != "protocol" && to != "//third_party:absl")
       print from " -> " to ": //protocol/... may depend only on //protocol/... and //third_party:absl"

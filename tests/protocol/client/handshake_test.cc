@@ -2,8 +2,6 @@
 // libnbd's option order, the EXPORT_NAME fallback, TLS policy, sanity
 // checks on the server's answers, and option mode. Every scenario runs in
 // all input modes (tests/testing/runner.h).
-#include "tests/testing/handshake.h"
-
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -13,10 +11,11 @@
 #include "protocol/client/client.h"
 #include "protocol/constants.h"
 #include "protocol/status.h"
-#include "tests/testing/runner.h"
-#include "tests/testing/script.h"
+#include "protocol/testing/client_handshake.h"
+#include "protocol/testing/client_runner.h"
+#include "protocol/testing/client_script.h"
 
-namespace nbd::test {
+namespace nbd::testing {
 namespace {
 
 using ::testing::Contains;
@@ -825,4 +824,4 @@ TEST(ClientOptionMode, ExportNameTooLong) {
 }
 
 }  // namespace
-}  // namespace nbd::test
+}  // namespace nbd::testing

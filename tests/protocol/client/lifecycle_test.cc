@@ -10,11 +10,11 @@
 #include "gtest/gtest.h"
 #include "protocol/client/client.h"
 #include "protocol/constants.h"
-#include "tests/testing/handshake.h"
-#include "tests/testing/runner.h"
-#include "tests/testing/script.h"
+#include "protocol/testing/client_handshake.h"
+#include "protocol/testing/client_runner.h"
+#include "protocol/testing/client_script.h"
 
-namespace nbd::test {
+namespace nbd::testing {
 namespace {
 
 using ::testing::ElementsAre;
@@ -490,4 +490,4 @@ TEST(ClientLifecycle, ShutdownDuringHandshakeAbortsAtTheNextOption) {
 }
 
 }  // namespace
-}  // namespace nbd::test
+}  // namespace nbd::testing

@@ -17,11 +17,11 @@
 #include "protocol/client/client.h"
 #include "protocol/client/permissions.h"
 #include "protocol/status.h"
-#include "tests/testing/handshake.h"
-#include "tests/testing/runner.h"
-#include "tests/testing/script.h"
+#include "protocol/testing/client_handshake.h"
+#include "protocol/testing/client_runner.h"
+#include "protocol/testing/client_script.h"
 
-namespace nbd::test {
+namespace nbd::testing {
 namespace {
 
 using S = ClientCallState;
@@ -309,9 +309,9 @@ TEST(ClientPermissionTable, EveryCallInEveryState) {
         EXPECT_TRUE(absl::IsFailedPrecondition(out.status)) << out.status;
         EXPECT_EQ(StatusErrno(out.status), EINVAL) << out.status;
         EXPECT_THAT(std::string(out.status.message()),
-                    testing::AllOf(
-                        testing::HasSubstr(ClientCallName(call)),
-                        testing::HasSubstr(ClientCallStateName(setup.state))));
+                    ::testing::AllOf(::testing::HasSubstr(ClientCallName(call)),
+                                     ::testing::HasSubstr(
+                                         ClientCallStateName(setup.state))));
       }
       if (!allowed) {
         EXPECT_EQ(Observe(c), before) << "a refused call changed the state";
@@ -358,7 +358,7 @@ TEST(ClientPermissionTable, OptionCallsNameOptionMode) {
   Client c({});
   absl::Status st = c.OptList();
   EXPECT_TRUE(absl::IsFailedPrecondition(st));
-  EXPECT_THAT(std::string(st.message()), testing::HasSubstr("option_mode"));
+  EXPECT_THAT(std::string(st.message()), ::testing::HasSubstr("option_mode"));
 }
 
 TEST(ClientPermissionTable, FreshClientWantsToRead) {
@@ -375,4 +375,4 @@ TEST(ClientPermissionTable, FreshClientWantsToRead) {
 }
 
 }  // namespace
-}  // namespace nbd::test
+}  // namespace nbd::testing

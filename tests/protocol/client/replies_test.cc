@@ -10,11 +10,11 @@
 #include "protocol/client/client.h"
 #include "protocol/constants.h"
 #include "protocol/endian.h"
-#include "tests/testing/handshake.h"
-#include "tests/testing/runner.h"
-#include "tests/testing/script.h"
+#include "protocol/testing/client_handshake.h"
+#include "protocol/testing/client_runner.h"
+#include "protocol/testing/client_script.h"
 
-namespace nbd::test {
+namespace nbd::testing {
 namespace {
 
 using ::testing::Each;
@@ -576,4 +576,4 @@ TEST(ClientReplies, ErrorChunkWithErrorZeroFailsTheCommand) {
 }
 
 }  // namespace
-}  // namespace nbd::test
+}  // namespace nbd::testing

@@ -16,14 +16,14 @@
 #include "protocol/client/events.h"
 #include "protocol/constants.h"
 #include "protocol/status.h"
+#include "protocol/testing/client_event_log.h"
+#include "protocol/testing/client_handshake.h"
+#include "protocol/testing/client_runner.h"
+#include "protocol/testing/client_script.h"
 #include "protocol/visit.h"
 #include "protocol/wire.h"
-#include "tests/testing/event_log.h"
-#include "tests/testing/handshake.h"
-#include "tests/testing/runner.h"
-#include "tests/testing/script.h"
 
-namespace nbd::test {
+namespace nbd::testing {
 namespace {
 
 using ::testing::Each;
@@ -505,4 +505,4 @@ TEST(ClientTagsPointer, PointerTagRoundTrips) {
 }
 
 }  // namespace
-}  // namespace nbd::test
+}  // namespace nbd::testing

@@ -8,11 +8,11 @@
 #include "gtest/gtest.h"
 #include "protocol/client/client.h"
 #include "protocol/constants.h"
-#include "tests/testing/handshake.h"
-#include "tests/testing/runner.h"
-#include "tests/testing/script.h"
+#include "protocol/testing/client_handshake.h"
+#include "protocol/testing/client_runner.h"
+#include "protocol/testing/client_script.h"
 
-namespace nbd::test {
+namespace nbd::testing {
 namespace {
 
 using ::testing::Contains;
@@ -105,4 +105,4 @@ TEST(ClientTrace, OffByDefault) {
 }
 
 }  // namespace
-}  // namespace nbd::test
+}  // namespace nbd::testing

@@ -12,12 +12,12 @@
 #include "gtest/gtest.h"
 #include "protocol/client/client.h"
 #include "protocol/constants.h"
-#include "tests/testing/event_log.h"
-#include "tests/testing/handshake.h"
-#include "tests/testing/runner.h"
-#include "tests/testing/script.h"
+#include "protocol/testing/client_event_log.h"
+#include "protocol/testing/client_handshake.h"
+#include "protocol/testing/client_runner.h"
+#include "protocol/testing/client_script.h"
 
-namespace nbd::test {
+namespace nbd::testing {
 namespace {
 
 using ::testing::ElementsAre;
@@ -572,4 +572,4 @@ INSTANTIATE_TEST_SUITE_P(Checks, ClientStrict,
                          [](const auto& info) { return info.param.name; });
 
 }  // namespace
-}  // namespace nbd::test
+}  // namespace nbd::testing

@@ -116,30 +116,6 @@ TEST_F(HandshakeTest, ExportNameAfterExtendedHeadersDropsTheConnection) {
   EXPECT_EQ(s_.phase(), ServerPhase::kDead);
 }
 
-TEST_F(HandshakeTest, GoSendsInfoThenAck) {
-  uint16_t name = static_cast<uint16_t>(InfoType::kName);
-  uint16_t desc = static_cast<uint16_t>(InfoType::kDescription);
-  uint16_t bs = static_cast<uint16_t>(InfoType::kBlockSize);
-  auto replies =
-      Options(Opt(Option::kGo, GoData("", {name, desc, bs, name, 77})));
-  ASSERT_EQ(replies.size(), 5u);
-  for (const auto& r : replies) {
-    EXPECT_EQ(r.header.option, static_cast<uint32_t>(Option::kGo));
-  }
-  EXPECT_EQ(replies[0].header.type, T(OptionReplyType::kInfo));
-  auto exp = DecodeInfoExport(replies[0].payload);
-  ASSERT_TRUE(exp.ok());
-  EXPECT_EQ(exp->export_size, 1u << 20);
-  EXPECT_EQ(DecodeInfoName(replies[1].payload)->name, "disk");
-  EXPECT_EQ(DecodeInfoDescription(replies[2].payload)->description,
-            "scratch disk");
-  auto b = DecodeInfoBlockSize(replies[3].payload);
-  ASSERT_TRUE(b.ok());
-  EXPECT_EQ(*b, (InfoBlockSize{1, 4096, 256 * 1024}));
-  EXPECT_EQ(replies[4].header.type, T(OptionReplyType::kAck));
-  EXPECT_EQ(s_.phase(), ServerPhase::kTransmission);
-}
-
 TEST_F(HandshakeTest, InfoStaysInNegotiation) {
   auto replies = Options(Opt(Option::kInfo, GoData("ro")));
   ASSERT_EQ(replies.size(), 3u);  // EXPORT, BLOCK_SIZE, ACK
@@ -163,49 +139,10 @@ TEST_F(HandshakeTest, GoErrors) {
   EXPECT_EQ(s_.phase(), ServerPhase::kHandshake);
 }
 
-TEST_F(HandshakeTest, ListNamesEveryExport) {
-  auto replies = Options(Opt(Option::kList));
-  ASSERT_EQ(replies.size(), 3u);
-  EXPECT_EQ(*DecodeServerReply(replies[0].payload),
-            (ServerReply{"disk", "scratch disk"}));
-  EXPECT_EQ(*DecodeServerReply(replies[1].payload), (ServerReply{"ro", ""}));
-  EXPECT_EQ(replies[2].header.type, T(OptionReplyType::kAck));
-}
-
 TEST_F(HandshakeTest, ListWithDataIsInvalid) {
   auto replies = Options(Opt(Option::kList, Str("x")));
   ASSERT_EQ(replies.size(), 1u);
   EXPECT_EQ(replies[0].header.type, T(OptionReplyType::kErrInvalid));
-}
-
-TEST(HandshakePolicyTest, ListRefusedByPolicy) {
-  ServerOptions o = TestOptions();
-  o.allow_list = false;
-  o.allow_structured_replies = false;
-  o.allow_extended_headers = false;
-  ServerSession s(o);
-  TakeOutput(s);
-  auto replies = ParseOptReplies(FeedAll(
-      s, Concat({Flags(1), Opt(Option::kList), Opt(Option::kStructuredReply),
-                 Opt(Option::kExtendedHeaders)})));
-  ASSERT_EQ(replies.size(), 3u);
-  EXPECT_EQ(replies[0].header.type, T(OptionReplyType::kErrPolicy));
-  EXPECT_EQ(replies[1].header.type, T(OptionReplyType::kErrUnsup));
-  EXPECT_EQ(replies[2].header.type, T(OptionReplyType::kErrUnsup));
-}
-
-TEST_F(HandshakeTest, AbortIsAcknowledgedThenCloses) {
-  TakeOutput(s_);
-  ASSERT_TRUE(s_.Feed(Concat({Flags(1), Opt(Option::kAbort)})).ok());
-  EXPECT_EQ(s_.phase(), ServerPhase::kClosing);
-  EXPECT_EQ(s_.wants(), Direction::kWrite);
-  auto replies = ParseOptReplies(TakeOutput(s_));
-  ASSERT_EQ(replies.size(), 1u);
-  EXPECT_EQ(replies[0].header.type, T(OptionReplyType::kAck));
-  EXPECT_EQ(s_.phase(), ServerPhase::kClosed);
-  auto events = TakeEvents(s_);
-  ASSERT_EQ(events.size(), 1u);
-  EXPECT_TRUE(std::holds_alternative<ServerClosed>(events[0]));
 }
 
 TEST_F(HandshakeTest, StartTlsAndUnknownOptionsAreUnsupported) {
@@ -357,28 +294,6 @@ TEST_F(HandshakeTest, EofBeforeClientFlagsCloses) {
   EXPECT_EQ(s_.phase(), ServerPhase::kClosing);  // the greeting is pending
   TakeOutput(s_);
   EXPECT_EQ(s_.phase(), ServerPhase::kClosed);
-}
-
-TEST(HandshakeSplitTest, ByteByByteMatchesOneShot) {
-  Bytes in = Concat(
-      {Flags(3), Opt(Option::kList), Opt(Option::kStructuredReply),
-       Opt(Option::kSetMetaContext, MetaData("disk", {"base:allocation"})),
-       Opt(Option::kGo, GoData("disk", {1, 2, 3}))});
-  ServerSession whole(TestOptions());
-  Bytes expected = FeedAll(whole, in);
-  ServerSession split(TestOptions());
-  Bytes got = TakeOutput(split);
-  for (uint8_t b : in) {
-    // Zero-copy path, one byte at a time.
-    absl::Span<uint8_t> buf = split.RecvBuffer();
-    ASSERT_FALSE(buf.empty());
-    buf[0] = b;
-    ASSERT_TRUE(split.CommitRecv(1).ok());
-    Bytes out = TakeOutput(split);
-    got.insert(got.end(), out.begin(), out.end());
-  }
-  EXPECT_EQ(got, expected);
-  EXPECT_EQ(split.phase(), ServerPhase::kTransmission);
 }
 
 }  // namespace

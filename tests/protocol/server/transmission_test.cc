@@ -113,13 +113,6 @@ TEST_F(TransmissionTest, DfReadIsOneDataChunk) {
             (Bytes{0, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0, 0, 5, 6, 7, 8}));
 }
 
-TEST_F(TransmissionTest, DfWithoutStructuredRepliesIsInvalid) {
-  Start({false, false});
-  auto replies = Rejected(R(Command::kRead, 1, 0, 8, kCmdFlagDf));
-  ASSERT_EQ(replies.size(), 1u);
-  EXPECT_EQ(replies[0].error, kEinval);
-}
-
 TEST_F(TransmissionTest, ExtendedReadEchoesTheOffset) {
   Start({true, true});
   FeedAll(*s_, R(Command::kRead, 3, 4096, 4));
@@ -145,31 +138,6 @@ TEST_F(TransmissionTest, ZeroLengthReadUnderStructuredRepliesIsNoneChunk) {
   ASSERT_EQ(replies.size(), 1u);
   EXPECT_EQ(replies[0].type, kChunkNone);
   EXPECT_EQ(replies[0].flags, kReplyFlagDone);
-}
-
-TEST_F(TransmissionTest, WritePayloadReachesTheEmbedder) {
-  for (Mode m : {Mode{false, false}, Mode{true, false}, Mode{true, true}}) {
-    Start(m);
-    Bytes payload = {9, 8, 7, 6, 5};
-    FeedAll(*s_, Concat({R(Command::kWrite, 11, 10, 5, kCmdFlagFua), payload}));
-    auto reqs = TakeRequests(*s_);
-    ASSERT_EQ(reqs.size(), 1u);
-    EXPECT_EQ(reqs[0].flags, kCmdFlagFua);
-    EXPECT_EQ(Bytes(reqs[0].payload.begin(), reqs[0].payload.end()), payload);
-    ASSERT_TRUE(s_->ReplyOk(reqs[0].handle).ok());
-    auto replies = ParseReplies(TakeOutput(*s_));
-    ASSERT_EQ(replies.size(), 1u);
-    EXPECT_EQ(replies[0].cookie, 11u);
-    if (m.extended) {
-      EXPECT_EQ(replies[0].magic, kExtendedReplyMagic);
-      EXPECT_EQ(replies[0].type, kChunkNone);
-      EXPECT_EQ(replies[0].flags, kReplyFlagDone);
-      EXPECT_EQ(replies[0].offset, 10u);
-    } else {
-      EXPECT_EQ(replies[0].magic, kSimpleReplyMagic);
-      EXPECT_EQ(replies[0].error, 0u);
-    }
-  }
 }
 
 TEST_F(TransmissionTest, ExtendedWriteWithPayloadLen) {
@@ -387,89 +355,6 @@ TEST_F(TransmissionTest, ReadErrorMisuseIsRejected) {
   EXPECT_EQ(s_->in_flight(), 3u);
 }
 
-TEST_F(TransmissionTest, SessionRejectsInvalidRequests) {
-  Start({false, false}, false, TestOptions());
-  const uint64_t size = 1 << 20;
-  struct Case {
-    Bytes in;
-    uint32_t error;
-  };
-  std::vector<Case> cases = {
-      {R(static_cast<Command>(42), 1, 0, 0), kEinval},     // unknown
-      {R(Command::kResize, 1, 0, 0), kEinval},             // unsupported
-      {R(Command::kRead, 1, 0, 8, 1u << 9), kEinval},      // unknown flag
-      {R(Command::kRead, 1, 0, 8, kCmdFlagFua), kEinval},  // wrong flag
-      {R(Command::kRead, 1, 0, 8, kCmdFlagPayloadLen), kEinval},  // no EH
-      {R(Command::kRead, 1, size - 4, 8), kEinval},               // past end
-      {R(Command::kRead, 1, ~uint64_t{0}, 8), kEinval},           // overflow
-      {R(Command::kTrim, 1, size, 1), kEnospc},
-      {R(Command::kWriteZeroes, 1, size - 1, 2), kEnospc},
-      {R(Command::kRead, 1, 0, 512 * 1024), kEoverflow},  // > max_block
-      {R(Command::kBlockStatus, 1, 0, 8), kEinval},       // no context
-      {Concat({R(Command::kWrite, 1, size - 2, 4), Bytes(4, 1)}), kEnospc},
-      {Concat({R(Command::kWrite, 1, 0, 300000), Bytes(300000, 1)}),
-       kEoverflow},
-  };
-  for (const Case& c : cases) {
-    auto replies = Rejected(c.in);
-    ASSERT_EQ(replies.size(), 1u);
-    EXPECT_EQ(replies[0].error, c.error);
-  }
-  // The stream is still in sync.
-  FeedAll(*s_, R(Command::kRead, 2, 0, 8));
-  EXPECT_EQ(TakeRequests(*s_).size(), 1u);
-}
-
-TEST_F(TransmissionTest, ReadOnlyExportRefusesWrites) {
-  Start({true, true}, false, TestOptions(), "ro");
-  for (Bytes in :
-       {Concat({R(Command::kWrite, 1, 0, 2), Bytes{1, 2}}),
-        R(Command::kTrim, 1, 0, 2), R(Command::kWriteZeroes, 1, 0, 2)}) {
-    auto replies = Rejected(in);
-    ASSERT_EQ(replies.size(), 1u);
-    EXPECT_EQ(ErrorOf(replies[0]), kEperm);
-  }
-  FeedAll(*s_, R(Command::kFlush, 1, 0, 0));
-  EXPECT_EQ(TakeRequests(*s_).size(), 1u);
-}
-
-TEST_F(TransmissionTest, UnadvertisedCommandsAreInvalid) {
-  ServerOptions o = TestOptions();
-  ExportInfo& e = o.exports[0];
-  e.can_flush = e.can_trim = e.can_zero = e.can_cache = e.can_fua = false;
-  Start({false, false}, false, o);
-  for (Bytes in :
-       {R(Command::kFlush, 1, 0, 0), R(Command::kTrim, 1, 0, 8),
-        R(Command::kWriteZeroes, 1, 0, 8), R(Command::kCache, 1, 0, 8),
-        Concat({R(Command::kWrite, 1, 0, 1, kCmdFlagFua), Bytes{1}})}) {
-    auto replies = Rejected(in);
-    ASSERT_EQ(replies.size(), 1u);
-    EXPECT_EQ(replies[0].error, kEinval);
-  }
-}
-
-TEST_F(TransmissionTest, MisalignedRequestsAreInvalid) {
-  ServerOptions o = TestOptions();
-  o.exports[0].min_block = 512;
-  Start({false, false}, false, o);
-  auto replies = Rejected(R(Command::kRead, 1, 100, 512));
-  EXPECT_EQ(replies.at(0).error, kEinval);
-  replies = Rejected(R(Command::kRead, 1, 512, 100));
-  EXPECT_EQ(replies.at(0).error, kEinval);
-}
-
-TEST_F(TransmissionTest, ExtendedPayloadOnBlockStatusIsSkipped) {
-  Start({true, true}, true);
-  Bytes payload = EncodeBlockStatusPayload({4096, {1}});
-  auto replies = Rejected(Concat(
-      {R(Command::kBlockStatus, 1, 0, payload.size(), kCmdFlagPayloadLen),
-       payload}));
-  ASSERT_EQ(replies.size(), 1u);
-  EXPECT_EQ(ErrorOf(replies[0]), kEinval);
-  FeedAll(*s_, R(Command::kRead, 2, 0, 8));
-  EXPECT_EQ(TakeRequests(*s_).size(), 1u);
-}
-
 TEST_F(TransmissionTest, HugePayloadDropsTheConnection) {
   Start({true, true});
   EXPECT_FALSE(s_->Feed(R(Command::kWrite, 1, 0, uint64_t{1} << 40)).ok());
@@ -487,39 +372,6 @@ TEST_F(TransmissionTest, BadRequestMagicDropsTheConnection) {
   EXPECT_FALSE(s_->Feed(Concat({Req(false, Command::kRead, 1, 0, 8),
                                 Req(false, Command::kRead, 1, 0, 8)}))
                    .ok());
-}
-
-TEST_F(TransmissionTest, DiscFinishesOutstandingRepliesThenCloses) {
-  Start({true, false});
-  absl::StatusOr<size_t> n = s_->Feed(
-      Concat({R(Command::kRead, 1, 0, 4), R(Command::kDisc, 2, 0, 0),
-              R(Command::kRead, 3, 0, 4)}));  // nothing may follow DISC
-  ASSERT_TRUE(n.ok());
-  EXPECT_EQ(*n, 2 * kRequestSize);
-  auto reqs = TakeRequests(*s_);
-  ASSERT_EQ(reqs.size(), 1u);
-  EXPECT_EQ(s_->phase(), ServerPhase::kClosing);
-  EXPECT_EQ(s_->wants(), Direction::kNone);  // waiting for the embedder
-  ReadPiece hole = ReadPiece::Hole(0, 4);
-  ASSERT_TRUE(s_->ReplyRead(reqs[0].handle, {&hole, 1}).ok());
-  EXPECT_EQ(s_->wants(), Direction::kWrite);
-  EXPECT_EQ(ParseReplies(TakeOutput(*s_)).size(), 1u);
-  EXPECT_EQ(s_->phase(), ServerPhase::kClosed);
-  auto events = TakeEvents(*s_);
-  ASSERT_EQ(events.size(), 1u);
-  EXPECT_TRUE(std::holds_alternative<ServerClosed>(events[0]));
-}
-
-TEST_F(TransmissionTest, EofAtBoundaryClosesInsideKills) {
-  Start({false, false});
-  s_->FeedEof();
-  EXPECT_EQ(s_->phase(), ServerPhase::kClosed);
-  Start({false, false});
-  Bytes in = R(Command::kWrite, 1, 0, 8);
-  in.push_back(1);
-  ASSERT_TRUE(s_->Feed(in).ok());
-  s_->FeedEof();
-  EXPECT_EQ(s_->phase(), ServerPhase::kDead);
 }
 
 TEST_F(TransmissionTest, ReplyMisuseIsRejected) {
@@ -562,25 +414,6 @@ TEST_F(TransmissionTest, ReplyAfterDeathIsDropped) {
   EXPECT_TRUE(absl::IsFailedPrecondition(st));
   EXPECT_EQ(s_->in_flight(), 0u);
   EXPECT_EQ(s_->pending_output_bytes(), 0u);
-}
-
-TEST_F(TransmissionTest, InFlightLimitPausesInput) {
-  ServerOptions o = TestOptions();
-  o.max_in_flight = 2;
-  Start({false, false}, false, o);
-  Bytes in = Concat({R(Command::kFlush, 1, 0, 0), R(Command::kFlush, 2, 0, 0),
-                     R(Command::kFlush, 3, 0, 0)});
-  absl::StatusOr<size_t> n = s_->Feed(in);
-  ASSERT_TRUE(n.ok());
-  EXPECT_EQ(*n, 2 * kRequestSize);
-  EXPECT_EQ(s_->wants(), Direction::kNone);
-  EXPECT_TRUE(s_->RecvBuffer().empty());
-  auto reqs = TakeRequests(*s_);
-  ASSERT_EQ(reqs.size(), 2u);
-  ASSERT_TRUE(s_->ReplyOk(reqs[0].handle).ok());
-  EXPECT_EQ(s_->wants(), Direction::kBoth);
-  n = s_->Feed(ByteSpan(in).subspan(*n));
-  EXPECT_EQ(*n, kRequestSize);
 }
 
 TEST_F(TransmissionTest, KeepaliveAndReplySentFollowTheLastByte) {

@@ -1,8 +1,8 @@
-#include "tests/testing/handshake.h"
+#include "protocol/testing/client_handshake.h"
 
 #include <utility>
 
-namespace nbd::test {
+namespace nbd::testing {
 
 std::vector<uint16_t> ExpectedGoInfos(const ClientOptions& options) {
   std::vector<uint16_t> infos;
@@ -42,7 +42,7 @@ void AppendInfoReplies(Server& server, Option option,
   server.RepAck(option);
 }
 
-void AppendHandshake(Scenario& s, const HandshakeSpec& spec) {
+bool AppendHandshakeUntilGo(Scenario& s, const HandshakeSpec& spec) {
   const ClientOptions& o = s.options();
   uint32_t client_flags = kClientFlagFixedNewstyle;
   if (spec.handshake_flags & kFlagNoZeroes) {
@@ -92,11 +92,23 @@ void AppendHandshake(Scenario& s, const HandshakeSpec& spec) {
   }
   s.Expect(first.OptInfoRequest(Option::kGo, o.export_name, ExpectedGoInfos(o))
                .Nothing());
+  // Requests and chunks use 32-byte headers from the GO's ACK on.
+  s.Context([extended](RunContext& ctx) { ctx.extended = extended; });
+  return extended;
+}
+
+void AppendHandshake(Scenario& s, const HandshakeSpec& spec) {
+  AppendHandshakeUntilGo(s, spec);
   Server go;
   AppendInfoReplies(go, Option::kGo, spec);
-  s.Context([extended](RunContext& ctx) { ctx.extended = extended; });
   s.Send(std::move(go));
   s.Expect(ClientSends().Nothing());
+}
+
+Scenario ScenarioUntilGo(ClientOptions options, const HandshakeSpec& spec) {
+  Scenario s(std::move(options));
+  AppendHandshakeUntilGo(s, spec);
+  return s;
 }
 
 Scenario ConnectedScenario(ClientOptions options, const HandshakeSpec& spec) {
@@ -105,4 +117,4 @@ Scenario ConnectedScenario(ClientOptions options, const HandshakeSpec& spec) {
   return s;
 }
 
-}  // namespace nbd::test
+}  // namespace nbd::testing

@@ -9,8 +9,8 @@
 //   -> GO (BLOCK_SIZE/NAME/DESCRIPTION) -> INFO export [+ more] + ACK
 // What the client is expected to ask for comes from the scenario's
 // ClientOptions; what the server answers comes from HandshakeSpec.
-#ifndef NBD_TESTS_TESTING_HANDSHAKE_H_
-#define NBD_TESTS_TESTING_HANDSHAKE_H_
+#ifndef NBD_PROTOCOL_TESTING_CLIENT_HANDSHAKE_H_
+#define NBD_PROTOCOL_TESTING_CLIENT_HANDSHAKE_H_
 
 #include <cstdint>
 #include <optional>
@@ -19,9 +19,9 @@
 
 #include "protocol/client/client.h"
 #include "protocol/constants.h"
-#include "tests/testing/script.h"
+#include "protocol/testing/client_script.h"
 
-namespace nbd::test {
+namespace nbd::testing {
 
 // Transmission flags with every optional command advertised.
 inline constexpr uint16_t kAllCommandFlags =
@@ -53,14 +53,24 @@ std::vector<std::string> ExpectedMetaQueries(const ClientOptions& options);
 void AppendInfoReplies(Server& server, Option option,
                        const HandshakeSpec& spec);
 
+// Appends the automatic handshake up to the client's NBD_OPT_GO, checked
+// and left unanswered, so the test can answer it (an error, an unexpected
+// reply). Returns whether the server acked extended headers (from then on
+// RunContext::extended says so too).
+bool AppendHandshakeUntilGo(Scenario& scenario, const HandshakeSpec& spec = {});
+
 // Appends a whole automatic handshake, ending with the client connected
 // and the run's header format set. The log gains one "Connected" line.
 void AppendHandshake(Scenario& scenario, const HandshakeSpec& spec = {});
+
+// A scenario that starts with AppendHandshakeUntilGo().
+Scenario ScenarioUntilGo(ClientOptions options = {},
+                         const HandshakeSpec& spec = {});
 
 // A scenario that starts with AppendHandshake().
 Scenario ConnectedScenario(ClientOptions options = {},
                            const HandshakeSpec& spec = {});
 
-}  // namespace nbd::test
+}  // namespace nbd::testing
 
-#endif  // NBD_TESTS_TESTING_HANDSHAKE_H_
+#endif  // NBD_PROTOCOL_TESTING_CLIENT_HANDSHAKE_H_

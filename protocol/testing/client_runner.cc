@@ -1,4 +1,4 @@
-#include "tests/testing/runner.h"
+#include "protocol/testing/client_runner.h"
 
 #include <algorithm>
 #include <optional>
@@ -10,25 +10,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "gtest/gtest.h"
-#include "tests/testing/event_log.h"
+#include "protocol/testing/client_event_log.h"
 
-namespace nbd::test {
-
-std::vector<Mode> AllModes() {
-  using In = Mode::Input;
-  using Split = Mode::Split;
-  return {
-      {"feed-whole", In::kFeed, Split::kWhole, 0},
-      {"feed-bytes", In::kFeed, Split::kOneByte, 11},
-      {"feed-random-1", In::kFeed, Split::kRandom, 1},
-      {"feed-random-2", In::kFeed, Split::kRandom, 2},
-      {"feed-random-3", In::kFeed, Split::kRandom, 3},
-      {"recv-max", In::kZeroCopy, Split::kWhole, 0},
-      {"recv-bytes", In::kZeroCopy, Split::kOneByte, 12},
-      {"recv-random-4", In::kZeroCopy, Split::kRandom, 4},
-      {"recv-random-5", In::kZeroCopy, Split::kRandom, 5},
-  };
-}
+namespace nbd::testing {
 
 std::vector<std::string> RunResult::AfterConnected() const {
   auto it = std::find(log.begin(), log.end(), "Connected");
@@ -43,21 +27,12 @@ std::string RunResult::MessageOf(std::string_view prefix) const {
   return "";
 }
 
-std::vector<std::string> LinesStartingWith(const std::vector<std::string>& log,
-                                           std::string_view prefix) {
-  std::vector<std::string> out;
-  for (const std::string& line : log) {
-    if (line.starts_with(prefix)) out.push_back(line);
-  }
-  return out;
-}
-
 // ---- ScenarioRun ------------------------------------------------------------
 
 ScenarioRun::ScenarioRun(const Scenario& scenario, Mode mode)
     : scenario_(scenario),
       mode_(std::move(mode)),
-      rng_(mode_.seed),
+      splitter_(mode_),
       client_(std::make_unique<Client>(scenario.options())) {
   result_.mode = mode_.name;
 }
@@ -78,33 +53,28 @@ void ScenarioRun::Log(std::string line, std::string message) {
 }
 
 void ScenarioRun::Failure(std::string what) {
-  result_.failures.push_back(absl::StrCat("step ", step_index_, ": ", what));
+  result_.failures.push_back(absl::StrCat(where_, ": ", what));
 }
 
 size_t ScenarioRun::Piece(size_t available) {
-  switch (mode_.split) {
-    case Mode::Split::kWhole:
-      return available;
-    case Mode::Split::kOneByte:
-      return 1;
-    case Mode::Split::kRandom:
-      if (rng_() % 4 == 0) return 1;
-      return 1 + rng_() % available;
-  }
-  return available;
+  return splitter_.Piece(available);
 }
 
 void ScenarioRun::Execute(size_t index, const Step& step) {
-  step_index_ = index;
+  where_ = absl::StrCat("step ", index, " (", StepKindName(step.kind), ")");
   switch (step.kind) {
     case Step::Kind::kSend: {
       Bytes bytes = step.server.Build(ctx_);
-      pending_input_.insert(pending_input_.end(), bytes.begin(), bytes.end());
+      pending_input_.Append(bytes);
       break;
     }
     case Step::Kind::kEof:
       FeedPending();  // whatever the client would still take
       client_->FeedEof();
+      break;
+    case Step::Kind::kTransportError:
+      FeedPending();
+      client_->FeedTransportError(step.error);
       break;
     case Step::Kind::kExpect: {
       absl::Status status = step.expect.Check(sent_, ctx_);
@@ -155,14 +125,14 @@ void ScenarioRun::FeedPending() {
   while (!pending_input_.empty()) {
     const ClientPhase phase = client_->phase();
     if (phase == ClientPhase::kClosed || phase == ClientPhase::kDead) {
-      pending_input_.clear();  // a dead client takes nothing more
+      pending_input_.Clear();  // a dead client takes nothing more
       return;
     }
     size_t taken = 0;
     if (mode_.input == Mode::Input::kFeed) {
       const size_t piece = Piece(pending_input_.size());
       absl::StatusOr<size_t> used =
-          client_->Feed(ByteSpan(pending_input_).first(piece));
+          client_->Feed(pending_input_.view().first(piece));
       if (!used.ok()) {
         // Feed() reports the reason the connection died.
         if (client_->phase() != ClientPhase::kDead) {
@@ -174,33 +144,32 @@ void ScenarioRun::FeedPending() {
                                " but dead_reason() is ",
                                client_->dead_reason().ToString()));
         }
-        pending_input_.clear();
+        pending_input_.Clear();
         return;
       }
       if (*used > piece) {
         Failure(absl::StrCat("Feed consumed ", *used, " of ", piece));
-        pending_input_.clear();
+        pending_input_.Clear();
         return;
       }
       taken = *used;
-      pending_input_.erase(pending_input_.begin(),
-                           pending_input_.begin() + taken);
+      pending_input_.Consume(taken);
       if (taken < piece) return;  // stalled (e.g. at the STARTTLS ACK end)
     } else {
       absl::Span<uint8_t> buffer = client_->RecvBuffer();
       if (buffer.empty()) return;  // no input wanted now
       const size_t n = std::min(
           {Piece(buffer.size()), buffer.size(), pending_input_.size()});
-      std::copy_n(pending_input_.begin(), n, buffer.begin());
+      std::copy_n(pending_input_.view().begin(), n, buffer.begin());
       absl::Status status = client_->CommitRecv(n);
-      pending_input_.erase(pending_input_.begin(), pending_input_.begin() + n);
+      pending_input_.Consume(n);
       if (!status.ok()) {
         if (client_->phase() != ClientPhase::kDead) {
           Failure(absl::StrCat("CommitRecv failed but the client is ",
                                ClientPhaseName(client_->phase()), ": ",
                                status.ToString()));
         }
-        pending_input_.clear();
+        pending_input_.Clear();
         return;
       }
     }
@@ -294,6 +263,7 @@ void ScenarioRun::CheckInvariants() {
 }
 
 void ScenarioRun::FinalChecks() {
+  where_ = "end of run";
   const ClientPhase phase = client_->phase();
   if (phase == ClientPhase::kClosed || phase == ClientPhase::kDead) {
     for (Cookie cookie : ctx_.accepted) {
@@ -310,64 +280,23 @@ void ScenarioRun::FinalChecks() {
 
 // ---- Run --------------------------------------------------------------------
 
-namespace {
-
-std::string FirstDifference(const std::vector<std::string>& a,
-                            const std::vector<std::string>& b) {
-  for (size_t i = 0; i < std::max(a.size(), b.size()); ++i) {
-    const std::string x = i < a.size() ? a[i] : "<end>";
-    const std::string y = i < b.size() ? b[i] : "<end>";
-    if (x != y) return absl::StrCat("line ", i, ": \"", x, "\" vs \"", y, "\"");
-  }
-  return "";
-}
-
-}  // namespace
-
 RunResult RunAllModes(const Scenario& scenario) {
   std::vector<RunResult> results;
+  std::vector<RunSummary> summaries;
   for (const Mode& mode : AllModes()) {
     ScenarioRun run(scenario, mode);
     run.RunAll();
-    results.push_back(run.TakeResult());
-  }
-  // Report each distinct failure once, with the modes that hit it.
-  std::map<std::string, std::vector<std::string>> failures;
-  std::vector<std::string> order;
-  for (const RunResult& r : results) {
-    for (const std::string& f : r.failures) {
-      if (failures[f].empty()) order.push_back(f);
-      failures[f].push_back(r.mode);
+    RunResult r = run.TakeResult();
+    RunSummary summary{r.mode, r.log, r.messages, r.failures, {}};
+    summary.outputs["client bytes"] = r.client_sent;
+    for (const auto& [label, bytes] : r.buffers) {
+      summary.outputs["buffer " + label] = bytes;
     }
+    summaries.push_back(std::move(summary));
+    results.push_back(std::move(r));
   }
-  for (const std::string& f : order) {
-    ADD_FAILURE() << f << "  [modes: " << absl::StrJoin(failures[f], ", ")
-                  << "]";
-  }
-  const RunResult& first = results.front();
-  for (size_t i = 1; i < results.size(); ++i) {
-    const RunResult& r = results[i];
-    if (r.log != first.log) {
-      ADD_FAILURE() << "log of " << r.mode << " differs from " << first.mode
-                    << " at " << FirstDifference(first.log, r.log) << "\n"
-                    << first.mode << ":\n  " << absl::StrJoin(first.log, "\n  ")
-                    << "\n"
-                    << r.mode << ":\n  " << absl::StrJoin(r.log, "\n  ");
-    } else if (r.messages != first.messages) {
-      ADD_FAILURE() << "messages of " << r.mode << " differ from " << first.mode
-                    << " at " << FirstDifference(first.messages, r.messages);
-    }
-    if (r.client_sent != first.client_sent) {
-      ADD_FAILURE() << "client bytes of " << r.mode << " differ from "
-                    << first.mode << " (" << r.client_sent.size() << " vs "
-                    << first.client_sent.size() << " bytes)";
-    }
-    if (r.buffers != first.buffers) {
-      ADD_FAILURE() << "buffer contents of " << r.mode << " differ from "
-                    << first.mode;
-    }
-  }
+  ReportRuns(summaries);
   return std::move(results.front());
 }
 
-}  // namespace nbd::test
+}  // namespace nbd::testing

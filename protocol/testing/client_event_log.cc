@@ -1,4 +1,4 @@
-#include "tests/testing/event_log.h"
+#include "protocol/testing/client_event_log.h"
 
 #include <cstdint>
 #include <string>
@@ -7,9 +7,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "protocol/names.h"
-#include "tests/testing/script.h"
+#include "protocol/testing/client_script.h"
 
-namespace nbd::test {
+namespace nbd::testing {
 
 namespace {
 
@@ -105,4 +105,4 @@ std::string FormatEvent(const ClientEvent& event, std::string* message) {
   return std::visit(Formatter{message}, event);
 }
 
-}  // namespace nbd::test
+}  // namespace nbd::testing

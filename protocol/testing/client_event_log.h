@@ -1,8 +1,8 @@
 // One-line text forms of client events, for comparing runs and asserting
 // on what happened. Status messages are kept apart from the lines so tests
 // can match lines exactly without depending on message wording.
-#ifndef NBD_TESTS_TESTING_EVENT_LOG_H_
-#define NBD_TESTS_TESTING_EVENT_LOG_H_
+#ifndef NBD_PROTOCOL_TESTING_CLIENT_EVENT_LOG_H_
+#define NBD_PROTOCOL_TESTING_CLIENT_EVENT_LOG_H_
 
 #include <string>
 
@@ -10,7 +10,7 @@
 #include "protocol/client/client.h"
 #include "protocol/client/events.h"
 
-namespace nbd::test {
+namespace nbd::testing {
 
 // "READ", "WRITE_ZEROES": CommandName() (protocol/names.h) without its
 // "NBD_CMD_" prefix, as event lines show commands.
@@ -21,6 +21,6 @@ absl::string_view ShortCommandName(Command command);
 // `message` receives the status message carried by the event ("" if none).
 std::string FormatEvent(const ClientEvent& event, std::string* message);
 
-}  // namespace nbd::test
+}  // namespace nbd::testing
 
-#endif  // NBD_TESTS_TESTING_EVENT_LOG_H_
+#endif  // NBD_PROTOCOL_TESTING_CLIENT_EVENT_LOG_H_

@@ -1,7 +1,6 @@
-#include "tests/testing/script.h"
+#include "protocol/testing/client_script.h"
 
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <utility>
 
@@ -9,9 +8,8 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "gtest/gtest.h"
-#include "protocol/status.h"
 
-namespace nbd::test {
+namespace nbd::testing {
 namespace {
 
 void Append(Bytes& out, ByteSpan bytes) {
@@ -19,15 +17,6 @@ void Append(Bytes& out, ByteSpan bytes) {
 }
 
 Bytes StringBytes(const std::string& s) { return Bytes(s.begin(), s.end()); }
-
-std::string Hex(ByteSpan bytes) {
-  std::string out;
-  for (size_t i = 0; i < bytes.size() && i < 64; ++i) {
-    absl::StrAppend(&out, absl::StrFormat("%02x", bytes[i]));
-  }
-  if (bytes.size() > 64) absl::StrAppend(&out, "...");
-  return out;
-}
 
 // Takes `n` bytes at the cursor or explains what is missing.
 absl::StatusOr<ByteSpan> Take(ClientStream& s, size_t n,
@@ -257,6 +246,12 @@ Server& Server::ChunkError(CookieRef cookie, uint32_t nbd_error,
                EncodeErrorChunk({nbd_error, std::move(message)}));
 }
 
+Server& Server::ChunkError(CookieRef cookie, NbdError error,
+                           std::string message, bool done) {
+  return ChunkError(std::move(cookie), static_cast<uint32_t>(error),
+                    std::move(message), done);
+}
+
 Server& Server::ChunkErrorOffset(CookieRef cookie, uint32_t nbd_error,
                                  uint64_t offset, std::string message,
                                  bool done) {
@@ -438,6 +433,34 @@ absl::Status ClientSends::Check(ClientStream& stream, RunContext& ctx) const {
   return absl::OkStatus();
 }
 
+// ---- Step -----------------------------------------------------------------
+
+const char* StepKindName(Step::Kind kind) {
+  switch (kind) {
+    case Step::Kind::kSend:
+      return "send";
+    case Step::Kind::kEof:
+      return "eof";
+    case Step::Kind::kTransportError:
+      return "transport error";
+    case Step::Kind::kExpect:
+      return "expect";
+    case Step::Kind::kCall:
+      return "call";
+    case Step::Kind::kSnapshot:
+      return "snapshot";
+    case Step::Kind::kContext:
+      return "context";
+    case Step::Kind::kHoldOutput:
+      return "hold output";
+    case Step::Kind::kReleaseOutput:
+      return "release output";
+    case Step::Kind::kConsume:
+      return "consume";
+  }
+  return "?";
+}
+
 // ---- Scenario ---------------------------------------------------------------
 
 Scenario::Scenario(ClientOptions options) : options_(std::move(options)) {}
@@ -457,6 +480,13 @@ Scenario& Scenario::Send(Server server) {
 Scenario& Scenario::Eof() {
   Step step;
   step.kind = Step::Kind::kEof;
+  return Add(std::move(step));
+}
+
+Scenario& Scenario::TransportError(absl::Status error) {
+  Step step;
+  step.kind = Step::Kind::kTransportError;
+  step.error = std::move(error);
   return Add(std::move(step));
 }
 
@@ -494,6 +524,14 @@ Scenario& Scenario::Issue(
     return absl::StrCat("issue ", label, " -> cookie=", *cookie);
   };
   return Add(std::move(step));
+}
+
+Scenario& Scenario::IssueRead(std::string label, uint64_t offset, size_t length,
+                              ReadOptions options, uint8_t fill) {
+  return Issue(label, [=](Client& c, RunContext& ctx) {
+    return c.Read(offset, absl::MakeSpan(ctx.Buffer(label, length, fill)),
+                  options);
+  });
 }
 
 Scenario& Scenario::Do(std::function<std::string(Client&, RunContext&)> fn) {
@@ -535,58 +573,4 @@ Scenario& Scenario::ReleaseOutput() {
   return Add(std::move(step));
 }
 
-// ---- Text -------------------------------------------------------------------
-
-std::string ErrnoName(int errno_value) {
-  switch (errno_value) {
-    case 0:
-      return "ok";
-    case EPERM:
-      return "EPERM";
-    case ENOENT:
-      return "ENOENT";
-    case EIO:
-      return "EIO";
-    case ENOMEM:
-      return "ENOMEM";
-    case EINVAL:
-      return "EINVAL";
-    case ENOSPC:
-      return "ENOSPC";
-    case ERANGE:
-      return "ERANGE";
-    case ENAMETOOLONG:
-      return "ENAMETOOLONG";
-    case EPROTO:
-      return "EPROTO";
-    case EOVERFLOW:
-      return "EOVERFLOW";
-    case ENOTSUP:
-      return "ENOTSUP";
-    case ECONNRESET:
-      return "ECONNRESET";
-    case ENOTCONN:
-      return "ENOTCONN";
-    case ESHUTDOWN:
-      return "ESHUTDOWN";
-    case EPIPE:
-      return "EPIPE";
-    default:
-      return absl::StrCat("errno=", errno_value);
-  }
-}
-
-std::string StatusText(const absl::Status& status) {
-  if (status.ok()) return "ok";
-  return ErrnoName(StatusErrno(status));
-}
-
-Bytes Pattern(size_t n, uint8_t seed) {
-  Bytes out(n);
-  for (size_t i = 0; i < n; ++i) {
-    out[i] = static_cast<uint8_t>(seed + i * 7 + (i >> 8));
-  }
-  return out;
-}
-
-}  // namespace nbd::test
+}  // namespace nbd::testing

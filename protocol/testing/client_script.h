@@ -1,22 +1,43 @@
-// Scripted fake NBD server for nbd::Client tests.
+// The client kit's script: a scripted NBD server for nbd::Client tests.
 //
-// A test describes a conversation as a Scenario: a list of steps that the
-// runner (tests/testing/runner.h) replays against a fresh Client, several
-// times, with the server's bytes split in different ways. The pieces:
+// A Scenario is a list of steps, built once and replayed by the runner
+// (client_runner.h) against a fresh Client per replay, in every Mode
+// (modes.h: each input split and both input paths). Each step does one of:
 //
-//   Server      builds what the server sends in one step (greetings, option
-//               replies, simple/structured/extended replies, raw bytes).
-//   ClientSends checks what the client has sent since the previous check,
-//               message by message (client flags, options, requests, write
-//               payloads), and can capture request cookies under a label.
-//   RunContext  per-run state shared by the steps: captured requests (so a
-//               reply can name "the cookie of read r1") and the run's own
-//               buffers (Read()/Write() memory must outlive the command).
+//   Send(Server)        the server sends bytes. Server() builds them:
+//                       greetings, option replies, simple, structured or
+//                       extended replies and chunks, raw bytes.
+//   Eof(), TransportError(status)
+//                       the server's side ends (FeedEof, FeedTransportError).
+//   Expect(ClientSends) checks, message by message, what the client sent
+//                       since the previous check: client flags, options,
+//                       requests (compact or extended), write payloads,
+//                       Nothing() more. A request check captures the request
+//                       under a label, so later replies can name it.
+//   Issue/Call/Do       calls the Client (Read, Write, Disconnect, ...) and
+//                       logs the result; Snapshot() logs phase and in-flight.
+//   HoldOutput/Consume/ReleaseOutput
+//                       stops draining the client's output, takes n bytes,
+//                       resumes (for tests of partly sent requests).
 //
-// Everything that depends on the run (cookies, buffers) is resolved lazily,
-// when the step executes, because each replay uses a new Client.
-#ifndef NBD_TESTS_TESTING_SCRIPT_H_
-#define NBD_TESTS_TESTING_SCRIPT_H_
+// Labels tie a run together: Issue("r", ...) records the cookie the client
+// chose for command "r", ClientSends::Req("r", ...) checks that the request
+// on the wire carries it, and Server().Simple("r") or .ChunkData("r", ...)
+// answer it. Everything that depends on the run (cookies, buffers, whether
+// extended headers are in force) lives in RunContext and is resolved when
+// the step executes, because each replay has its own Client.
+//
+// Ownership: the memory a command reads into or writes from must outlive
+// the command; RunContext::Buffer() gives buffers that live as long as the
+// run and are compared across modes. Steps and builders are copied into the
+// scenario; a Scenario can be replayed any number of times.
+//
+// Failures: a check that does not match is recorded as a failure of that
+// step, with what was expected and a hex dump of what was sent; the runner
+// reports it as a GoogleTest failure (run_compare.h has the format). Calling
+// a builder never fails by itself.
+#ifndef NBD_PROTOCOL_TESTING_CLIENT_SCRIPT_H_
+#define NBD_PROTOCOL_TESTING_CLIENT_SCRIPT_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -33,9 +54,10 @@
 #include "protocol/client/events.h"
 #include "protocol/client/options.h"
 #include "protocol/constants.h"
+#include "protocol/testing/text.h"
 #include "protocol/wire.h"
 
-namespace nbd::test {
+namespace nbd::testing {
 
 // A request the client sent (or a command it accepted), as seen on the wire.
 struct RequestRecord {
@@ -137,6 +159,8 @@ class Server {
                               std::vector<Extent> extents, bool done = true);
   Server& ChunkError(CookieRef cookie, uint32_t nbd_error,
                      std::string message = "", bool done = true);
+  Server& ChunkError(CookieRef cookie, NbdError error, std::string message = "",
+                     bool done = true);
   Server& ChunkErrorOffset(CookieRef cookie, uint32_t nbd_error,
                            uint64_t offset, std::string message = "",
                            bool done = true);
@@ -200,6 +224,7 @@ struct Step {
   enum class Kind {
     kSend,
     kEof,
+    kTransportError,
     kExpect,
     kCall,
     kSnapshot,
@@ -216,7 +241,11 @@ struct Step {
   std::function<std::string(Client&, RunContext&)> call;
   std::function<void(RunContext&)> context;
   size_t consume = 0;
+  absl::Status error;  // kTransportError
 };
+
+// "send", "eof", "expect", "call", ...: how failure messages name a step.
+const char* StepKindName(Step::Kind kind);
 
 // A conversation between a fake server and a Client built from `options`.
 class Scenario {
@@ -227,6 +256,8 @@ class Scenario {
   Scenario& Send(Server server);
   // The server closes its side (FeedEof).
   Scenario& Eof();
+  // The transport fails (FeedTransportError(error)).
+  Scenario& TransportError(absl::Status error);
   // Checks the client's output since the previous check.
   Scenario& Expect(ClientSends checks);
   // Calls the client; logs "call <name> -> <status>".
@@ -237,6 +268,10 @@ class Scenario {
   Scenario& Issue(
       std::string label,
       std::function<absl::StatusOr<Cookie>(Client&, RunContext&)> fn);
+  // Issues Client::Read(offset, ...) into the run's buffer `label` of
+  // `length` bytes, filled with `fill` first (so untouched bytes show).
+  Scenario& IssueRead(std::string label, uint64_t offset, size_t length,
+                      ReadOptions options = {}, uint8_t fill = 0);
   // Anything else; logs the returned text unless it is empty.
   Scenario& Do(std::function<std::string(Client&, RunContext&)> fn);
   // Logs "phase=<phase> in_flight=<n>".
@@ -257,13 +292,6 @@ class Scenario {
   std::vector<Step> steps_;
 };
 
-// Text for the log.
-std::string StatusText(const absl::Status& status);  // "ok" or errno name
-std::string ErrnoName(int errno_value);
+}  // namespace nbd::testing
 
-// Test data: `n` bytes of a recognisable pattern starting at `seed`.
-Bytes Pattern(size_t n, uint8_t seed = 1);
-
-}  // namespace nbd::test
-
-#endif  // NBD_TESTS_TESTING_SCRIPT_H_
+#endif  // NBD_PROTOCOL_TESTING_CLIENT_SCRIPT_H_
