@@ -292,7 +292,8 @@ absl::Status Engine::RunUntil(absl::FunctionRef<bool()> done,
     const bool idle = !driver_->waits_when_idle() && outstanding_ == 0;
     // Without handles (or once they are refused) nothing can ever come.
     if (idle && (!threads_ || submissions_->closed())) {
-      return absl::FailedPreconditionError(
+      return PreconditionStatus(
+          EINVAL,
           "the blocking adapter reads only inside calls: nothing to run");
     }
     absl::Duration left = deadline - absl::Now();

@@ -446,7 +446,7 @@ class Engine {
   // posted work ran). The blocking adapter cannot watch an idle connection
   // (it reads only inside calls): with nothing queued it waits only for
   // posts, and if no handle was ever handed out (submitter(),
-  // thread_safe()) it returns FailedPrecondition at once instead.
+  // thread_safe()) it returns FailedPrecondition (EINVAL) at once instead.
   absl::Status RunUntil(absl::FunctionRef<bool()> done, absl::Duration timeout);
   size_t in_flight() const;
 
