@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cinttypes>
 #include <utility>
@@ -339,12 +340,34 @@ absl::Status Engine::Disconnect(absl::Duration timeout) {
   return End(/*disconnect=*/true, 0, timeout);
 }
 
+absl::Status Engine::RefuseEnd(bool disconnect, uint32_t flags) const {
+  absl::Status refused;
+  for (const auto& e : exports_) {
+    for (const auto& link : e->links_) {
+      if (link->ended()) continue;
+      absl::Status s = internal::EndRefusal(link->client(), disconnect, flags);
+      if (s.ok()) return absl::OkStatus();
+      if (refused.ok()) refused = internal::Named(s, e->uri());
+    }
+  }
+  return refused;
+}
+
 absl::Status Engine::End(bool disconnect, uint32_t flags,
                          absl::Duration timeout) {
+  // Refused by every connection still open (wrong phase, unknown flags):
+  // nothing changes, not even the queue.
+  if (absl::Status s = RefuseEnd(disconnect, flags); !s.ok()) {
+    Note(absl::StrCat("shutdown refused: ", s.ToString()));
+    return s;
+  }
   // What other threads got in before this call goes out first; from now
   // on they are refused.
   CloseSubmissions();
   absl::Status result;
+  // Connections that refused (when others accepted): left as they were,
+  // and not waited for.
+  std::vector<const Link*> refused;
   const absl::Time deadline = absl::Now() + timeout;
   for (auto& e : exports_) {
     for (auto& link : e->links_) {
@@ -352,14 +375,23 @@ absl::Status Engine::End(bool disconnect, uint32_t flags,
       // One deadline for every connection; a server that already stopped
       // answering gets the request but no wait.
       absl::Time until = e->stalled_ ? absl::Now() : deadline;
-      absl::Status s = link->End(disconnect, flags, until);
+      absl::Status s = internal::EndRefusal(link->client(), disconnect, flags);
+      if (s.ok()) {
+        s = link->End(disconnect, flags, until);
+      } else {
+        s = internal::Named(s, e->uri());
+      }
+      if (!s.ok() && !link->ended()) refused.push_back(link.get());
       if (!s.ok() && result.ok()) result = s;
     }
   }
-  auto all_finished = [this] {
+  auto all_finished = [this, &refused] {
     for (auto& e : exports_) {
       for (auto& link : e->links_) {
-        if (!link->finished()) return false;
+        if (!link->finished() && std::find(refused.begin(), refused.end(),
+                                           link.get()) == refused.end()) {
+          return false;
+        }
       }
     }
     return true;

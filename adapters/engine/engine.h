@@ -76,12 +76,13 @@
 //    sent (the queue orders it); a Read's data is the submitter's once the
 //    callback handed it back (e.g. through a mutex, a std::promise or an
 //    atomic flag the callback sets).
-//  - Shutdown() and Disconnect() close the queue first: from then on every
-//    handle call returns FailedPrecondition (ESHUTDOWN) and queues
-//    nothing, and what was queued before is issued, so it completes inside
-//    that call like any command in flight (the blocking adapter fails
-//    commands still waiting for their turn with ENOTCONN, as it does for
-//    commands issued on the loop thread).
+//  - Shutdown() and Disconnect() close the queue first (unless every
+//    connection refuses the request: then they change nothing): from then
+//    on every handle call returns FailedPrecondition (ESHUTDOWN) and
+//    queues nothing, and what was queued before is issued, so it completes
+//    inside that call like any command in flight (the blocking adapter
+//    fails commands still waiting for their turn with ENOTCONN, as it does
+//    for commands issued on the loop thread).
 //  - Destroying the Engine closes the queue too (handles outlive it and
 //    are refused); commands still queued complete with Cancelled
 //    (ECANCELED) on the destroying thread, in the destructor, before
@@ -461,12 +462,24 @@ class Engine {
   // still due. Returns OK if every connection closed cleanly, else the
   // first problem (callers that finished their work may treat that as a
   // warning).
+  // Refused as the core refuses Client::Shutdown(flags): unknown flags
+  // (InvalidArgument, EINVAL); see "Refusals" below.
   absl::Status Shutdown(uint32_t flags, absl::Duration timeout);
   absl::Status Shutdown() { return Shutdown(0, options_.timeout); }
   // The same with Client::Disconnect(): NBD_CMD_DISC goes out right behind
   // the commands already queued instead of after their replies (a server
   // may answer those with ESHUTDOWN). The blocking adapter executes what is
-  // queued first, then shuts down.
+  // queued first, then shuts down. Refused as Client::Disconnect() refuses
+  // (FailedPrecondition, EINVAL): a connection in option mode or already
+  // disconnecting, with every adapter.
+  //
+  // Refusals: both check first, on every connection still open, what the
+  // core would refuse. If all of them refuse, the call returns that
+  // refusal (its message prefixed by the export's URI) at once and changes
+  // nothing: no request, no deadline, no wait, no callback, and the queue
+  // of other threads stays open. If only some refuse, those are left as
+  // they were (not ended, not waited for), the others end, and the refusal
+  // is returned unless an earlier problem came first.
   absl::Status Disconnect(absl::Duration timeout);
 
   // System calls made by the adapters so far (all connections).
@@ -483,6 +496,9 @@ class Engine {
   // Keeps a failed Export (see abandoned_) and returns `why`.
   absl::Status Abandon(std::unique_ptr<Export> exp, absl::Status why);
   absl::Status End(bool disconnect, uint32_t flags, absl::Duration timeout);
+  // The first refusal (named by its export's URI) if every connection
+  // still open would refuse End(disconnect, flags); OK otherwise.
+  absl::Status RefuseEnd(bool disconnect, uint32_t flags) const;
   size_t Dispatch();
   absl::Status NoReply() const;
   absl::Status HandshakeFailed(const absl::Status& s) const;

@@ -197,6 +197,97 @@ TEST_P(FailuresTest, UnansweredCommandTimesOutThenShutdownEndsIt) {
   EXPECT_TRUE(a.exp->finished(0));
 }
 
+// A request the cores refuse changes nothing: no deadline is armed, nothing
+// is polled or failed, the queue of other threads stays open, and the
+// refusal comes back at once. (Before, epoll and io_uring armed the
+// disconnect deadline anyway and gave the connection up when it passed;
+// the blocking adapter failed queued commands first.) The bound below only
+// keeps a broken engine from costing the default timeout.
+constexpr absl::Duration kRefusedBound = absl::Seconds(2);
+
+TEST_P(FailuresTest, RefusedDisconnectLeavesAnOptionModeExportUsable) {
+  std::unique_ptr<Engine> engine = NewEngine();
+  ASSERT_NE(engine, nullptr);
+  ClientOptions options;
+  options.option_mode = true;
+  auto exp = engine->Open(server_->uri(), 1, options);
+  ASSERT_TRUE(exp.ok()) << exp.status();
+  const engine::Submitter sub = engine->submitter();
+  // The core's Disconnect() is for transmission only.
+  absl::Status s = engine->Disconnect(kRefusedBound);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_EQ(StatusErrno(s), EINVAL) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "Disconnect")) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), server_->uri())) << s;
+  // Nothing changed: still negotiating, the connection still works, and
+  // other threads may still post.
+  EXPECT_EQ((*exp)->info().phase(), ClientPhase::kNegotiating);
+  EXPECT_FALSE((*exp)->finished(0));
+  EXPECT_TRUE(sub.Post([] {}).ok());
+  ASSERT_TRUE((*exp)->OptGo(kTimeout).ok());
+  std::vector<uint8_t> buf(512);
+  Outcome read;
+  ASSERT_TRUE((*exp)->Read(0, 0, absl::MakeSpan(buf), read.Callback()).ok());
+  ASSERT_TRUE(engine->Drain().ok());
+  EXPECT_EQ(read.calls, 1);
+  EXPECT_TRUE(read.status.ok()) << read.status;
+  EXPECT_TRUE(engine->Disconnect(kTimeout).ok());
+  EXPECT_TRUE((*exp)->finished(0));
+}
+
+TEST_P(FailuresTest, ShutdownWithUnknownFlagsChangesNothing) {
+  std::unique_ptr<Engine> engine = NewEngine();
+  ASSERT_NE(engine, nullptr);
+  auto exp = engine->Open(server_->uri(), 1);
+  ASSERT_TRUE(exp.ok()) << exp.status();
+  const engine::Submitter sub = engine->submitter();
+  const std::vector<uint8_t> data = Pattern(4096, 3);
+  std::vector<uint8_t> back(4096);
+  Outcome write, read;
+  ASSERT_TRUE((*exp)->Write(0, 0, data, 0, write.Callback()).ok());
+  ASSERT_TRUE((*exp)->Read(0, 0, absl::MakeSpan(back), read.Callback()).ok());
+  absl::Status s = engine->Shutdown(0x1, kRefusedBound);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_EQ(StatusErrno(s), EINVAL) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "unknown flags")) << s;
+  // The commands are still in flight and complete normally.
+  EXPECT_EQ(write.calls + read.calls, 0);
+  EXPECT_EQ(engine->in_flight(), 2u);
+  EXPECT_FALSE(adapters::IsTerminal((*exp)->info().phase()));
+  EXPECT_TRUE(sub.Post([] {}).ok());
+  ASSERT_TRUE(engine->Drain().ok());
+  EXPECT_EQ(write.calls, 1);
+  EXPECT_TRUE(write.status.ok()) << write.status;
+  EXPECT_EQ(read.calls, 1);
+  EXPECT_TRUE(read.status.ok()) << read.status;
+  EXPECT_EQ(back, data);
+  EXPECT_TRUE(engine->Shutdown().ok());
+  EXPECT_TRUE((*exp)->finished(0));
+}
+
+// Two exports, one in option mode: Disconnect() ends the other and leaves
+// this one as it was (the call reports the refusal).
+TEST_P(FailuresTest, DisconnectEndsTheExportsThatAcceptIt) {
+  std::unique_ptr<Engine> engine = NewEngine();
+  ASSERT_NE(engine, nullptr);
+  auto ready = engine->Open(server_->uri(), 1);
+  ASSERT_TRUE(ready.ok()) << ready.status();
+  ClientOptions options;
+  options.option_mode = true;
+  auto parked = engine->Open(server_->uri(), 1, options);
+  ASSERT_TRUE(parked.ok()) << parked.status();
+  absl::Status s = engine->Disconnect(kRefusedBound);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_EQ(StatusErrno(s), EINVAL) << s;
+  EXPECT_TRUE((*ready)->finished(0));
+  EXPECT_EQ((*ready)->info().phase(), ClientPhase::kClosed);
+  EXPECT_EQ((*parked)->info().phase(), ClientPhase::kNegotiating);
+  EXPECT_FALSE((*parked)->finished(0));
+  auto list = (*parked)->OptList(kTimeout);
+  ASSERT_TRUE(list.ok()) << list.status();
+  EXPECT_TRUE((*parked)->OptAbort(kTimeout).ok());
+}
+
 NBD_ENGINE_FOR_ALL_ADAPTERS(FailuresTest);
 
 }  // namespace
