@@ -8,9 +8,11 @@
 #include <utility>
 #include <variant>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "adapters/connect/connect.h"
+#include "adapters/connect/uri.h"
 #include "adapters/engine/internal/link.h"
 #include "adapters/engine/internal/submissions.h"
 #include "protocol/status.h"
@@ -110,15 +112,25 @@ absl::Status Engine::Abandon(std::unique_ptr<Export> exp, absl::Status why) {
 absl::StatusOr<Export*> Engine::Open(std::string_view uri, size_t connections,
                                      ClientOptions options) {
   if (connections == 0 || options.option_mode) connections = 1;
+  absl::StatusOr<adapters::NbdUri> parsed = adapters::ParseNbdUri(uri);
+  if (!parsed.ok()) {
+    // Some parse errors quote the URI, others do not.
+    if (absl::StrContains(parsed.status().message(),
+                          absl::string_view(uri.data(), uri.size()))) {
+      return parsed.status();
+    }
+    return internal::Named(parsed.status(), uri);
+  }
   std::unique_ptr<Export> exp(new Export(this, std::string(uri)));
   for (size_t i = 0; i < connections; ++i) {
+    // Its errors name the URI already.
     absl::StatusOr<adapters::Connection> connection =
-        adapters::ConnectUri(uri, options_.timeout);
+        adapters::ConnectUri(*parsed, options_.timeout);
     if (!connection.ok()) return Abandon(std::move(exp), connection.status());
     ClientOptions o = options;
     if (o.export_name.empty()) o.export_name = connection->export_name;
     if (absl::Status s = Connect(*exp, connection->fd, std::move(o)); !s.ok()) {
-      return Abandon(std::move(exp), s);
+      return Abandon(std::move(exp), internal::Named(s, uri));
     }
     if (i == 0 && connections > 1 && !exp->info().can_multi_conn()) {
       Note(absl::StrCat(exp->uri(), ": no multi-conn, using 1 connection"));
@@ -142,11 +154,11 @@ absl::StatusOr<Export*> Engine::Attach(int fd, ClientOptions options,
   absl::StatusOr<int> adopted = adapters::AdoptFd(fd);
   if (!adopted.ok()) {
     ::close(fd);
-    return adopted.status();
+    return internal::Named(adopted.status(), name);
   }
-  std::unique_ptr<Export> exp(new Export(this, std::move(name)));
+  std::unique_ptr<Export> exp(new Export(this, name));
   if (absl::Status s = Connect(*exp, *adopted, std::move(options)); !s.ok()) {
-    return Abandon(std::move(exp), s);
+    return Abandon(std::move(exp), internal::Named(s, name));
   }
   exports_.push_back(std::move(exp));
   return exports_.back().get();

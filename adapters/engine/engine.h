@@ -412,13 +412,24 @@ class Engine {
   // handshake (or parks in option mode if `options.option_mode`; then only
   // one connection is opened). If the server does not advertise
   // multi-conn, only one connection is opened (debug note), as nbdcopy
-  // does. `options.export_name` defaults to the URI's. Errors name the URI.
+  // does. `options.export_name` defaults to the URI's. Errors name the
+  // URI: a URI that does not parse and a failed handshake as "URI: ..."
+  // (with the code and errno of the cause: ETIMEDOUT "URI: handshake: no
+  // reply from the server for 30s"), connect errors as adapters/connect
+  // words them (the URI, re-formatted, first). On failure every
+  // connection of the attempt is closed before Open() returns (see
+  // Attach()).
   absl::StatusOr<Export*> Open(std::string_view uri, size_t connections,
                                ClientOptions options = {});
   // One connection over `fd`, a connected stream socket (owned from now
-  // on; closed on failure too), e.g. from adapters::ConnectUnix or a
-  // socketpair; it is validated and made non-blocking (adapters::AdoptFd).
-  // `name` stands for the URI in messages.
+  // on), e.g. from adapters::ConnectUnix or a socketpair; it is validated
+  // and made non-blocking (adapters::AdoptFd). `name` stands for the URI
+  // in messages: errors read "NAME: ...". On failure `fd` is closed
+  // before Attach() returns. (epoll and io_uring give the connection up
+  // by running their loop until it is closed; io_uring first waits for
+  // the kernel to hand back the operations in flight, which the socket's
+  // shutdown makes immediate. That wait is bounded by a second, past
+  // which the descriptor is closed in a later round.)
   absl::StatusOr<Export*> Attach(int fd, ClientOptions options,
                                  std::string name = "fd");
 

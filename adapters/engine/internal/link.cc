@@ -48,8 +48,10 @@ absl::Status EndRefusal(const Client& client, bool disconnect, uint32_t flags) {
   return absl::OkStatus();
 }
 
-absl::Status Named(const absl::Status& status, absl::string_view name) {
-  absl::Status out(status.code(), absl::StrCat(name, ": ", status.message()));
+absl::Status Named(const absl::Status& status, std::string_view name) {
+  absl::Status out(status.code(),
+                   absl::StrCat(absl::string_view(name.data(), name.size()),
+                                ": ", status.message()));
   status.ForEachPayload([&out](absl::string_view url, const absl::Cord& value) {
     out.SetPayload(url, value);
   });

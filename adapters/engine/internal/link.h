@@ -16,12 +16,12 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "adapters/engine/engine.h"
@@ -91,7 +91,7 @@ bool IsTimeout(const absl::Status& s);
 absl::Status EndRefusal(const Client& client, bool disconnect, uint32_t flags);
 
 // `status` as "<name>: <message>", with its code and payloads (errno).
-absl::Status Named(const absl::Status& status, absl::string_view name);
+absl::Status Named(const absl::Status& status, std::string_view name);
 
 // What a Link needs from the Engine.
 struct LinkContext {

@@ -81,6 +81,15 @@ absl::Status LoopLink::AwaitHandshake(bool option_mode,
   return absl::OkStatus();
 }
 
+void LoopLink::Abandon() {
+  context_.observe = nullptr;
+  if (finished()) return;
+  // The loop's deadline check gives the connection up at its next
+  // iteration.
+  SetDeadline(absl::InfinitePast());
+  Drive([&] { return finished(); }, kAbandonBound).IgnoreError();
+}
+
 absl::Status LoopLink::End(bool disconnect, uint32_t flags,
                            absl::Time deadline) {
   absl::Status s = disconnect ? core().Disconnect() : core().Shutdown(flags);
