@@ -67,6 +67,8 @@ void EpollLoop::Forget(EpollConnection* conn) {
 }
 
 absl::Status EpollLoop::Post(Task task) {
+  // Running an empty task would be undefined: refuse it here.
+  if (!task) return ErrnoStatus(EINVAL, "EpollLoop: Post of an empty task");
   return posts_.Push(std::move(task), "EpollLoop");
 }
 

@@ -81,7 +81,8 @@ class EpollLoop {
 
   // Thread-safe. Queues `task` to run on the loop thread inside RunOnce()
   // and wakes the loop. Each accepted task runs exactly once, unless the
-  // loop is destroyed first (see the destructor). Called on the loop
+  // loop is destroyed first (see the destructor). An empty `task` is
+  // refused (InvalidArgument, EINVAL). Called on the loop
   // thread itself (e.g. from a callback) it runs in the next RunOnce().
   // A task may do anything a connection callback may (issue commands,
   // Kick(), Post()), but must not call RunOnce()/RunUntil().
