@@ -82,8 +82,10 @@ class EpollLoop {
   // Thread-safe. Queues `task` to run on the loop thread inside RunOnce()
   // and wakes the loop. Each accepted task runs exactly once, unless the
   // loop is destroyed first (see the destructor). An empty `task` is
-  // refused (InvalidArgument, EINVAL). Called on the loop
-  // thread itself (e.g. from a callback) it runs in the next RunOnce().
+  // refused (InvalidArgument, EINVAL). Called on the loop thread itself:
+  // from a connection callback inside RunOnce() the task runs at the end
+  // of that RunOnce() (tasks run after the I/O); from a task, or outside
+  // RunOnce(), in the next one.
   // A task may do anything a connection callback may (issue commands,
   // Kick(), Post()), but must not call RunOnce()/RunUntil().
   absl::Status Post(Task task);
