@@ -191,9 +191,9 @@ class Drive {
 
   // ---- Readiness -----------------------------------------------------------
   // The loop's report for fd(): poll()'s revents or epoll_wait()'s events
-  // (their bits have the same values on Linux). IN, HUP, ERR, RDHUP and
-  // NVAL count as readable (a recv then reports EOF or the error to the
-  // core), OUT as writable. 0 does nothing.
+  // (their bits have the same values on Linux). IN, PRI, HUP, ERR, RDHUP
+  // and NVAL count as readable (a recv then reports the data, EOF or the
+  // error to the core), OUT as writable. 0 does nothing.
   void OnReady(uint32_t events);
   // The fd is readable, or poll() said POLLHUP/POLLERR: receives until the
   // socket would block, and sends pending output.

@@ -2,14 +2,18 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cinttypes>
 #include <utility>
 #include <variant>
+#include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "adapters/connect/connect.h"
+#include "adapters/connect/uri.h"
 #include "adapters/engine/internal/link.h"
 #include "adapters/engine/internal/submissions.h"
 #include "protocol/status.h"
@@ -109,15 +113,25 @@ absl::Status Engine::Abandon(std::unique_ptr<Export> exp, absl::Status why) {
 absl::StatusOr<Export*> Engine::Open(std::string_view uri, size_t connections,
                                      ClientOptions options) {
   if (connections == 0 || options.option_mode) connections = 1;
+  absl::StatusOr<adapters::NbdUri> parsed = adapters::ParseNbdUri(uri);
+  if (!parsed.ok()) {
+    // Some parse errors quote the URI, others do not.
+    if (absl::StrContains(parsed.status().message(),
+                          absl::string_view(uri.data(), uri.size()))) {
+      return parsed.status();
+    }
+    return internal::Named(parsed.status(), uri);
+  }
   std::unique_ptr<Export> exp(new Export(this, std::string(uri)));
   for (size_t i = 0; i < connections; ++i) {
+    // Its errors name the URI already.
     absl::StatusOr<adapters::Connection> connection =
-        adapters::ConnectUri(uri, options_.timeout);
+        adapters::ConnectUri(*parsed, options_.timeout);
     if (!connection.ok()) return Abandon(std::move(exp), connection.status());
     ClientOptions o = options;
     if (o.export_name.empty()) o.export_name = connection->export_name;
     if (absl::Status s = Connect(*exp, connection->fd, std::move(o)); !s.ok()) {
-      return Abandon(std::move(exp), s);
+      return Abandon(std::move(exp), internal::Named(s, uri));
     }
     if (i == 0 && connections > 1 && !exp->info().can_multi_conn()) {
       Note(absl::StrCat(exp->uri(), ": no multi-conn, using 1 connection"));
@@ -141,11 +155,11 @@ absl::StatusOr<Export*> Engine::Attach(int fd, ClientOptions options,
   absl::StatusOr<int> adopted = adapters::AdoptFd(fd);
   if (!adopted.ok()) {
     ::close(fd);
-    return adopted.status();
+    return internal::Named(adopted.status(), name);
   }
-  std::unique_ptr<Export> exp(new Export(this, std::move(name)));
+  std::unique_ptr<Export> exp(new Export(this, name));
   if (absl::Status s = Connect(*exp, *adopted, std::move(options)); !s.ok()) {
-    return Abandon(std::move(exp), s);
+    return Abandon(std::move(exp), internal::Named(s, name));
   }
   exports_.push_back(std::move(exp));
   return exports_.back().get();
@@ -292,7 +306,8 @@ absl::Status Engine::RunUntil(absl::FunctionRef<bool()> done,
     const bool idle = !driver_->waits_when_idle() && outstanding_ == 0;
     // Without handles (or once they are refused) nothing can ever come.
     if (idle && (!threads_ || submissions_->closed())) {
-      return absl::FailedPreconditionError(
+      return PreconditionStatus(
+          EINVAL,
           "the blocking adapter reads only inside calls: nothing to run");
     }
     absl::Duration left = deadline - absl::Now();
@@ -338,12 +353,34 @@ absl::Status Engine::Disconnect(absl::Duration timeout) {
   return End(/*disconnect=*/true, 0, timeout);
 }
 
+absl::Status Engine::RefuseEnd(bool disconnect, uint32_t flags) const {
+  absl::Status refused;
+  for (const auto& e : exports_) {
+    for (const auto& link : e->links_) {
+      if (link->ended()) continue;
+      absl::Status s = internal::EndRefusal(link->client(), disconnect, flags);
+      if (s.ok()) return absl::OkStatus();
+      if (refused.ok()) refused = internal::Named(s, e->uri());
+    }
+  }
+  return refused;
+}
+
 absl::Status Engine::End(bool disconnect, uint32_t flags,
                          absl::Duration timeout) {
+  // Refused by every connection still open (wrong phase, unknown flags):
+  // nothing changes, not even the queue.
+  if (absl::Status s = RefuseEnd(disconnect, flags); !s.ok()) {
+    Note(absl::StrCat("shutdown refused: ", s.ToString()));
+    return s;
+  }
   // What other threads got in before this call goes out first; from now
   // on they are refused.
   CloseSubmissions();
   absl::Status result;
+  // Connections that refused (when others accepted): left as they were,
+  // and not waited for.
+  std::vector<const Link*> refused;
   const absl::Time deadline = absl::Now() + timeout;
   for (auto& e : exports_) {
     for (auto& link : e->links_) {
@@ -351,14 +388,23 @@ absl::Status Engine::End(bool disconnect, uint32_t flags,
       // One deadline for every connection; a server that already stopped
       // answering gets the request but no wait.
       absl::Time until = e->stalled_ ? absl::Now() : deadline;
-      absl::Status s = link->End(disconnect, flags, until);
+      absl::Status s = internal::EndRefusal(link->client(), disconnect, flags);
+      if (s.ok()) {
+        s = link->End(disconnect, flags, until);
+      } else {
+        s = internal::Named(s, e->uri());
+      }
+      if (!s.ok() && !link->ended()) refused.push_back(link.get());
       if (!s.ok() && result.ok()) result = s;
     }
   }
-  auto all_finished = [this] {
+  auto all_finished = [this, &refused] {
     for (auto& e : exports_) {
       for (auto& link : e->links_) {
-        if (!link->finished()) return false;
+        if (!link->finished() && std::find(refused.begin(), refused.end(),
+                                           link.get()) == refused.end()) {
+          return false;
+        }
       }
     }
     return true;

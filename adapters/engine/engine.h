@@ -76,12 +76,13 @@
 //    sent (the queue orders it); a Read's data is the submitter's once the
 //    callback handed it back (e.g. through a mutex, a std::promise or an
 //    atomic flag the callback sets).
-//  - Shutdown() and Disconnect() close the queue first: from then on every
-//    handle call returns FailedPrecondition (ESHUTDOWN) and queues
-//    nothing, and what was queued before is issued, so it completes inside
-//    that call like any command in flight (the blocking adapter fails
-//    commands still waiting for their turn with ENOTCONN, as it does for
-//    commands issued on the loop thread).
+//  - Shutdown() and Disconnect() close the queue first (unless every
+//    connection refuses the request: then they change nothing): from then
+//    on every handle call returns FailedPrecondition (ESHUTDOWN) and
+//    queues nothing, and what was queued before is issued, so it completes
+//    inside that call like any command in flight (the blocking adapter
+//    fails commands still waiting for their turn with ENOTCONN, as it does
+//    for commands issued on the loop thread).
 //  - Destroying the Engine closes the queue too (handles outlive it and
 //    are refused); commands still queued complete with Cancelled
 //    (ECANCELED) on the destroying thread, in the destructor, before
@@ -411,13 +412,24 @@ class Engine {
   // handshake (or parks in option mode if `options.option_mode`; then only
   // one connection is opened). If the server does not advertise
   // multi-conn, only one connection is opened (debug note), as nbdcopy
-  // does. `options.export_name` defaults to the URI's. Errors name the URI.
+  // does. `options.export_name` defaults to the URI's. Errors name the
+  // URI: a URI that does not parse and a failed handshake as "URI: ..."
+  // (with the code and errno of the cause: ETIMEDOUT "URI: handshake: no
+  // reply from the server for 30s"), connect errors as adapters/connect
+  // words them (the URI, re-formatted, first). On failure every
+  // connection of the attempt is closed before Open() returns (see
+  // Attach()).
   absl::StatusOr<Export*> Open(std::string_view uri, size_t connections,
                                ClientOptions options = {});
   // One connection over `fd`, a connected stream socket (owned from now
-  // on; closed on failure too), e.g. from adapters::ConnectUnix or a
-  // socketpair; it is validated and made non-blocking (adapters::AdoptFd).
-  // `name` stands for the URI in messages.
+  // on), e.g. from adapters::ConnectUnix or a socketpair; it is validated
+  // and made non-blocking (adapters::AdoptFd). `name` stands for the URI
+  // in messages: errors read "NAME: ...". On failure `fd` is closed
+  // before Attach() returns. (epoll and io_uring give the connection up
+  // by running their loop until it is closed; io_uring first waits for
+  // the kernel to hand back the operations in flight, which the socket's
+  // shutdown makes immediate. That wait is bounded by a second, past
+  // which the descriptor is closed in a later round.)
   absl::StatusOr<Export*> Attach(int fd, ClientOptions options,
                                  std::string name = "fd");
 
@@ -446,7 +458,7 @@ class Engine {
   // posted work ran). The blocking adapter cannot watch an idle connection
   // (it reads only inside calls): with nothing queued it waits only for
   // posts, and if no handle was ever handed out (submitter(),
-  // thread_safe()) it returns FailedPrecondition at once instead.
+  // thread_safe()) it returns FailedPrecondition (EINVAL) at once instead.
   absl::Status RunUntil(absl::FunctionRef<bool()> done, absl::Duration timeout);
   size_t in_flight() const;
 
@@ -461,12 +473,24 @@ class Engine {
   // still due. Returns OK if every connection closed cleanly, else the
   // first problem (callers that finished their work may treat that as a
   // warning).
+  // Refused as the core refuses Client::Shutdown(flags): unknown flags
+  // (InvalidArgument, EINVAL); see "Refusals" below.
   absl::Status Shutdown(uint32_t flags, absl::Duration timeout);
   absl::Status Shutdown() { return Shutdown(0, options_.timeout); }
   // The same with Client::Disconnect(): NBD_CMD_DISC goes out right behind
   // the commands already queued instead of after their replies (a server
   // may answer those with ESHUTDOWN). The blocking adapter executes what is
-  // queued first, then shuts down.
+  // queued first, then shuts down. Refused as Client::Disconnect() refuses
+  // (FailedPrecondition, EINVAL): a connection in option mode or already
+  // disconnecting, with every adapter.
+  //
+  // Refusals: both check first, on every connection still open, what the
+  // core would refuse. If all of them refuse, the call returns that
+  // refusal (its message prefixed by the export's URI) at once and changes
+  // nothing: no request, no deadline, no wait, no callback, and the queue
+  // of other threads stays open. If only some refuse, those are left as
+  // they were (not ended, not waited for), the others end, and the refusal
+  // is returned unless an earlier problem came first.
   absl::Status Disconnect(absl::Duration timeout);
 
   // System calls made by the adapters so far (all connections).
@@ -483,6 +507,9 @@ class Engine {
   // Keeps a failed Export (see abandoned_) and returns `why`.
   absl::Status Abandon(std::unique_ptr<Export> exp, absl::Status why);
   absl::Status End(bool disconnect, uint32_t flags, absl::Duration timeout);
+  // The first refusal (named by its export's URI) if every connection
+  // still open would refuse End(disconnect, flags); OK otherwise.
+  absl::Status RefuseEnd(bool disconnect, uint32_t flags) const;
   size_t Dispatch();
   absl::Status NoReply() const;
   absl::Status HandshakeFailed(const absl::Status& s) const;

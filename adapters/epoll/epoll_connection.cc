@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <utility>
 
+#include "adapters/epoll/epoll_loop.h"
 #include "protocol/status.h"
 
 namespace nbd::adapters {
@@ -29,7 +30,10 @@ EpollConnection::EpollConnection(int fd, ClientOptions options,
       transport_(fd, counters),
       on_event_(std::move(on_event)) {}
 
-EpollConnection::~EpollConnection() { Finish(); }
+EpollConnection::~EpollConnection() {
+  Finish();
+  if (loop_ != nullptr) loop_->Forget(this);
+}
 
 absl::Status EpollConnection::Register(int epfd, epoll_data_t data) {
   epfd_ = epfd;

@@ -41,6 +41,8 @@
 
 namespace nbd::adapters {
 
+class EpollLoop;
+
 class EpollConnection {
  public:
   using Callback = std::function<void(ClientEvent&)>;
@@ -49,7 +51,11 @@ class EpollConnection {
   // null; otherwise it must outlive this object.
   EpollConnection(int fd, ClientOptions options, Callback on_event,
                   SyscallCounters* counters = nullptr);
-  ~EpollConnection();  // removes the fd from the epoll set and closes it
+  // Removes the fd from the epoll set and closes it; if an EpollLoop has
+  // it (EpollLoop::Add), also leaves that loop, which then never touches
+  // it again (also not in the batch of events it is dispatching). Not
+  // from inside this connection's own callback.
+  ~EpollConnection();
   EpollConnection(const EpollConnection&) = delete;
   EpollConnection& operator=(const EpollConnection&) = delete;
 
@@ -92,6 +98,10 @@ class EpollConnection {
   void Rearm();
   void Finish();
 
+  friend class EpollLoop;
+  // The EpollLoop that has this connection (Add), told on destruction;
+  // the loop clears it when it lets go first.
+  EpollLoop* loop_ = nullptr;
   Client client_;
   SocketTransport transport_;
   Callback on_event_;

@@ -42,7 +42,8 @@
 //
 // user_data of our SQEs: bit 63 set, bits 2..62 the connection index, bits
 // 0..1 the operation. Events go to each connection's callback from inside
-// OnCompletion()/Prepare()/CheckDeadlines().
+// OnCompletion() and CheckDeadlines() only; Prepare() delivers none (it
+// only hands the core's buffers to the kernel).
 #ifndef NBD_ADAPTERS_IO_URING_URING_DRIVER_H_
 #define NBD_ADAPTERS_IO_URING_URING_DRIVER_H_
 

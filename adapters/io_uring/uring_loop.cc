@@ -35,6 +35,8 @@ UringLoop::~UringLoop() {
 }
 
 absl::Status UringLoop::Post(Task task) {
+  // Running an empty task would be undefined: refuse it here.
+  if (!task) return ErrnoStatus(EINVAL, "UringLoop: Post of an empty task");
   return posts_.Push(std::move(task), "UringLoop");
 }
 

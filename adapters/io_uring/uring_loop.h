@@ -73,8 +73,11 @@ class UringLoop {
 
   // Thread-safe. Queues `task` to run on the loop thread inside RunOnce()
   // and wakes the loop. Each accepted task runs exactly once, unless the
-  // loop is destroyed first (see the destructor). Called on the loop
-  // thread itself (e.g. from a callback) it runs in the next RunOnce().
+  // loop is destroyed first (see the destructor). An empty `task` is
+  // refused (InvalidArgument, EINVAL). Called on the loop thread itself:
+  // from a connection callback inside RunOnce() the task runs at the end
+  // of that RunOnce() (tasks run after the I/O); from a task, or outside
+  // RunOnce(), in the next one.
   // A task may do anything a connection callback may (issue commands,
   // Post()), but must not call RunOnce()/RunUntil() or Remove().
   absl::Status Post(Task task);

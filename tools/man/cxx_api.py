@@ -247,11 +247,17 @@ def _classify(decl, kind, cls_name):
         return None
     close = _skip_balanced(decl, p, "(", ")")
     tail = [t.text for t in decl[close:]]
+    is_ctor = kind == "class" and name_tok.text == cls_name
     for j, t in enumerate(tail):
-        if t == "=" and j + 1 < len(tail) and tail[j + 1] in ("delete",
-                                                              "default"):
+        if t != "=" or j + 1 >= len(tail):
+            continue
+        # Deleted: not callable. Defaulted: no page of its own, but a
+        # defaulted public constructor (Handle() = default) still makes the
+        # class constructible.
+        if tail[j + 1] == "delete" or (tail[j + 1] == "default" and
+                                       not is_ctor):
             return None
-    if kind == "class" and name_tok.text == cls_name:
+    if is_ctor:
         return ("ctor", False)
     # A macro invocation at namespace scope (FOO(x);) has no return type.
     before = [t for t in decl[:p - 1] if t.text not in (

@@ -22,6 +22,7 @@ class BlockingLink : public Link {
                LinkContext context)
       : client_(std::move(client)), context_(std::move(context)) {}
 
+  // Not called once Abandon()ed.
   const Client& client() const override { return client_->client(); }
 
   absl::Status Issue(Op& op) override {
@@ -36,6 +37,12 @@ class BlockingLink : public Link {
     return queue_.empty() ? nullptr : &queue_.front();
   }
   bool finished() const override { return ended(); }
+
+  // Its export failed to open (a later connection did not connect): close
+  // the socket now rather than when the Engine goes. Nothing is queued
+  // yet, and the Engine never looks at the link again.
+  void Abandon() override { client_.reset(); }
+  bool abandoned() const { return client_ == nullptr; }
 
   // Executes the next queued command, at most `timeout`. Returns whether
   // it timed out (the connection is then given up).
@@ -179,7 +186,7 @@ class BlockingDriver : public Driver {
   absl::Status PollOnce(absl::Duration timeout) override {
     absl::Time deadline = absl::Now() + timeout;
     for (BlockingLink* link : links_) {
-      if (link->in_flight() == 0) continue;
+      if (link->abandoned() || link->in_flight() == 0) continue;
       if (link->stalled()) {
         link->FailQueued("not sent: the server stopped answering");
         continue;

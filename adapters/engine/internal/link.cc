@@ -5,6 +5,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
 #include "protocol/names.h"
@@ -28,6 +29,33 @@ std::string Describe(Command command, uint64_t offset) {
 absl::Status NoReplyStatus(absl::Duration timeout) {
   return ErrnoStatus(ETIMEDOUT, absl::StrCat("no reply from the server for ",
                                              absl::FormatDuration(timeout)));
+}
+
+absl::Status EndRefusal(const Client& client, bool disconnect, uint32_t flags) {
+  const ClientCall call =
+      disconnect ? ClientCall::kDisconnect : ClientCall::kShutdown;
+  const ClientCallState state = client.call_state();
+  // Worded as the core words them (Client::Impl::Check, Shutdown()).
+  if (!ClientCallAllowed(call, state)) {
+    return PreconditionStatus(
+        EINVAL, absl::StrCat(ClientCallName(call), ": not allowed when ",
+                             ClientCallStateName(state)));
+  }
+  if (!disconnect && (flags & ~kShutdownAbandonPending) != 0) {
+    return ErrnoStatus(EINVAL,
+                       absl::StrFormat("Shutdown: unknown flags 0x%x", flags));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Named(const absl::Status& status, std::string_view name) {
+  absl::Status out(status.code(),
+                   absl::StrCat(absl::string_view(name.data(), name.size()),
+                                ": ", status.message()));
+  status.ForEachPayload([&out](absl::string_view url, const absl::Cord& value) {
+    out.SetPayload(url, value);
+  });
+  return out;
 }
 
 Op RangeOp(Command command, uint64_t offset, uint64_t length, uint16_t flags) {

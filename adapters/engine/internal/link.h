@@ -16,6 +16,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/functional/function_ref.h"
@@ -80,6 +81,18 @@ absl::Status NoReplyStatus(absl::Duration timeout);
 // ETIMEDOUT).
 bool IsTimeout(const absl::Status& s);
 
+// The client core's refusal of Disconnect() (`disconnect`) or
+// Shutdown(flags) in its present state, without making the call: its
+// permission table (ClientCallAllowed), then Shutdown()'s flags, the
+// checks the core makes before it changes anything; OK if it would
+// accept. The Engine asks before anything else, since a refused request
+// must change nothing, and the blocking adapter turns Disconnect() into
+// the core's Shutdown(), which would not refuse it.
+absl::Status EndRefusal(const Client& client, bool disconnect, uint32_t flags);
+
+// `status` as "<name>: <message>", with its code and payloads (errno).
+absl::Status Named(const absl::Status& status, std::string_view name);
+
 // What a Link needs from the Engine.
 struct LinkContext {
   // Finished commands go here; the Engine runs their callbacks later.
@@ -118,7 +131,9 @@ class Link {
   // Starts the end (Client::Disconnect() if `disconnect`, else
   // Client::Shutdown(flags)), to be over by `deadline`; the Driver's
   // PollOnce() carries it on. Returns the adapter's status if it finished
-  // the job itself (the blocking adapter does it all here).
+  // the job itself (the blocking adapter does it all here). Called only
+  // when EndRefusal() is OK; a refusal all the same changes nothing (no
+  // deadline) and is returned.
   virtual absl::Status End(bool disconnect, uint32_t flags,
                            absl::Time deadline) = 0;
 

@@ -81,12 +81,24 @@ absl::Status LoopLink::AwaitHandshake(bool option_mode,
   return absl::OkStatus();
 }
 
+void LoopLink::Abandon() {
+  context_.observe = nullptr;
+  if (finished()) return;
+  // The loop's deadline check gives the connection up at its next
+  // iteration.
+  SetDeadline(absl::InfinitePast());
+  Drive([&] { return finished(); }, kAbandonBound).IgnoreError();
+}
+
 absl::Status LoopLink::End(bool disconnect, uint32_t flags,
                            absl::Time deadline) {
   absl::Status s = disconnect ? core().Disconnect() : core().Shutdown(flags);
+  // Refused: the core changed nothing, and neither does the link (a
+  // deadline would give the connection up when it passed).
+  if (!s.ok()) return s;
   SetDeadline(deadline);
   Kick();
-  return s;
+  return absl::OkStatus();
 }
 
 absl::Status LoopLink::WaitOption(absl::Status started,

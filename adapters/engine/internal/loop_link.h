@@ -18,6 +18,10 @@
 
 namespace nbd::engine::internal {
 
+// How long Abandon() waits for the descriptor to close: the kernel's
+// completion of an operation on a socket that was shut down.
+inline constexpr absl::Duration kAbandonBound = absl::Seconds(1);
+
 class LoopLink : public Link {
  public:
   explicit LoopLink(LinkContext context) : context_(std::move(context)) {}
@@ -45,13 +49,13 @@ class LoopLink : public Link {
   // if `option_mode`. The connection's end before that is an error.
   absl::Status AwaitHandshake(bool option_mode, absl::Duration timeout);
 
-  // After a failed handshake: the link is kept (the loop still refers to
-  // it) but sees no more of the Engine and gives the connection up at the
-  // loop's next iteration.
-  void Abandon() override {
-    context_.observe = nullptr;
-    SetDeadline(absl::InfinitePast());
-  }
+  // After a failed handshake (or a failed Open() of its export): the link
+  // is kept (the loop may still refer to it) but sees no more of the
+  // Engine, and the connection is given up now: this runs the loop until
+  // the descriptor is closed (io_uring: once the kernel handed back the
+  // operations in flight, which the forced shutdown makes immediate),
+  // bounded by kAbandonBound; past that it closes at a later iteration.
+  void Abandon() override;
 
   // Commands were issued since the last Kick() (epoll sends them then).
   bool dirty() const { return dirty_; }

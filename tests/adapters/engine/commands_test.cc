@@ -227,6 +227,8 @@ TEST_P(CommandsTest, RunUntilWaitsOnlyWhereTheAdapterCan) {
       engine->RunUntil([] { return false; }, absl::Milliseconds(50));
   if (GetParam() == Adapter::kBlocking) {
     EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+    // Not the EIO nbd::StatusErrno falls back to without an errno.
+    EXPECT_EQ(StatusErrno(s), EINVAL) << s;
   } else {
     EXPECT_EQ(StatusErrno(s), ETIMEDOUT) << s;
   }

@@ -1,9 +1,15 @@
 // Engine failure paths through every adapter: server errors, refused
 // commands, a connection lost with commands pending (ENOTCONN, exactly
-// once), and disconnects bounded against servers that never close.
+// once), disconnects bounded against servers that never close, refused
+// disconnects that change nothing, and failed Open()/Attach() calls that
+// name the URI and close what they opened.
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <vector>
@@ -18,6 +24,7 @@
 #include "protocol/status.h"
 #include "tests/adapters/engine/engine_fixture.h"
 #include "tests/adapters/interop/silent_server.h"
+#include "tests/tools/hold_open_server.h"
 
 namespace nbd::test {
 namespace {
@@ -195,6 +202,181 @@ TEST_P(FailuresTest, UnansweredCommandTimesOutThenShutdownEndsIt) {
   }
   EXPECT_EQ(engine->in_flight(), 0u);
   EXPECT_TRUE(a.exp->finished(0));
+}
+
+// A request the cores refuse changes nothing: no deadline is armed, nothing
+// is polled or failed, the queue of other threads stays open, and the
+// refusal comes back at once. (Before, epoll and io_uring armed the
+// disconnect deadline anyway and gave the connection up when it passed;
+// the blocking adapter failed queued commands first.) The bound below only
+// keeps a broken engine from costing the default timeout.
+constexpr absl::Duration kRefusedBound = absl::Seconds(2);
+
+TEST_P(FailuresTest, RefusedDisconnectLeavesAnOptionModeExportUsable) {
+  std::unique_ptr<Engine> engine = NewEngine();
+  ASSERT_NE(engine, nullptr);
+  ClientOptions options;
+  options.option_mode = true;
+  auto exp = engine->Open(server_->uri(), 1, options);
+  ASSERT_TRUE(exp.ok()) << exp.status();
+  const engine::Submitter sub = engine->submitter();
+  // The core's Disconnect() is for transmission only.
+  absl::Status s = engine->Disconnect(kRefusedBound);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_EQ(StatusErrno(s), EINVAL) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "Disconnect")) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), server_->uri())) << s;
+  // Nothing changed: still negotiating, the connection still works, and
+  // other threads may still post.
+  EXPECT_EQ((*exp)->info().phase(), ClientPhase::kNegotiating);
+  EXPECT_FALSE((*exp)->finished(0));
+  EXPECT_TRUE(sub.Post([] {}).ok());
+  ASSERT_TRUE((*exp)->OptGo(kTimeout).ok());
+  std::vector<uint8_t> buf(512);
+  Outcome read;
+  ASSERT_TRUE((*exp)->Read(0, 0, absl::MakeSpan(buf), read.Callback()).ok());
+  ASSERT_TRUE(engine->Drain().ok());
+  EXPECT_EQ(read.calls, 1);
+  EXPECT_TRUE(read.status.ok()) << read.status;
+  EXPECT_TRUE(engine->Disconnect(kTimeout).ok());
+  EXPECT_TRUE((*exp)->finished(0));
+}
+
+TEST_P(FailuresTest, ShutdownWithUnknownFlagsChangesNothing) {
+  std::unique_ptr<Engine> engine = NewEngine();
+  ASSERT_NE(engine, nullptr);
+  auto exp = engine->Open(server_->uri(), 1);
+  ASSERT_TRUE(exp.ok()) << exp.status();
+  const engine::Submitter sub = engine->submitter();
+  const std::vector<uint8_t> data = Pattern(4096, 3);
+  std::vector<uint8_t> back(4096);
+  Outcome write, read;
+  ASSERT_TRUE((*exp)->Write(0, 0, data, 0, write.Callback()).ok());
+  ASSERT_TRUE((*exp)->Read(0, 0, absl::MakeSpan(back), read.Callback()).ok());
+  absl::Status s = engine->Shutdown(0x1, kRefusedBound);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_EQ(StatusErrno(s), EINVAL) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "unknown flags")) << s;
+  // The commands are still in flight and complete normally.
+  EXPECT_EQ(write.calls + read.calls, 0);
+  EXPECT_EQ(engine->in_flight(), 2u);
+  EXPECT_FALSE(adapters::IsTerminal((*exp)->info().phase()));
+  EXPECT_TRUE(sub.Post([] {}).ok());
+  ASSERT_TRUE(engine->Drain().ok());
+  EXPECT_EQ(write.calls, 1);
+  EXPECT_TRUE(write.status.ok()) << write.status;
+  EXPECT_EQ(read.calls, 1);
+  EXPECT_TRUE(read.status.ok()) << read.status;
+  EXPECT_EQ(back, data);
+  EXPECT_TRUE(engine->Shutdown().ok());
+  EXPECT_TRUE((*exp)->finished(0));
+}
+
+// Two exports, one in option mode: Disconnect() ends the other and leaves
+// this one as it was (the call reports the refusal).
+TEST_P(FailuresTest, DisconnectEndsTheExportsThatAcceptIt) {
+  std::unique_ptr<Engine> engine = NewEngine();
+  ASSERT_NE(engine, nullptr);
+  auto ready = engine->Open(server_->uri(), 1);
+  ASSERT_TRUE(ready.ok()) << ready.status();
+  ClientOptions options;
+  options.option_mode = true;
+  auto parked = engine->Open(server_->uri(), 1, options);
+  ASSERT_TRUE(parked.ok()) << parked.status();
+  absl::Status s = engine->Disconnect(kRefusedBound);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_EQ(StatusErrno(s), EINVAL) << s;
+  EXPECT_TRUE((*ready)->finished(0));
+  EXPECT_EQ((*ready)->info().phase(), ClientPhase::kClosed);
+  EXPECT_EQ((*parked)->info().phase(), ClientPhase::kNegotiating);
+  EXPECT_FALSE((*parked)->finished(0));
+  auto list = (*parked)->OptList(kTimeout);
+  ASSERT_TRUE(list.ok()) << list.status();
+  EXPECT_TRUE((*parked)->OptAbort(kTimeout).ok());
+}
+
+// ---- Open() and Attach() failures
+// --------------------------------------------
+
+// Whether `fd` is no longer an open descriptor of this process (nothing
+// else in these tests opens descriptors meanwhile, so the number is not
+// reused).
+bool IsClosed(int fd) { return ::fcntl(fd, F_GETFD) < 0 && errno == EBADF; }
+
+TEST_P(FailuresTest, OpenErrorsNameTheUri) {
+  std::unique_ptr<Engine> engine = NewEngine(absl::Milliseconds(200));
+  ASSERT_NE(engine, nullptr);
+  // A listener that never accepts: the connect succeeds (backlog), the
+  // greeting never comes.
+  const std::string path = dir_ + "/mute";
+  int listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_un addr = {};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr),
+            0);
+  ASSERT_EQ(::listen(listener, 4), 0);
+  const std::string uri = "nbd+unix:///?socket=" + path;
+  auto exp = engine->Open(uri, 1);
+  ::close(listener);
+  ::unlink(path.c_str());
+  ASSERT_FALSE(exp.ok());
+  EXPECT_EQ(StatusErrno(exp.status()), ETIMEDOUT) << exp.status();
+  EXPECT_TRUE(absl::StartsWith(exp.status().message(), uri + ": handshake: "))
+      << exp.status();
+  // A URI that does not parse is named too.
+  const std::string bad = "nbd+unix:///?socket=/x#fragment";
+  exp = engine->Open(bad, 1);
+  ASSERT_FALSE(exp.ok());
+  EXPECT_EQ(StatusErrno(exp.status()), EINVAL) << exp.status();
+  EXPECT_TRUE(absl::StrContains(exp.status().message(), bad)) << exp.status();
+}
+
+// Open() with two connections whose second handshake times out: the first
+// connection, ready by then, is closed before Open() returns (it used to
+// stay open until the engine's next round, or, blocking, its
+// destruction).
+TEST_P(FailuresTest, FailedOpenClosesTheConnectionsItMade) {
+  std::unique_ptr<Engine> engine = NewEngine(absl::Milliseconds(300));
+  ASSERT_NE(engine, nullptr);
+  HoldOpenServer::Options one;
+  one.multi_conn = true;  // so Open() makes the second connection
+  one.connections = 1;    // which then waits in the backlog, ungreeted
+  auto server = HoldOpenServer::Start(dir_ + "/one", 1 << 20, one);
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto exp = engine->Open((*server)->Uri(), 2);
+  ASSERT_FALSE(exp.ok());
+  EXPECT_EQ(StatusErrno(exp.status()), ETIMEDOUT) << exp.status();
+  EXPECT_EQ((*server)->accepted(), 1);
+  EXPECT_TRUE((*server)->client_closed());
+}
+
+// The descriptor given to a failed Attach() is closed before it returns,
+// also when the handshake timed out (epoll and io_uring used to close it
+// only at the engine's next round).
+TEST_P(FailuresTest, FailedAttachClosesTheDescriptorBeforeReturning) {
+  std::unique_ptr<Engine> engine = NewEngine(absl::Milliseconds(200));
+  ASSERT_NE(engine, nullptr);
+  for (bool server_closes : {false, true}) {
+    SCOPED_TRACE(server_closes ? "server closes" : "server never greets");
+    int sv[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    if (server_closes) ::close(sv[1]);
+    auto exp = engine->Attach(sv[0], {}, "mute-peer");
+    ASSERT_FALSE(exp.ok());
+    EXPECT_TRUE(absl::StartsWith(exp.status().message(), "mute-peer: "))
+        << exp.status();
+    if (!server_closes) {
+      EXPECT_EQ(StatusErrno(exp.status()), ETIMEDOUT) << exp.status();
+    }
+    EXPECT_TRUE(IsClosed(sv[0]));
+    if (!server_closes) ::close(sv[1]);
+  }
+  // The engine still works.
+  auto exp = engine->Open(server_->uri(), 1);
+  ASSERT_TRUE(exp.ok()) << exp.status();
+  EXPECT_TRUE(engine->Shutdown().ok());
 }
 
 NBD_ENGINE_FOR_ALL_ADAPTERS(FailuresTest);

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 
 #include <memory>
+#include <variant>
 #include <vector>
 
 #include "absl/time/clock.h"
@@ -140,6 +141,95 @@ TEST(EpollDefaultDeadlineTest, ExplicitDeadlineWins) {
   conn.SetDeadline(mine);
   ASSERT_TRUE(conn.Disconnect().ok());
   EXPECT_EQ(conn.next_deadline(), mine);
+}
+
+// ---- epoll: lifetimes of connections and the loop ---------------------------
+// Either may go first; these run under AddressSanitizer too (--config=asan),
+// which turns a use after free here into a failure.
+
+// A non-blocking socket whose peer has already closed: a connection on it
+// dies in its first receive (EOF in the handshake).
+int PeerClosedFd() {
+  int sv[2];
+  EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  ::close(sv[1]);
+  ::fcntl(sv[0], F_SETFL, ::fcntl(sv[0], F_GETFL) | O_NONBLOCK);
+  return sv[0];
+}
+
+bool IsDead(const ClientEvent& e) {
+  return std::holds_alternative<ClientDead>(e);
+}
+
+TEST(EpollLoopLifetimeTest,
+     AFinishedConnectionMayBeDestroyedBeforeTheNextRound) {
+  auto loop = EpollLoop::Create();
+  ASSERT_TRUE(loop.ok());
+  auto conn = std::make_unique<EpollConnection>(PeerClosedFd(), ClientOptions{},
+                                                [](ClientEvent&) {});
+  ASSERT_TRUE((*loop)->Add(conn.get()).ok());
+  ASSERT_TRUE((*loop)->RunUntil([&] { return conn->finished(); }, kGuard).ok());
+  conn.reset();  // before the loop ran again
+  EXPECT_TRUE((*loop)->RunOnce(absl::ZeroDuration()).ok());
+}
+
+TEST(EpollLoopLifetimeTest, AConnectionMayBeDestroyedWhileRegistered) {
+  SilentPair pair;
+  auto loop = EpollLoop::Create();
+  ASSERT_TRUE(loop.ok());
+  auto conn = std::make_unique<EpollConnection>(pair.client_fd, ClientOptions{},
+                                                [](ClientEvent&) {});
+  ASSERT_TRUE((*loop)->Add(conn.get()).ok());
+  ASSERT_TRUE(
+      (*loop)
+          ->RunUntil(
+              [&] { return conn->client().phase() == ClientPhase::kReady; },
+              kGuard)
+          .ok());
+  conn->SetDeadline(absl::Now());  // the loop would look at it next round
+  conn.reset();
+  EXPECT_TRUE((*loop)->RunOnce(absl::ZeroDuration()).ok());
+  EXPECT_TRUE(WaitForEof(*pair.server));  // the destructor closed the fd
+}
+
+// Both connections' sockets are ready in the same epoll_wait; whichever
+// callback runs first destroys the other, whose event is still in the
+// batch.
+TEST(EpollLoopLifetimeTest, ACallbackMayDestroyAnotherConnectionOfTheBatch) {
+  auto loop = EpollLoop::Create();
+  ASSERT_TRUE(loop.ok());
+  std::unique_ptr<EpollConnection> conns[2];
+  int deaths = 0;
+  for (int i = 0; i < 2; ++i) {
+    conns[i] = std::make_unique<EpollConnection>(
+        PeerClosedFd(), ClientOptions{}, [&, other = 1 - i](ClientEvent& e) {
+          if (!IsDead(e)) return;
+          ++deaths;
+          conns[other].reset();
+        });
+  }
+  // Add() only sends (nothing, here): both EOFs show up when the loop
+  // waits, in one epoll_wait.
+  for (auto& c : conns) ASSERT_TRUE((*loop)->Add(c.get()).ok());
+  ASSERT_TRUE((*loop)->RunUntil([&] { return deaths > 0; }, kGuard).ok());
+  EXPECT_EQ(deaths, 1);
+  EXPECT_EQ((conns[0] == nullptr) + (conns[1] == nullptr), 1);
+  EXPECT_TRUE((*loop)->RunOnce(absl::ZeroDuration()).ok());
+  EXPECT_EQ(deaths, 1);
+}
+
+TEST(EpollLoopLifetimeTest, TheLoopMayGoBeforeItsConnections) {
+  SilentPair pair;
+  auto loop = EpollLoop::Create();
+  ASSERT_TRUE(loop.ok());
+  EpollConnection conn(pair.client_fd, {}, [](ClientEvent&) {});
+  ASSERT_TRUE((*loop)->Add(&conn).ok());
+  loop->reset();
+  // The connection forgot the loop (and its epoll descriptor): ending it
+  // now touches neither.
+  conn.SetDeadline(absl::Now());
+  conn.CheckDeadline(absl::Now());
+  EXPECT_TRUE(conn.finished());
 }
 
 // ---- io_uring: default disconnect deadline ---------------------------------

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -24,6 +25,7 @@
 #include "adapters/io_uring/uring_loop.h"
 #include "gtest/gtest.h"
 #include "protocol/client/client.h"
+#include "protocol/status.h"
 #include "tests/testing/servers.h"
 #include "tests/testing/signal.h"
 
@@ -321,6 +323,17 @@ TYPED_TEST(LoopPostsTest, DestroyingTheLoopDestroysQueuedTasksUnrun) {
   this->loop_.reset();
   EXPECT_EQ(ran.load(), 0);
   EXPECT_EQ(sentinel.use_count(), 1);
+}
+
+// An empty task is refused at the call: running it would be undefined.
+TYPED_TEST(LoopPostsTest, AnEmptyTaskIsRefused) {
+  absl::Status s = this->loop_->Post(nullptr);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_EQ(StatusErrno(s), EINVAL) << s;
+  // Nothing was queued: the loop runs, and a real task still does.
+  bool ran = false;
+  ASSERT_TRUE(this->loop_->Post([&] { ran = true; }).ok());
+  EXPECT_TRUE(this->loop_->RunUntil([&] { return ran; }, kTimeout).ok());
 }
 
 }  // namespace

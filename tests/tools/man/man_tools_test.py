@@ -269,6 +269,17 @@ class WithInit {
   int a_;
   int b_;
 };
+class Handle {
+ public:
+  Handle() = default;
+  void Post() const;
+};
+class Sealed {
+ public:
+  Sealed() = delete;
+  Sealed(const Sealed&) = default;
+  static Sealed Make();
+};
 inline std::vector<int> Thing::Out() { return {}; }
 enum class Kind { kA, kB };
 }  // namespace nbd
@@ -287,6 +298,8 @@ class HeaderParserTest(unittest.TestCase):
     def test_finds_exactly_the_public_functions(self):
         self.assertEqual(sorted(self.api.functions), [
             "nbd::FreeName",
+            "nbd::Handle::Post",
+            "nbd::Sealed::Make",
             "nbd::Thing::Attributed",
             "nbd::Thing::Create",
             "nbd::Thing::Nested::NestedMethod",
@@ -312,7 +325,11 @@ class HeaderParserTest(unittest.TestCase):
     def test_classes_and_constructors(self):
         self.assertIn("nbd::Thing", self.api.classes)
         self.assertIn("nbd::Options", self.api.classes)
-        self.assertEqual(self.api.constructible, {"nbd::Thing",
+        # A defaulted constructor counts, a deleted one does not (Sealed's
+        # copy constructor is one, though: any public non-deleted one).
+        self.assertEqual(self.api.constructible, {"nbd::Handle",
+                                                  "nbd::Sealed",
+                                                  "nbd::Thing",
                                                   "nbd::WithInit"})
 
 
