@@ -137,26 +137,24 @@ template <typename Session>
 absl::Status Drive<Session>::Disconnect(
     uint32_t flags) requires std::same_as<Session, Client> {
   if (ended()) return DoneError("Disconnect");
-  absl::Status s = core_.Disconnect(flags);
-  if (s.ok()) {
-    deadline_.Arm();
-    disconnecting_ = true;
-    Kick();
-  }
-  return s;
+  return AfterEndRequested(core_.Disconnect(flags));
 }
 
 template <typename Session>
 absl::Status Drive<Session>::Shutdown(
     uint32_t flags) requires std::same_as<Session, Client> {
   if (ended()) return DoneError("Shutdown");
-  absl::Status s = core_.Shutdown(flags);
-  if (s.ok()) {
-    deadline_.Arm();
-    disconnecting_ = true;
-    Kick();
-  }
-  return s;
+  return AfterEndRequested(core_.Shutdown(flags));
+}
+
+template <typename Session>
+absl::Status Drive<Session>::AfterEndRequested(absl::Status accepted) {
+  // A refused request changes nothing: no bound is armed, nothing is sent.
+  if (!accepted.ok()) return accepted;
+  deadline_.Arm();
+  disconnecting_ = true;
+  Kick();
+  return accepted;
 }
 
 template <typename Session>

@@ -261,6 +261,9 @@ class Drive {
   void Push(Event& event);
   void Settle();
   absl::Status DoneError(const char* call) const;
+  // What Disconnect()/Shutdown() do once the core accepted the request
+  // (`accepted` OK): arm the bounded wait and send. Returns `accepted`.
+  absl::Status AfterEndRequested(absl::Status accepted);
 
   Session core_;
   SocketTransport transport_;

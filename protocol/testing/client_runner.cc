@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "gtest/gtest.h"
 #include "protocol/testing/client_event_log.h"
+#include "protocol/testing/take_output.h"
 
 namespace nbd::testing {
 
@@ -177,40 +178,9 @@ void ScenarioRun::FeedPending() {
 }
 
 void ScenarioRun::TakeOutput(size_t limit) {
-  while (limit > 0 && client_->pending_output_bytes() > 0) {
-    const size_t pending = client_->pending_output_bytes();
-    // A small gather list, so long queues are peeked in several rounds.
-    IoSlice slices[3];
-    const size_t count = client_->PeekOutput(absl::MakeSpan(slices));
-    size_t peeked = 0;
-    for (size_t i = 0; i < count; ++i) peeked += slices[i].size;
-    if (count == 0 || peeked == 0 || peeked > pending) {
-      Failure(absl::StrCat("PeekOutput gave ", count, " slices / ", peeked,
-                           " bytes with ", pending, " bytes pending"));
-      return;
-    }
-    const size_t want =
-        std::min({limit, peeked, Piece(std::min(limit, peeked))});
-    size_t copied = 0;
-    for (size_t i = 0; i < count && copied < want; ++i) {
-      const size_t n = std::min(slices[i].size, want - copied);
-      sent_.bytes.insert(sent_.bytes.end(), slices[i].data, slices[i].data + n);
-      copied += n;
-    }
-    absl::Status status = client_->ConsumeOutput(copied);
-    if (!status.ok()) {
-      Failure(absl::StrCat("ConsumeOutput(", copied,
-                           ") failed: ", status.ToString()));
-      return;
-    }
-    limit -= copied;
-    // Entering kClosed/kDead drops the rest of the output.
-    if (client_->pending_output_bytes() != pending - copied &&
-        client_->pending_output_bytes() != 0) {
-      Failure("pending_output_bytes() did not drop by the bytes consumed");
-      return;
-    }
-  }
+  std::string broke = testing::TakeOutput(
+      *client_, limit, [this](size_t n) { return Piece(n); }, sent_.bytes);
+  if (!broke.empty()) Failure(std::move(broke));
 }
 
 void ScenarioRun::PollEvents() {

@@ -54,19 +54,11 @@
 #include "protocol/client/events.h"
 #include "protocol/client/options.h"
 #include "protocol/constants.h"
+#include "protocol/testing/request_record.h"
 #include "protocol/testing/text.h"
 #include "protocol/wire.h"
 
 namespace nbd::testing {
-
-// A request the client sent (or a command it accepted), as seen on the wire.
-struct RequestRecord {
-  Cookie cookie = 0;
-  uint16_t type = 0;
-  uint16_t flags = 0;
-  uint64_t offset = 0;
-  uint64_t length = 0;
-};
 
 // State of one replay of a scenario.
 class RunContext {

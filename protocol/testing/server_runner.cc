@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "protocol/testing/server_event_log.h"
+#include "protocol/testing/take_output.h"
 
 namespace nbd::testing {
 
@@ -189,39 +190,10 @@ void ServerScenarioRun::FeedPending() {
 }
 
 void ServerScenarioRun::TakeOutput(size_t limit) {
-  while (limit > 0 && session_->pending_output_bytes() > 0) {
-    const size_t pending = session_->pending_output_bytes();
-    // A small gather list, so long queues are peeked in several rounds.
-    IoSlice slices[3];
-    const size_t count = session_->PeekOutput(absl::MakeSpan(slices));
-    size_t peeked = 0;
-    for (size_t i = 0; i < count; ++i) peeked += slices[i].size;
-    if (count == 0 || peeked == 0 || peeked > pending) {
-      Failure(absl::StrCat("PeekOutput gave ", count, " slices / ", peeked,
-                           " bytes with ", pending, " bytes pending"));
-      return;
-    }
-    const size_t want =
-        std::min({limit, peeked, splitter_.Piece(std::min(limit, peeked))});
-    size_t copied = 0;
-    for (size_t i = 0; i < count && copied < want; ++i) {
-      const size_t n = std::min(slices[i].size, want - copied);
-      sent_.bytes.insert(sent_.bytes.end(), slices[i].data, slices[i].data + n);
-      copied += n;
-    }
-    absl::Status status = session_->ConsumeOutput(copied);
-    if (!status.ok()) {
-      Failure(absl::StrCat("ConsumeOutput(", copied,
-                           ") failed: ", status.ToString()));
-      return;
-    }
-    limit -= copied;
-    if (session_->pending_output_bytes() != pending - copied &&
-        session_->pending_output_bytes() != 0) {
-      Failure("pending_output_bytes() did not drop by the bytes consumed");
-      return;
-    }
-  }
+  std::string broke = testing::TakeOutput(
+      *session_, limit, [this](size_t n) { return splitter_.Piece(n); },
+      sent_.bytes);
+  if (!broke.empty()) Failure(std::move(broke));
 }
 
 void ServerScenarioRun::OnRequest(const ServerRequest& r) {

@@ -47,9 +47,9 @@ absl::Status SameBytes(std::string_view what, ByteSpan expected, ByteSpan got) {
 }
 
 // The label's request as the client sent it (zeros if it never was).
-SentRequest SentUnder(const ServerRunContext& ctx, const std::string& label) {
+RequestRecord SentUnder(const ServerRunContext& ctx, const std::string& label) {
   auto it = ctx.sent.find(label);
-  return it == ctx.sent.end() ? SentRequest{} : it->second;
+  return it == ctx.sent.end() ? RequestRecord{} : it->second;
 }
 
 }  // namespace

@@ -63,19 +63,11 @@
 #include "protocol/server/events.h"
 #include "protocol/server/options.h"
 #include "protocol/server/server.h"
+#include "protocol/testing/request_record.h"
 #include "protocol/testing/text.h"
 #include "protocol/wire.h"
 
 namespace nbd::testing {
-
-// A request as the scripted client sent it.
-struct SentRequest {
-  uint64_t cookie = 0;
-  uint16_t type = 0;
-  uint16_t flags = 0;
-  uint64_t offset = 0;
-  uint64_t length = 0;
-};
 
 // State of one replay of a ServerScenario.
 class ServerRunContext {
@@ -88,7 +80,7 @@ class ServerRunContext {
   std::string NameOf(uint64_t cookie) const;
 
   // What the client sent last under each label.
-  std::map<std::string, SentRequest> sent;
+  std::map<std::string, RequestRecord> sent;
   // ServerRequests the session reported and the script has not answered,
   // by NameOf(cookie), oldest first. Their payload spans stay valid until
   // answered.
