@@ -64,10 +64,13 @@ struct ServerOptions {
   // While more output than this is pending, the session reads no new
   // message (it finishes the current one).
   size_t output_high_water = 16u << 20;
-  // A WRITE (or PAYLOAD_LEN) payload above the export's max_block but at
+  // Compact headers: a WRITE payload above the export's max_block but at
   // most this long is read and discarded, and the request fails with
   // EOVERFLOW; a longer one drops the connection (the spec's hard
-  // disconnect for oversized payloads).
+  // disconnect for oversized payloads). Extended headers: a PAYLOAD_LEN
+  // payload above max_block always drops the connection (the spec's SHOULD
+  // for that case), and a WRITE without PAYLOAD_LEN has no payload at all:
+  // it fails with EINVAL and the next bytes are the next request.
   uint64_t max_discard_payload = kHardMaxPayload;
 
   // Queue a ReplySent event once the last byte of each reply handed to the
