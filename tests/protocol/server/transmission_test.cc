@@ -688,6 +688,70 @@ TEST_F(TransmissionTest, InFlightLimitPausesInput) {
   EXPECT_EQ(*n, kRequestSize);
 }
 
+// Unsent replies above output_high_water stop the input at the next
+// message, until the output drains: a client that never reads cannot make
+// the session queue without bound.
+TEST_F(TransmissionTest, OutputHighWaterPausesInput) {
+  ServerOptions o = TestOptions();
+  o.output_high_water = 64 * 1024;
+  o.max_in_flight = 4;
+  Start({true, true}, false, o);
+  Bytes in;
+  for (int i = 0; i < 100; ++i) {
+    in = Concat({in, R(Command::kRead, i, 0, 4096)});
+  }
+  size_t fed = 0;
+  while (fed < in.size()) {
+    absl::StatusOr<size_t> n = s_->Feed(ByteSpan(in).subspan(fed));
+    ASSERT_TRUE(n.ok());
+    fed += *n;
+    for (const ServerRequest& r : TakeRequests(*s_)) {
+      Bytes data(r.length, 1);
+      ReadPiece p = ReadPiece::Data(r.offset, data);
+      ASSERT_TRUE(s_->ReplyRead(r.handle, {&p, 1},
+                                std::make_shared<Bytes>(std::move(data)))
+                      .ok());
+    }
+    if (*n == 0) break;
+  }
+  EXPECT_LT(fed, in.size());
+  EXPECT_EQ(fed % kExtendedRequestSize, 0u);  // at a message boundary
+  EXPECT_TRUE(s_->RecvBuffer().empty());
+  EXPECT_EQ(s_->wants(), Direction::kWrite);
+  // Over the mark by at most the replies to the requests that were in
+  // flight when it was crossed (4 here, each 4096 + 40 bytes).
+  EXPECT_GT(s_->pending_output_bytes(), 60 * 1024u);
+  EXPECT_LE(s_->pending_output_bytes(), 64 * 1024u + 4 * (4096 + 40));
+  // Once the output drains, input resumes.
+  TakeOutput(*s_);
+  EXPECT_EQ(s_->wants(), Direction::kRead);
+  absl::StatusOr<size_t> n = s_->Feed(ByteSpan(in).subspan(fed));
+  ASSERT_TRUE(n.ok());
+  EXPECT_GT(*n, 0u);
+}
+
+// The bound counts the queue's bookkeeping too: thousands of small error
+// replies pause the input long before their bytes alone reach the mark.
+TEST_F(TransmissionTest, OutputHighWaterCountsSmallRepliesAtTheirCost) {
+  ServerOptions o = TestOptions();
+  o.output_high_water = 64 * 1024;
+  Start({true, false}, false, o);
+  Bytes in;
+  for (int i = 0; i < 5000; ++i) {
+    in = Concat({in, R(static_cast<Command>(99), i, 0, 0)});  // EINVAL
+  }
+  absl::StatusOr<size_t> n = s_->Feed(in);
+  ASSERT_TRUE(n.ok());
+  EXPECT_LT(*n, in.size());
+  EXPECT_TRUE(s_->RecvBuffer().empty());
+  // Each error reply is about 40 bytes; the queue stopped at well under
+  // 64 KiB of them.
+  EXPECT_LT(s_->pending_output_bytes(), 32 * 1024u);
+  const size_t replies = ParseReplies(TakeOutput(*s_)).size();
+  EXPECT_EQ(replies, *n / kRequestSize);
+  EXPECT_GT(replies, 100u);
+}
+
 TEST_F(TransmissionTest, KeepaliveAndReplySentFollowTheLastByte) {
   ServerOptions o = TestOptions();
   o.report_reply_sent = true;
