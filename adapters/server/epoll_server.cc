@@ -30,6 +30,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// Connections accepted per readiness of the listening socket.
+constexpr size_t kAcceptsPerRound = 256;
+
 // Descriptors the process may still open besides the connections: stdio,
 // backends' files, a descriptor being accepted, and what libraries open.
 constexpr size_t kSpareDescriptors = 16;
@@ -327,10 +330,12 @@ absl::Status EpollServer::Run() {
     }
     return -1;
   };
-  // Accepts every pending connection. Not cut short by Stop(): what is
+  // Accepts the pending connections, at most kAcceptsPerRound (a flood of
+  // connects must not starve the open connections; the listening socket
+  // stays readable for the rest). Not cut short by Stop(): what is
   // accepted here is closed with the rest when the loop ends.
   auto accept_all = [&] {
-    while (true) {
+    for (size_t round = 0; round < kAcceptsPerRound; ++round) {
       const int c =
           ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (c < 0) {
