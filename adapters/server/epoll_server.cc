@@ -1,25 +1,65 @@
 #include "adapters/server/epoll_server.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <deque>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "adapters/server/server_connection.h"
 #include "protocol/status.h"
 
 namespace nbd {
 namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Connections accepted per readiness of the listening socket.
+constexpr size_t kAcceptsPerRound = 256;
+
+// Descriptors the process may still open besides the connections: stdio,
+// backends' files, a descriptor being accepted, and what libraries open.
+constexpr size_t kSpareDescriptors = 16;
+
+// How many descriptors this process has open now.
+size_t OpenDescriptors() {
+  DIR* dir = ::opendir("/proc/self/fd");
+  if (dir == nullptr) return kSpareDescriptors;  // no /proc: a guess
+  size_t n = 0;
+  while (const dirent* e = ::readdir(dir)) {
+    if (e->d_name[0] != '.') ++n;
+  }
+  ::closedir(dir);
+  return n > 0 ? n - 1 : 0;  // not counting the directory's own
+}
+
+// `wanted` lowered so that that many connections fit the open-file limit.
+size_t FitToDescriptorLimit(size_t wanted) {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) {
+    return wanted;
+  }
+  const size_t limit = static_cast<size_t>(rl.rlim_cur);
+  const size_t used = OpenDescriptors() + kSpareDescriptors;
+  const size_t room = limit > used ? limit - used : 1;
+  return std::max<size_t>(1, std::min(wanted, room));
+}
 
 absl::Status Errno(absl::string_view what) {
   const int e = errno;
@@ -83,6 +123,9 @@ absl::StatusOr<std::unique_ptr<EpollServer>> EpollServer::Create(
   if (options.exports.empty()) {
     return absl::InvalidArgumentError("EpollServer needs at least one export");
   }
+  if (options.max_connections == 0) {
+    return absl::InvalidArgumentError("EpollServer: max_connections is 0");
+  }
   std::unique_ptr<EpollServer> server(new EpollServer(std::move(options)));
   EpollServerOptions& o = server->options_;
   o.session.exports.clear();
@@ -96,6 +139,8 @@ absl::StatusOr<std::unique_ptr<EpollServer>> EpollServer::Create(
     server->backends_.push_back(e.backend.get());
   }
   if (absl::Status s = server->Listen(); !s.ok()) return s;
+  // After Listen(), so the loop's own descriptors are counted.
+  o.max_connections = FitToDescriptorLimit(o.max_connections);
   return server;
 }
 
@@ -147,6 +192,8 @@ absl::Status EpollServer::Listen() {
   if (epoll_fd_ < 0) return Errno("epoll_create1");
   wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wake_fd_ < 0) return Errno("eventfd");
+  reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (reserve_fd_ < 0) return Errno("open /dev/null");
   for (int fd : {listen_fd_, wake_fd_}) {
     epoll_event ev{};
     ev.events = EPOLLIN;
@@ -160,7 +207,7 @@ absl::Status EpollServer::Listen() {
 
 EpollServer::~EpollServer() {
   Stop();
-  for (int fd : {listen_fd_, epoll_fd_, wake_fd_}) {
+  for (int fd : {listen_fd_, epoll_fd_, wake_fd_, reserve_fd_}) {
     if (fd >= 0) ::close(fd);
   }
   if (owns_unix_path_) ::unlink(options_.unix_path.c_str());
@@ -189,36 +236,177 @@ void EpollServer::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
+EpollServerStats EpollServer::stats() const {
+  EpollServerStats st;
+  st.accepted = accepted_.load();
+  st.refused = refused_.load();
+  st.handshake_timeouts = handshake_timeouts_.load();
+  st.open = open_.load();
+  st.queued_output_bytes = queued_.load();
+  st.peak_queued_output_bytes = peak_queued_.load();
+  return st;
+}
+
 absl::Status EpollServer::Run() {
-  absl::flat_hash_map<int, std::unique_ptr<ServerConnection>> conns;
-  absl::flat_hash_map<int, uint32_t> registered;  // fd -> epoll events
+  struct Conn {
+    std::unique_ptr<ServerConnection> connection;
+    uint64_t number = 0;      // EpollServerOptions::on_trace's number
+    uint32_t registered = 0;  // epoll events asked for
+    size_t queued = 0;        // its share of queued_
+  };
+  absl::flat_hash_map<int, Conn> conns;  // by fd
+  // Handshake deadlines in accept order, which with one timeout for all is
+  // deadline order. Entries of connections that left the handshake or
+  // closed are dropped when they reach the front; `number` tells a reused
+  // fd from the connection the entry was made for.
+  struct Deadline {
+    Clock::time_point at;
+    int fd;
+    uint64_t number;
+  };
+  std::deque<Deadline> deadlines;
+  const bool timed = options_.handshake_timeout > absl::ZeroDuration();
+  const auto handshake_timeout = std::chrono::duration_cast<Clock::duration>(
+      absl::ToChronoNanoseconds(options_.handshake_timeout));
+  size_t queued_sum = 0;
+
+  auto trace = [&](uint64_t number, absl::string_view line) {
+    if (options_.on_trace) options_.on_trace(number, line);
+  };
   auto finish = [&](int fd) {
     ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
-    registered.erase(fd);
-    conns.erase(fd);  // closes the socket
+    auto it = conns.find(fd);
+    if (it != conns.end()) {
+      queued_sum -= it->second.queued;
+      conns.erase(it);  // closes the socket
+    }
     open_ = conns.size();
+    queued_ = queued_sum;
   };
-  auto drive = [&](ServerConnection& c) {
-    const int fd = c.fd();
-    if (c.Pump()) return finish(fd);
-    const uint32_t want = EpollEventsFor(c.wants());
-    if (registered[fd] != want) {
+  auto drive = [&](Conn& c) {
+    ServerConnection& sc = *c.connection;
+    const int fd = sc.fd();
+    if (sc.Pump()) return finish(fd);
+    const size_t queued = sc.session().pending_output_bytes();
+    queued_sum = queued_sum - c.queued + queued;
+    c.queued = queued;
+    queued_ = queued_sum;
+    if (sc.peak_pending_output() > peak_queued_.load()) {
+      peak_queued_ = sc.peak_pending_output();
+    }
+    const uint32_t want = EpollEventsFor(sc.wants());
+    if (c.registered != want) {
       epoll_event ev{};
       ev.events = want;
       ev.data.fd = fd;
       ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
-      registered[fd] = want;
+      c.registered = want;
     }
   };
+  // Closes the connections whose handshake deadline passed; returns the
+  // epoll_wait timeout until the next deadline (-1: none).
+  auto expire = [&]() -> int {
+    const Clock::time_point now = Clock::now();
+    while (!deadlines.empty()) {
+      const Deadline d = deadlines.front();
+      auto it = conns.find(d.fd);
+      if (it == conns.end() || it->second.number != d.number ||
+          !it->second.connection->handshaking()) {
+        deadlines.pop_front();
+        continue;
+      }
+      if (d.at > now) {
+        // Rounded up, so the wait never ends just before the deadline.
+        const auto ms =
+            std::chrono::ceil<std::chrono::milliseconds>(d.at - now);
+        return static_cast<int>(std::min<int64_t>(ms.count(), 1 << 30));
+      }
+      deadlines.pop_front();
+      ++handshake_timeouts_;
+      trace(d.number,
+            absl::StrCat("dropped: handshake not finished within ",
+                         absl::FormatDuration(options_.handshake_timeout)));
+      finish(d.fd);
+    }
+    return -1;
+  };
+  // Accepts the pending connections, at most kAcceptsPerRound (a flood of
+  // connects must not starve the open connections; the listening socket
+  // stays readable for the rest). Not cut short by Stop(): what is
+  // accepted here is closed with the rest when the loop ends.
+  auto accept_all = [&] {
+    for (size_t round = 0; round < kAcceptsPerRound; ++round) {
+      const int c =
+          ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (c < 0) {
+        if (errno == EINTR || errno == ECONNABORTED) continue;
+        if ((errno == EMFILE || errno == ENFILE) && reserve_fd_ >= 0) {
+          // Out of descriptors: take the connection on the reserved one
+          // and close it, rather than leave it pending (the listening
+          // socket would stay readable and the loop spin).
+          ::close(reserve_fd_);
+          const int r = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+          if (r >= 0) {
+            const uint64_t number = ++accepted_;
+            ++refused_;
+            ::close(r);
+            trace(number, "refused: out of file descriptors");
+          }
+          reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+          if (r >= 0) continue;
+        }
+        break;  // EAGAIN: none left (or a transient error; epoll retries)
+      }
+      const uint64_t number = ++accepted_;
+      if (conns.size() >= options_.max_connections) {
+        ++refused_;  // before close(): the client may look at once
+        ::close(c);
+        trace(number, absl::StrFormat("refused: %d connections open "
+                                      "(max_connections)",
+                                      conns.size()));
+        continue;
+      }
+      if (options_.unix_path.empty()) {
+        const int one = 1;
+        ::setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+      }
+      epoll_event ev{};
+      ev.events = 0;
+      ev.data.fd = c;
+      if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, c, &ev) != 0) {
+        ++refused_;  // the kernel's epoll limits: refuse, keep serving
+        ::close(c);
+        continue;
+      }
+      ServerConnection::TraceSink sink;
+      if (options_.on_trace) {
+        sink = [this, number](absl::string_view message) {
+          options_.on_trace(number, message);
+        };
+      }
+      Conn& conn = conns[c];
+      conn.connection = std::make_unique<ServerConnection>(
+          c, options_.session, backends_, std::move(sink));
+      conn.number = number;
+      open_ = conns.size();
+      if (timed) {
+        deadlines.push_back({Clock::now() + handshake_timeout, c, number});
+      }
+      drive(conn);  // sends the greeting
+    }
+  };
+
   absl::Status result;
   epoll_event events[64];
   while (!stop_) {
-    const int n = ::epoll_wait(epoll_fd_, events, 64, -1);
+    const int timeout_ms = expire();
+    const int n = ::epoll_wait(epoll_fd_, events, 64, timeout_ms);
     if (n < 0) {
       if (errno == EINTR) continue;
       result = Errno("epoll_wait");
       break;
     }
+    bool accept_pending = false;
     for (int i = 0; i < n && !stop_; ++i) {
       const int fd = events[i].data.fd;
       if (fd == wake_fd_) {
@@ -227,46 +415,17 @@ absl::Status EpollServer::Run() {
         continue;
       }
       if (fd == listen_fd_) {
-        while (true) {
-          const int c = ::accept4(listen_fd_, nullptr, nullptr,
-                                  SOCK_NONBLOCK | SOCK_CLOEXEC);
-          if (c < 0) break;  // EAGAIN, or a transient error
-          const uint64_t number = ++accepted_;
-          if (conns.size() >= options_.max_connections) {
-            ::close(c);
-            continue;
-          }
-          if (options_.unix_path.empty()) {
-            const int one = 1;
-            ::setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-          }
-          ServerConnection::TraceSink sink;
-          if (options_.on_trace) {
-            sink = [this, number](absl::string_view message) {
-              options_.on_trace(number, message);
-            };
-          }
-          auto conn = std::make_unique<ServerConnection>(
-              c, options_.session, backends_, std::move(sink));
-          epoll_event ev{};
-          ev.events = 0;
-          ev.data.fd = c;
-          ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, c, &ev);
-          registered[c] = 0;
-          ServerConnection& ref = *conn;
-          conns.emplace(c, std::move(conn));
-          open_ = conns.size();
-          drive(ref);  // sends the greeting
-        }
+        accept_pending = true;  // after the others: closed ones free slots
         continue;
       }
       auto it = conns.find(fd);
-      if (it != conns.end()) drive(*it->second);
+      if (it != conns.end()) drive(it->second);
     }
+    if (accept_pending && !stop_) accept_all();
   }
   conns.clear();
-  registered.clear();
   open_ = 0;
+  queued_ = 0;
   return result;
 }
 

@@ -1,5 +1,6 @@
 #include "adapters/server/server_connection.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <variant>
 
@@ -38,6 +39,8 @@ void ServerConnection::ServeEvent(ServerEvent& event) {
     } else {
       session_.ReplyError(r->handle, EIO, "no backend").IgnoreError();
     }
+    peak_pending_output_ =
+        std::max(peak_pending_output_, session_.pending_output_bytes());
   } else if (const auto* t = std::get_if<ServerTrace>(&event)) {
     if (on_trace_) on_trace_(t->message);
   }
@@ -47,6 +50,8 @@ bool ServerConnection::Pump() {
   // Level-triggered readiness (or a fresh socket): try to receive.
   adapters::PumpOnce(session_, transport_, /*maybe_readable=*/true,
                      [this](ServerEvent& event) { ServeEvent(event); });
+  peak_pending_output_ =
+      std::max(peak_pending_output_, session_.pending_output_bytes());
   return adapters::IsTerminal(session_.phase());
 }
 

@@ -11,6 +11,7 @@
 #ifndef NBD_ADAPTERS_SERVER_SERVER_CONNECTION_H_
 #define NBD_ADAPTERS_SERVER_SERVER_CONNECTION_H_
 
+#include <cstddef>
 #include <functional>
 #include <memory>
 #include <vector>
@@ -43,6 +44,12 @@ class ServerConnection {
   int fd() const { return fd_; }
   ServerSession& session() { return session_; }
   Direction wants() const { return session_.wants(); }
+  // Not yet in transmission (the handshake timeout applies).
+  bool handshaking() const { return !session_.export_index().has_value(); }
+  // The most unsent output the session held, checked after every answered
+  // request and every Pump(): what ServerOptions::output_high_water bounds
+  // (it can exceed it by the reply that crossed it).
+  size_t peak_pending_output() const { return peak_pending_output_; }
 
   // Moves bytes and serves requests until nothing more can happen without
   // waiting (or for at most adapters::kServerPumpRounds rounds). Returns
@@ -59,6 +66,7 @@ class ServerConnection {
   std::vector<Backend*> backends_;
   Backend* backend_ = nullptr;  // the export being served
   TraceSink on_trace_;
+  size_t peak_pending_output_ = 0;
 };
 
 }  // namespace nbd

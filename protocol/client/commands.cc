@@ -242,6 +242,13 @@ absl::StatusOr<Cookie> Client::Impl::Read(uint64_t offset,
 absl::StatusOr<Cookie> Client::Impl::Write(uint64_t offset,
                                            absl::Span<const uint8_t> data,
                                            uint16_t flags, uint64_t tag) {
+  if (opts_.strict & kStrictAutoFlag) {
+    // The spec: with extended headers a WRITE MUST set PAYLOAD_LEN (without
+    // it the server sees no payload, and the data would be read as the
+    // next requests); without them the flag does not exist.
+    flags = extended_ ? static_cast<uint16_t>(flags | kCmdFlagPayloadLen)
+                      : static_cast<uint16_t>(flags & ~kCmdFlagPayloadLen);
+  }
   if (absl::Status s = Validate(Command::kWrite, flags, offset, data.size());
       !s.ok()) {
     return s;

@@ -25,7 +25,13 @@ inline constexpr uint32_t kStrictBounds = 1u << 2;    // past export end
 inline constexpr uint32_t kStrictZeroSize = 1u << 3;  // zero length
 inline constexpr uint32_t kStrictAlign = 1u << 4;     // block-size alignment
 inline constexpr uint32_t kStrictPayload = 1u << 5;   // payload too large
-inline constexpr uint32_t kStrictAll = 0x3f;
+// PAYLOAD_LEN is managed by the client (libnbd's LIBNBD_STRICT_AUTO_FLAG):
+// Write() sets it exactly when extended headers are on, whatever the
+// caller passed, since the spec says a WRITE MUST carry it then and must
+// not without extended headers. Cleared, the caller's flags go out as
+// given (other checks permitting), to test servers with a bad WRITE.
+inline constexpr uint32_t kStrictAutoFlag = 1u << 6;
+inline constexpr uint32_t kStrictAll = 0x7f;
 
 struct ClientOptions {
   // Export to attach to (NBD_OPT_GO / EXPORT_NAME). At most 4096 bytes.

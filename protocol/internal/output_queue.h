@@ -63,6 +63,13 @@ class OutputQueue {
   // Fills up to out.size() slices, from the first unconsumed byte on.
   size_t Peek(absl::Span<IoSlice> out) const;
   size_t pending_bytes() const { return pending_bytes_; }
+  // Memory the pending output stands for: its bytes plus the bookkeeping
+  // of each segment (the segment, its ring and free-list slots, allocator
+  // slack), which dominates for many small messages. What a bound on queued
+  // output should count.
+  size_t footprint() const {
+    return pending_bytes_ + count_ * kSegmentFootprint;
+  }
   bool empty() const { return count_ == 0; }
   size_t size() const { return count_; }  // segments
 
@@ -119,6 +126,8 @@ class OutputQueue {
     std::array<uint8_t, kInlineSize> inline_bytes;
   };
   static constexpr size_t kBlockSegments = 16;
+  static constexpr size_t kSegmentFootprint =
+      sizeof(Segment) + 2 * sizeof(Segment*) + 16;
   // An owned vector up to this capacity is kept for the next user.
   static constexpr size_t kKeepCapacity = 4096;
 

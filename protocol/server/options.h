@@ -61,13 +61,23 @@ struct ServerOptions {
   // Requests handed to the embedder and not yet replied. While the limit is
   // reached the session stops reading (wants() drops kRead).
   size_t max_in_flight = 64;
-  // While more output than this is pending, the session reads no new
-  // message (it finishes the current one).
+  // While the pending output takes more memory than this, the session
+  // reads no new message (it finishes the current one): backpressure, so a
+  // client that does not read its replies cannot grow the server's memory.
+  // Counted are the bytes plus about 170 bytes of bookkeeping per queued
+  // segment (a reply is one to three), so many small replies count for the
+  // memory they take, not just for their bytes. The queue can exceed it by
+  // the replies to the requests in flight when it was crossed (at most
+  // max_in_flight; one for an embedder that answers each request as it
+  // comes, like adapters/server's EpollServer).
   size_t output_high_water = 16u << 20;
-  // A WRITE (or PAYLOAD_LEN) payload above the export's max_block but at
+  // Compact headers: a WRITE payload above the export's max_block but at
   // most this long is read and discarded, and the request fails with
   // EOVERFLOW; a longer one drops the connection (the spec's hard
-  // disconnect for oversized payloads).
+  // disconnect for oversized payloads). Extended headers: a PAYLOAD_LEN
+  // payload above max_block always drops the connection (the spec's SHOULD
+  // for that case), and a WRITE without PAYLOAD_LEN has no payload at all:
+  // it fails with EINVAL and the next bytes are the next request.
   uint64_t max_discard_payload = kHardMaxPayload;
 
   // Queue a ReplySent event once the last byte of each reply handed to the

@@ -6,6 +6,17 @@
 // EOVERFLOW; past the end -> ENOSPC (write-type) or EINVAL; misaligned ->
 // EINVAL. A payload that comes with a rejected request is read and dropped
 // (up to max_discard_payload; beyond that the connection is dropped).
+//
+// Which requests carry a payload depends on the headers (proto.md,
+// "Request message"). Compact: only WRITE, `length` bytes. Extended: any
+// request with NBD_CMD_FLAG_PAYLOAD_LEN, `length` bytes, and nothing else;
+// a WRITE MUST have the flag, so one without it has no payload (its length
+// is an effect length) and fails with EINVAL without consuming a byte: the
+// next bytes are the next request header, never data to write. A
+// PAYLOAD_LEN payload above the maximum payload drops the connection (the
+// spec's SHOULD: such a length cannot be told from garbage); a smaller one
+// on a command that takes none (READ, or BLOCK_STATUS, whose filter form
+// this server does not advertise) is consumed and refused with EINVAL.
 #include <cerrno>
 #include <limits>
 
@@ -63,18 +74,34 @@ void ServerSession::Impl::OnRequestHeader() {
     // are still answered.
     return StartClosing("NBD_CMD_DISC received");
   }
-  // With extended headers PAYLOAD_LEN makes any command carry `length`
-  // bytes; a WRITE always does.
+  // The payload, if any (see the top of this file).
+  const bool payload_flag = (r.flags & kCmdFlagPayloadLen) != 0;
   uint64_t payload = 0;
-  if (r.command == Command::kWrite) {
-    payload = r.length;
-  } else if (extended_ && (r.flags & kCmdFlagPayloadLen)) {
+  if (extended_) {
+    if (payload_flag) payload = r.length;
+  } else if (r.command == Command::kWrite) {
     payload = r.length;
   }
   current_ = r;
-  const int error = Validate(r);
   const uint64_t ceiling =
       std::min<uint64_t>(opts_.exports[*export_].max_block, kPayloadCeiling);
+  if (extended_ && payload > ceiling) {
+    return Fail(ErrnoStatus(
+        EOVERFLOW,
+        absl::StrFormat("%s with a PAYLOAD_LEN payload of %d bytes, above "
+                        "the maximum payload of %d; dropping the connection",
+                        CommandName(r.command), payload, ceiling)));
+  }
+  if (extended_ && r.command == Command::kWrite && !payload_flag) {
+    // No payload follows: answer and read the next header.
+    constexpr const char* kWhy =
+        "NBD_CMD_WRITE without NBD_CMD_FLAG_PAYLOAD_LEN under extended "
+        "headers (no payload; nothing written)";
+    if (tracing()) TraceLine(absl::StrCat("   refused by the session: ", kWhy));
+    QueueError(r, EINVAL, kWhy);
+    return Expect(Unit::kRequestHeader, kExtendedRequestSize);
+  }
+  const int error = Validate(r);
   if (payload > 0 && (error != 0 || payload > ceiling)) {
     if (payload > opts_.max_discard_payload) {
       return Fail(ErrnoStatus(

@@ -173,7 +173,9 @@ bool ServerSession::Impl::at_boundary() const {
 
 bool ServerSession::Impl::input_paused() const {
   if (!at_boundary()) return false;
-  if (out_.pending_bytes() > opts_.output_high_water) return true;
+  // The footprint, not just the bytes: a flood of small error replies
+  // costs several times its bytes in queue bookkeeping.
+  if (out_.footprint() > opts_.output_high_water) return true;
   return rx_.unit() == Unit::kRequestHeader &&
          in_flight_.size() >= opts_.max_in_flight;
 }

@@ -345,7 +345,9 @@ TEST_P(ClientServerTest, TrimZeroFlushCacheFua) {
 
 TEST_P(ClientServerTest, ServerErrorsReachTheClient) {
   ClientOptions co = ClientOpts();
-  co.strict = 0;  // let bad requests through to the server
+  // Let bad requests through to the server, but keep the framing right
+  // (PAYLOAD_LEN on extended writes).
+  co.strict = kStrictAutoFlag;
   auto p = Connect(co);
   Client& c = p->client();
   std::vector<uint8_t> buf(8);
@@ -455,7 +457,7 @@ TEST_P(ClientServerTest, ReadFailingAfterDataChunks) {
 TEST_P(ClientServerTest, ReadOnlyExport) {
   MemoryBackend ro(kSize, MemoryBackend::kDefaultPageSize, /*read_only=*/true);
   ClientOptions co = ClientOpts();
-  co.strict = 0;
+  co.strict = kStrictAutoFlag;
   auto p = Connect(co, &ro);
   Client& c = p->client();
   EXPECT_TRUE(c.is_read_only());
@@ -494,6 +496,26 @@ TEST_P(ClientServerTest, PayloadLenWrites) {
   std::vector<uint8_t> back(data.size());
   ASSERT_TRUE(p->Wait(c.Read(777, absl::MakeSpan(back))).ok());
   EXPECT_EQ(back, data);
+}
+
+// A client that breaks the spec's MUST (a WRITE without PAYLOAD_LEN under
+// extended headers, possible only with kStrictAutoFlag cleared): the
+// server sees no payload and answers EINVAL; the data that follows is not
+// a request, so the server drops the connection. The data never reaches
+// the export.
+TEST_P(ClientServerTest, WriteWithoutPayloadLenNeverReachesTheExport) {
+  if (!mode().extended) GTEST_SKIP() << "needs extended headers";
+  ClientOptions co = ClientOpts();
+  co.strict = kStrictAll & ~kStrictAutoFlag;
+  auto p = Connect(co);
+  Client& c = p->client();
+  const auto data = Pattern(4096, 9);
+  absl::Status s = p->Wait(c.Write(0, data));
+  // EINVAL, or the connection's end if the server died before the reply
+  // went out: either way the write failed.
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(p->server().phase(), ServerPhase::kTransmission);
+  EXPECT_EQ(backend_.allocated_pages(), 0u);
 }
 
 TEST_P(ClientServerTest, Disconnect) {

@@ -179,7 +179,8 @@ const OptionSpec& OptionsFor(absl::string_view command) {
       {"serve",
        {{"--read-only"},
         {"--memory", "--file", "--null", "--socket", "--port", "--name",
-         "--description"}}},
+         "--description", "--max-connections", "--handshake-timeout",
+         "--max-queued-replies"}}},
       {"demo", {{}, {"--size"}}},
   };
   static const OptionSpec kNone;

@@ -1,11 +1,16 @@
 // `nbd serve`: the embedded epoll server in the foreground until SIGINT or
-// SIGTERM. With --debug, every connection's protocol trace goes to stderr
-// as "nbd: debug: [conn N]: <line>" (N counts accepted connections from 1).
+// SIGTERM, with the server's bounds (EpollServerOptions) as options:
+// --max-connections, --handshake-timeout, --max-queued-replies. With --debug,
+// every connection's protocol trace goes to stderr as "nbd: debug: [conn N]:
+// <line>" (N counts accepted connections from 1).
 #include <signal.h>
+#include <sys/resource.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
+#include <limits>
 #include <memory>
 #include <string>
 #include <utility>
@@ -15,6 +20,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/time.h"
 #include "adapters/server/backend.h"
 #include "adapters/server/epoll_server.h"
 #include "adapters/server/file_backend.h"
@@ -112,6 +119,51 @@ absl::StatusOr<std::shared_ptr<Backend>> MakeBackend(const ParsedArgs& a,
   return std::shared_ptr<Backend>(std::move(null));
 }
 
+// The bounds of --max-connections, --handshake-timeout and
+// --max-queued-replies (EpollServerOptions has the defaults), or a usage
+// error message.
+absl::Status ParseBounds(const ParsedArgs& a, EpollServerOptions* o) {
+  if (const std::string* v = a.Value("--max-connections")) {
+    uint64_t n = 0;
+    if (!absl::SimpleAtoi(*v, &n) || n == 0 || n > (1u << 20)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "serve: invalid --max-connections '", *v, "' (1 to 1048576)"));
+    }
+    o->max_connections = static_cast<size_t>(n);
+  }
+  if (const std::string* v = a.Value("--handshake-timeout")) {
+    absl::StatusOr<absl::Duration> d = ParseSeconds(*v);
+    if (!d.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("serve: --handshake-timeout: ", d.status().message()));
+    }
+    o->handshake_timeout = *d;
+  }
+  if (const std::string* v = a.Value("--max-queued-replies")) {
+    absl::StatusOr<uint64_t> n = ParseSize(*v);
+    if (!n.ok() || *n == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("serve: invalid --max-queued-replies '", *v, "'"));
+    }
+    o->session.output_high_water = static_cast<size_t>(
+        std::min<uint64_t>(*n, std::numeric_limits<size_t>::max()));
+  }
+  return absl::OkStatus();
+}
+
+// Raises the soft open-file limit towards the hard one so that
+// `connections` fit (EpollServer::Create lowers max_connections to what the
+// limit allows; this makes that rare).
+void RaiseDescriptorLimit(size_t connections) {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  const rlim_t want = static_cast<rlim_t>(connections) + 64;
+  if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= want) return;
+  rl.rlim_cur =
+      rl.rlim_max == RLIM_INFINITY ? want : std::min(want, rl.rlim_max);
+  setrlimit(RLIMIT_NOFILE, &rl);
+}
+
 }  // namespace
 
 int ServeCommand(const std::vector<std::string>& args, const GlobalOptions& g) {
@@ -143,6 +195,9 @@ int ServeCommand(const std::vector<std::string>& args, const GlobalOptions& g) {
                         UsageFor("serve"));
     }
     options.tcp_port = static_cast<uint16_t>(port);
+  }
+  if (absl::Status s = ParseBounds(*parsed, &options); !s.ok()) {
+    return UsageError(s.message(), UsageFor("serve"));
   }
   std::string what;
   absl::StatusOr<std::shared_ptr<Backend>> backend =
@@ -180,6 +235,10 @@ int ServeCommand(const std::vector<std::string>& args, const GlobalOptions& g) {
   const std::string where = socket != nullptr
                                 ? absl::StrCat("socket ", *socket)
                                 : absl::StrCat("port ", *port_text);
+  const size_t wanted_connections = options.max_connections;
+  const absl::Duration hs_timeout = options.handshake_timeout;
+  const size_t queued_bound = options.session.output_high_water;
+  RaiseDescriptorLimit(wanted_connections);
   absl::StatusOr<std::unique_ptr<EpollServer>> server =
       EpollServer::Create(std::move(options));
   if (!server.ok()) {
@@ -189,9 +248,20 @@ int ServeCommand(const std::vector<std::string>& args, const GlobalOptions& g) {
   if (absl::Status s = (*server)->Start(); !s.ok()) {
     return Fail(absl::StrCat("serve on ", where, ": ", StatusText(s)));
   }
+  if ((*server)->max_connections() < wanted_connections) {
+    std::fprintf(stderr,
+                 "nbd: warning: serving at most %zu connections, not %zu: "
+                 "the open-file limit allows no more (ulimit -n)\n",
+                 (*server)->max_connections(), wanted_connections);
+  }
   std::printf("%s\n", (*server)->uri().c_str());
   std::fflush(stdout);
   Debug(g, absl::StrCat("serving ", what, " at ", (*server)->uri()));
+  Debug(g, absl::StrFormat(
+               "bounds: %d connections, handshake timeout %s, %d bytes of "
+               "queued replies per connection",
+               (*server)->max_connections(), absl::FormatDuration(hs_timeout),
+               queued_bound));
 
   int sig = 0;
   sigwait(&signals, &sig);

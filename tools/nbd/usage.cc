@@ -11,6 +11,8 @@ const char kMainUsage[] =
     "  bench URI [options]           measure an adapter against a server\n"
     "  serve (--memory SIZE | --file PATH | --null SIZE)\n"
     "        (--socket PATH | --port N) [--read-only] [--name NAME]\n"
+    "        [--max-connections N] [--handshake-timeout SECONDS]\n"
+    "        [--max-queued-replies SIZE]\n"
     "                                run the embedded NBD server\n"
     "  demo                          embedded server + every adapter\n"
     "global options (anywhere): --timeout SECONDS (default 30), --debug,\n"
@@ -28,7 +30,15 @@ const char kServeUsage[] =
     "usage: nbd serve (--memory SIZE | --file PATH | --null SIZE)\n"
     "                 (--socket PATH | --port N) [--read-only] [--name "
     "NAME]\n"
+    "                 [--max-connections N] [--handshake-timeout SECONDS]\n"
+    "                 [--max-queued-replies SIZE]\n"
     "  SIZE: bytes, or with a suffix K, M, G, T (1M = 1048576)\n"
+    "  --max-connections: open connections at most; more are closed at\n"
+    "    once (default 1024, lowered to fit the open-file limit)\n"
+    "  --handshake-timeout: drop a client not done negotiating after this\n"
+    "    long (default 10; 0: never)\n"
+    "  --max-queued-replies: stop reading from a client whose unsent\n"
+    "    replies exceed SIZE until they drain (default 16M)\n"
     "  with --debug, each connection's protocol trace goes to stderr\n";
 const char kDemoUsage[] = "usage: nbd demo [--size SIZE]\n";
 const char kCopyUsage[] =

@@ -49,6 +49,8 @@ class ServeTest : public ::testing::TestWithParam<bool> {  // extended?
   ServerOptions Options() const { return OptionsFor(recorder_); }
   Bytes R(Command c, uint64_t cookie, uint64_t off, uint64_t len,
           uint16_t flags = 0) {
+    // Under extended headers a WRITE MUST carry PAYLOAD_LEN.
+    if (extended() && c == Command::kWrite) flags |= kCmdFlagPayloadLen;
     return Req(extended(), c, cookie, off, len, flags);
   }
 

@@ -112,11 +112,20 @@ TEST(ClientArguments, PayloadLenIsForWritesUnderExtendedHeadersOnly) {
   absl::StatusOr<Cookie> r =
       c->Read(0, absl::MakeSpan(buffer), {.flags = kCmdFlagPayloadLen});
   EXPECT_EQ(StatusErrno(r.status()), EINVAL) << r.status();
-  // Compact headers: PAYLOAD_LEN does not exist yet.
-  r = c->Write(0, buffer, kCmdFlagPayloadLen);
-  EXPECT_FALSE(r.ok());
   EXPECT_EQ(c->in_flight(), 0u);
   EXPECT_EQ(c->pending_output_bytes(), 0u);
+  // Compact headers: PAYLOAD_LEN does not exist. The client manages the
+  // flag on writes (kStrictAutoFlag, like libnbd), so it is dropped...
+  r = c->Write(0, buffer, kCmdFlagPayloadLen);
+  EXPECT_TRUE(r.ok()) << r.status();
+  // ...unless the caller took that over, when kStrictCommands refuses it.
+  ClientOptions o;
+  o.strict = kStrictAll & ~kStrictAutoFlag;
+  auto manual = ReadyClient(o);
+  r = manual->Write(0, buffer, kCmdFlagPayloadLen);
+  EXPECT_EQ(StatusErrno(r.status()), ENOTSUP) << r.status();
+  EXPECT_EQ(manual->in_flight(), 0u);
+  EXPECT_EQ(manual->pending_output_bytes(), 0u);
 }
 
 TEST(ClientArguments, PayloadLimitIsClampedTo64MiB) {

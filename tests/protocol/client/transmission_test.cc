@@ -108,9 +108,13 @@ TEST_P(ClientWire, EveryCommandSendsItsRequest) {
     spec.ack_extended_headers = extended;
     Scenario s = ConnectedScenario({}, spec);
     ClientSends sent;
-    // Under extended headers the client may mark writes with PAYLOAD_LEN.
-    sent.Req("c", wc.command, wc.flags, wc.offset, wc.length,
-             extended ? kCmdFlagPayloadLen : 0);
+    // Under extended headers every WRITE carries PAYLOAD_LEN (the spec's
+    // MUST), and nothing else does.
+    const uint16_t flags =
+        extended && wc.command == Command::kWrite
+            ? static_cast<uint16_t>(wc.flags | kCmdFlagPayloadLen)
+            : wc.flags;
+    sent.Req("c", wc.command, flags, wc.offset, wc.length);
     if (wc.payload) sent.Payload(WriteData(wc.payload));
     s.Issue("c", wc.issue)
         .Expect(sent.Nothing())
@@ -189,7 +193,11 @@ TEST(ClientTransmission, SimpleRepliesWithoutStructuredReplies) {
   EXPECT_EQ(r.buffers["r"], Pattern(300, 9));
 }
 
-TEST(ClientTransmission, ExtendedWriteWithPayloadLenFlag) {
+// The spec: with extended headers a WRITE MUST set PAYLOAD_LEN, and
+// without them the flag does not exist. The client manages it like
+// libnbd (LIBNBD_STRICT_AUTO_FLAG): set or cleared whatever the caller
+// passed.
+TEST(ClientTransmission, ExtendedWriteAlwaysCarriesPayloadLen) {
   HandshakeSpec spec;
   spec.ack_extended_headers = true;
   Scenario s = ConnectedScenario({}, spec);
@@ -197,8 +205,55 @@ TEST(ClientTransmission, ExtendedWriteWithPayloadLenFlag) {
           [](Client& c, RunContext&) {
             return c.Write(0, WriteData(64), kCmdFlagPayloadLen);
           })
+      .Issue("v",
+             [](Client& c, RunContext&) { return c.Write(64, WriteData(32)); })
+      .Issue("f",
+             [](Client& c, RunContext&) {
+               return c.Write(96, WriteData(8), kCmdFlagFua);
+             })
       .Expect(ClientSends()
                   .Req("w", Command::kWrite, kCmdFlagPayloadLen, 0, 64)
+                  .Payload(WriteData(64))
+                  .Req("v", Command::kWrite, kCmdFlagPayloadLen, 64, 32)
+                  .Payload(WriteData(32))
+                  .Req("f", Command::kWrite, kCmdFlagPayloadLen | kCmdFlagFua,
+                       96, 8)
+                  .Payload(WriteData(8))
+                  .Nothing());
+  RunResult r = RunAllModes(s);
+  EXPECT_THAT(r.AfterConnected(),
+              ElementsAre("issue w -> cookie=1", "issue v -> cookie=2",
+                          "issue f -> cookie=3"));
+}
+
+TEST(ClientTransmission, CompactWriteNeverCarriesPayloadLen) {
+  HandshakeSpec spec;
+  spec.ack_extended_headers = false;
+  Scenario s = ConnectedScenario({}, spec);
+  s.Issue("w",
+          [](Client& c, RunContext&) {
+            return c.Write(0, WriteData(64), kCmdFlagPayloadLen);
+          })
+      .Expect(ClientSends()
+                  .Req("w", Command::kWrite, 0, 0, 64)
+                  .Payload(WriteData(64))
+                  .Nothing());
+  RunResult r = RunAllModes(s);
+  EXPECT_THAT(r.AfterConnected(), ElementsAre("issue w -> cookie=1"));
+}
+
+// With kStrictAutoFlag cleared the caller's flags go out as given: how a
+// test sends the WRITE a buggy client would (the server must then see no
+// payload).
+TEST(ClientTransmission, WithoutAutoFlagTheCallerDecides) {
+  HandshakeSpec spec;
+  spec.ack_extended_headers = true;
+  ClientOptions o;
+  o.strict = kStrictAll & ~kStrictAutoFlag;
+  Scenario s = ConnectedScenario(o, spec);
+  s.Issue("w", [](Client& c, RunContext&) { return c.Write(0, WriteData(64)); })
+      .Expect(ClientSends()
+                  .Req("w", Command::kWrite, 0, 0, 64)
                   .Payload(WriteData(64))
                   .Nothing());
   RunResult r = RunAllModes(s);

@@ -69,6 +69,25 @@ TEST(OutputQueueTest, PeekShowsEverySegmentKindInOrder) {
   EXPECT_EQ(q.Peek(absl::MakeSpan(slices, 2)), 2u);
 }
 
+// footprint(): the bytes plus a fixed cost per segment, so many small
+// segments weigh more than their bytes (what the server's output bound
+// counts).
+TEST(OutputQueueTest, FootprintCountsSegments) {
+  OutputQueue q;
+  EXPECT_EQ(q.footprint(), 0u);
+  const uint8_t byte = 7;
+  q.PushCopy({&byte, 1});
+  const size_t one = q.footprint();
+  EXPECT_GT(one, 64u);  // far more than the byte
+  q.PushCopy({&byte, 1});
+  EXPECT_EQ(q.footprint(), 2 * one);
+  std::vector<uint8_t> big(100000);
+  q.PushReference(big);
+  EXPECT_EQ(q.footprint(), 2 * one + big.size() + (one - 1));
+  q.Consume(q.pending_bytes(), [](SegmentTag) {});
+  EXPECT_EQ(q.footprint(), 0u);
+}
+
 TEST(OutputQueueTest, EmptyPushesAddNothing) {
   OutputQueue q;
   q.PushCopy({});

@@ -20,7 +20,9 @@ Bytes Transcript(bool extended) {
       Opt(extended ? Option::kExtendedHeaders : Option::kStructuredReply),
       Opt(Option::kSetMetaContext, MetaData("disk", {"base:allocation"})),
       Opt(Option::kGo, GoData("disk")),
-      Req(extended, Command::kWrite, 1, 0, 16),
+      // Under extended headers a WRITE MUST carry PAYLOAD_LEN.
+      Req(extended, Command::kWrite, 1, 0, 16,
+          extended ? kCmdFlagPayloadLen : uint16_t{0}),
       Bytes(16, 0x42),
       Req(extended, Command::kRead, 2, 0, 4096),
       Req(extended, Command::kBlockStatus, 3, 0, 65536),

@@ -1,5 +1,6 @@
 // ServerSession transmission phase with scripted requests: validation,
 // every command, and every reply form (simple, structured, extended).
+#include <algorithm>
 #include <cerrno>
 #include <memory>
 #include <string>
@@ -148,6 +149,103 @@ TEST_F(TransmissionTest, ExtendedWriteWithPayloadLen) {
   auto reqs = TakeRequests(*s_);
   ASSERT_EQ(reqs.size(), 1u);
   EXPECT_EQ(reqs[0].payload.size(), 1000u);
+}
+
+// The bug this guards against: a WRITE without PAYLOAD_LEN under extended
+// headers was read as if `length` bytes of payload followed, so the next
+// requests' bytes were written into the export. The flag is a MUST for
+// WRITE and without it there is no payload: the session answers EINVAL
+// and reads the very next bytes as the next request, whatever the split.
+TEST_F(TransmissionTest, ExtendedWriteWithoutPayloadLenHasNoPayload) {
+  for (size_t split : {size_t{0}, size_t{1}, size_t{7}}) {
+    SCOPED_TRACE(split);
+    Start({true, true});
+    // 64 bytes after the WRITE header: exactly two READ headers.
+    Bytes in =
+        Concat({R(Command::kWrite, 1, 0, 64, kCmdFlagFua),
+                R(Command::kRead, 2, 0, 8), R(Command::kRead, 3, 8, 8),
+                R(Command::kWrite, 4, 0, 2, kCmdFlagPayloadLen), Bytes{7, 7}});
+    Bytes out;
+    if (split == 0) {
+      out = FeedAll(*s_, in);
+    } else {
+      for (size_t at = 0; at < in.size(); at += split) {
+        Bytes piece(in.begin() + at,
+                    in.begin() + std::min(in.size(), at + split));
+        Bytes o = FeedAll(*s_, piece);
+        out.insert(out.end(), o.begin(), o.end());
+      }
+    }
+    auto reqs = TakeRequests(*s_);
+    ASSERT_EQ(reqs.size(), 3u);
+    EXPECT_EQ(reqs[0].command, Command::kRead);
+    EXPECT_EQ(reqs[0].cookie, 2u);
+    EXPECT_EQ(reqs[1].command, Command::kRead);
+    EXPECT_EQ(reqs[1].cookie, 3u);
+    EXPECT_EQ(reqs[2].command, Command::kWrite);
+    EXPECT_EQ(reqs[2].cookie, 4u);
+    EXPECT_EQ(Bytes(reqs[2].payload.begin(), reqs[2].payload.end()),
+              (Bytes{7, 7}));
+    auto replies = ParseReplies(out);
+    ASSERT_EQ(replies.size(), 1u);
+    EXPECT_EQ(replies[0].cookie, 1u);
+    EXPECT_EQ(replies[0].flags, kReplyFlagDone);
+    EXPECT_EQ(ErrorOf(replies[0]), kEinval);
+    EXPECT_EQ(s_->phase(), ServerPhase::kTransmission);
+  }
+}
+
+// Lengths are effect lengths without PAYLOAD_LEN, so even a huge WRITE
+// length is only an invalid request, not a payload to wait for.
+TEST_F(TransmissionTest, ExtendedWriteWithoutPayloadLenAnyLength) {
+  Start({true, true});
+  for (uint64_t len : {uint64_t{0}, uint64_t{1} << 40, ~uint64_t{0}}) {
+    auto replies = Rejected(R(Command::kWrite, 1, 0, len));
+    ASSERT_EQ(replies.size(), 1u);
+    EXPECT_EQ(ErrorOf(replies[0]), kEinval);
+  }
+  FeedAll(*s_, R(Command::kRead, 2, 0, 8));
+  EXPECT_EQ(TakeRequests(*s_).size(), 1u);
+}
+
+// Commands that take no payload but come with PAYLOAD_LEN: the payload is
+// consumed (the spec's SHOULD) and the request refused with EINVAL.
+TEST_F(TransmissionTest, ExtendedPayloadOnOtherCommandsIsSkipped) {
+  Start({true, true}, /*meta=*/true);
+  for (Command c : {Command::kRead, Command::kFlush, Command::kTrim,
+                    Command::kCache, Command::kWriteZeroes,
+                    Command::kBlockStatus, static_cast<Command>(42)}) {
+    SCOPED_TRACE(static_cast<int>(c));
+    // The payload looks like a READ header: it must not be taken for one.
+    Bytes payload = R(Command::kRead, 9, 0, 8);
+    auto replies = Rejected(
+        Concat({R(c, 1, 0, payload.size(), kCmdFlagPayloadLen), payload}));
+    ASSERT_EQ(replies.size(), 1u);
+    EXPECT_EQ(ErrorOf(replies[0]), kEinval);
+  }
+  FeedAll(*s_, R(Command::kRead, 2, 0, 8));
+  EXPECT_EQ(TakeRequests(*s_).size(), 1u);
+}
+
+// A PAYLOAD_LEN length above the maximum payload drops the connection at
+// once (the spec's SHOULD), on any command: nothing is buffered or skipped.
+TEST_F(TransmissionTest, ExtendedPayloadAboveMaximumDropsTheConnection) {
+  const uint64_t max = TestOptions().exports[0].max_block;
+  for (Command c : {Command::kWrite, Command::kBlockStatus, Command::kRead}) {
+    SCOPED_TRACE(static_cast<int>(c));
+    Start({true, true}, /*meta=*/true);
+    EXPECT_FALSE(s_->Feed(R(c, 1, 0, max + 1, kCmdFlagPayloadLen)).ok());
+    EXPECT_EQ(s_->phase(), ServerPhase::kDead);
+    EXPECT_EQ(StatusErrno(s_->dead_reason()), EOVERFLOW);
+  }
+  // Exactly the maximum is a payload like any other.
+  Start({true, true});
+  Bytes payload(max, 3);
+  FeedAll(*s_,
+          Concat({R(Command::kWrite, 1, 0, max, kCmdFlagPayloadLen), payload}));
+  auto reqs = TakeRequests(*s_);
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_EQ(reqs[0].payload.size(), max);
 }
 
 TEST_F(TransmissionTest, OtherCommandsReachTheEmbedder) {
@@ -357,7 +455,13 @@ TEST_F(TransmissionTest, ReadErrorMisuseIsRejected) {
 
 TEST_F(TransmissionTest, HugePayloadDropsTheConnection) {
   Start({true, true});
-  EXPECT_FALSE(s_->Feed(R(Command::kWrite, 1, 0, uint64_t{1} << 40)).ok());
+  EXPECT_FALSE(
+      s_->Feed(R(Command::kWrite, 1, 0, uint64_t{1} << 40, kCmdFlagPayloadLen))
+          .ok());
+  EXPECT_EQ(s_->phase(), ServerPhase::kDead);
+  // Compact: above max_discard_payload.
+  Start({true, false});
+  EXPECT_FALSE(s_->Feed(R(Command::kWrite, 1, 0, 0xffffffff)).ok());
   EXPECT_EQ(s_->phase(), ServerPhase::kDead);
 }
 
@@ -414,6 +518,70 @@ TEST_F(TransmissionTest, ReplyAfterDeathIsDropped) {
   EXPECT_TRUE(absl::IsFailedPrecondition(st));
   EXPECT_EQ(s_->in_flight(), 0u);
   EXPECT_EQ(s_->pending_output_bytes(), 0u);
+}
+
+// Unsent replies above output_high_water stop the input at the next
+// message, until the output drains: a client that never reads cannot make
+// the session queue without bound.
+TEST_F(TransmissionTest, OutputHighWaterPausesInput) {
+  ServerOptions o = TestOptions();
+  o.output_high_water = 64 * 1024;
+  o.max_in_flight = 4;
+  Start({true, true}, false, o);
+  Bytes in;
+  for (int i = 0; i < 100; ++i) {
+    in = Concat({in, R(Command::kRead, i, 0, 4096)});
+  }
+  size_t fed = 0;
+  while (fed < in.size()) {
+    absl::StatusOr<size_t> n = s_->Feed(ByteSpan(in).subspan(fed));
+    ASSERT_TRUE(n.ok());
+    fed += *n;
+    for (const ServerRequest& r : TakeRequests(*s_)) {
+      Bytes data(r.length, 1);
+      ReadPiece p = ReadPiece::Data(r.offset, data);
+      ASSERT_TRUE(s_->ReplyRead(r.handle, {&p, 1},
+                                std::make_shared<Bytes>(std::move(data)))
+                      .ok());
+    }
+    if (*n == 0) break;
+  }
+  EXPECT_LT(fed, in.size());
+  EXPECT_EQ(fed % kExtendedRequestSize, 0u);  // at a message boundary
+  EXPECT_TRUE(s_->RecvBuffer().empty());
+  EXPECT_EQ(s_->wants(), Direction::kWrite);
+  // Over the mark by at most the replies to the requests that were in
+  // flight when it was crossed (4 here, each 4096 + 40 bytes).
+  EXPECT_GT(s_->pending_output_bytes(), 60 * 1024u);
+  EXPECT_LE(s_->pending_output_bytes(), 64 * 1024u + 4 * (4096 + 40));
+  // Once the output drains, input resumes.
+  TakeOutput(*s_);
+  EXPECT_EQ(s_->wants(), Direction::kRead);
+  absl::StatusOr<size_t> n = s_->Feed(ByteSpan(in).subspan(fed));
+  ASSERT_TRUE(n.ok());
+  EXPECT_GT(*n, 0u);
+}
+
+// The bound counts the queue's bookkeeping too: thousands of small error
+// replies pause the input long before their bytes alone reach the mark.
+TEST_F(TransmissionTest, OutputHighWaterCountsSmallRepliesAtTheirCost) {
+  ServerOptions o = TestOptions();
+  o.output_high_water = 64 * 1024;
+  Start({true, false}, false, o);
+  Bytes in;
+  for (int i = 0; i < 5000; ++i) {
+    in = Concat({in, R(static_cast<Command>(99), i, 0, 0)});  // EINVAL
+  }
+  absl::StatusOr<size_t> n = s_->Feed(in);
+  ASSERT_TRUE(n.ok());
+  EXPECT_LT(*n, in.size());
+  EXPECT_TRUE(s_->RecvBuffer().empty());
+  // Each error reply is about 40 bytes; the queue stopped at well under
+  // 64 KiB of them.
+  EXPECT_LT(s_->pending_output_bytes(), 32 * 1024u);
+  const size_t replies = ParseReplies(TakeOutput(*s_)).size();
+  EXPECT_EQ(replies, *n / kRequestSize);
+  EXPECT_GT(replies, 100u);
 }
 
 TEST_F(TransmissionTest, KeepaliveAndReplySentFollowTheLastByte) {
