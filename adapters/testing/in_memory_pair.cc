@@ -334,10 +334,11 @@ bool InMemoryPair::RunUntilQuiet(Split to_server, Split to_client,
   return false;
 }
 
-absl::Status InMemoryPair::Wait(absl::StatusOr<Cookie> cookie) {
+absl::Status InMemoryPair::Wait(absl::StatusOr<Cookie> cookie, Split to_server,
+                                Split to_client) {
   if (!cookie.ok()) return cookie.status();
   for (;;) {
-    RunUntilQuiet();
+    RunUntilQuiet(to_server, to_client);
     if (std::optional<CommandCompleted> c = CompletionOf(*cookie)) {
       return c->status;
     }

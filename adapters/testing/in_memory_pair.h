@@ -226,7 +226,8 @@ class InMemoryPair {
   // Runs until quiet and returns the status of the command `cookie`
   // (executing held requests if nothing else moves); `cookie`'s own error
   // if it is one, and Internal if the command did not complete.
-  absl::Status Wait(absl::StatusOr<Cookie> cookie);
+  absl::Status Wait(absl::StatusOr<Cookie> cookie, Split to_server = {},
+                    Split to_client = {});
 
   // Both cores are closed or dead.
   bool finished() const;
