@@ -97,6 +97,10 @@ size_t InMemoryPair::Send(Wire& w, Core& core, size_t max) {
     size_t take = 0;
     for (size_t i = 0; i < n && moved + take < max; ++i) {
       const size_t len = std::min(slices[i].size, max - moved - take);
+      if (tap_) {
+        tap_(&w == &c2s_ ? Stream::kClientToServer : Stream::kServerToClient,
+             absl::MakeConstSpan(slices[i].data, len));
+      }
       if (!w.reader_closed && !w.ended) {
         w.bytes.insert(w.bytes.end(), slices[i].data, slices[i].data + len);
       }
@@ -164,6 +168,7 @@ size_t InMemoryPair::Deliver(Wire& w, Core& core, Split split, size_t max) {
   if (!Terminal(core) && !w.ended) {
     if (w.cut_at.has_value() && w.delivered == *w.cut_at) {
       w.ended = true;
+      w.end = w.cut_error;
       w.bytes.clear();
       if (w.cut_error.ok()) {
         core.FeedEof();
@@ -207,6 +212,11 @@ uint64_t InMemoryPair::delivered(Stream stream) const {
   return wire(stream).delivered;
 }
 bool InMemoryPair::ended(Stream stream) const { return wire(stream).ended; }
+std::optional<absl::Status> InMemoryPair::end(Stream stream) const {
+  const Wire& w = wire(stream);
+  if (!w.ended) return std::nullopt;
+  return w.end;
+}
 
 void InMemoryPair::Propagate() {
   // A core that ended has closed its socket: it reads nothing more, and

@@ -46,6 +46,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -54,6 +55,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "adapters/server/backend.h"
 #include "protocol/client/client.h"
 #include "protocol/client/events.h"
@@ -150,6 +152,15 @@ class InMemoryPair {
   uint64_t delivered(Stream stream) const;
   // Whether the receiver of `stream` has been given EOF or an error.
   bool ended(Stream stream) const;
+  // What ended `stream` for its receiver: nullopt while it has not ended,
+  // OK for EOF, else the transport error of a cut.
+  std::optional<absl::Status> end(Stream stream) const;
+
+  // Calls `tap` with every byte sent into either stream, in order, before
+  // any cut or discard (so offsets match sent()). For tests that decode
+  // the wire on their own. Replaces an earlier tap; empty to remove.
+  using Tap = std::function<void(Stream, absl::Span<const uint8_t>)>;
+  void set_tap(Tap tap) { tap_ = std::move(tap); }
 
   // ---- Events
   // ----------------------------------------------------------------- Pops the
@@ -248,6 +259,7 @@ class InMemoryPair {
     std::optional<uint64_t> cut_at;
     absl::Status cut_error;  // OK: EOF
     bool ended = false;      // EOF or an error was delivered
+    absl::Status end;        // what was delivered, once ended
   };
 
   Wire& wire(Stream s) { return s == Stream::kClientToServer ? c2s_ : s2c_; }
@@ -269,6 +281,7 @@ class InMemoryPair {
   std::unique_ptr<ServerSession> server_;
   Wire c2s_;
   Wire s2c_;
+  Tap tap_;
   bool auto_serve_ = true;
   std::deque<ServerRequest> held_;
   std::vector<ClientEvent> client_events_;

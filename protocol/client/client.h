@@ -257,7 +257,8 @@ class Client {
   // at the top of this file.
   absl::StatusOr<Cookie> Read(uint64_t offset, absl::Span<uint8_t> buffer,
                               ReadOptions options = {});
-  // flags: FUA, PAYLOAD_LEN (extended headers only).
+  // flags: FUA, PAYLOAD_LEN (extended headers only; with extended headers
+  // the client sets it on every WRITE anyway, as the spec requires).
   absl::StatusOr<Cookie> Write(uint64_t offset, absl::Span<const uint8_t> data,
                                uint16_t flags = 0, uint64_t tag = 0);
   absl::StatusOr<Cookie> Flush(uint16_t flags = 0, uint64_t tag = 0);

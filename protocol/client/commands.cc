@@ -246,6 +246,10 @@ absl::StatusOr<Cookie> Client::Impl::Write(uint64_t offset,
       !s.ok()) {
     return s;
   }
+  // With extended headers a WRITE MUST carry PAYLOAD_LEN (the spec; libnbd
+  // sets it too): a server may otherwise take the payload for the next
+  // requests, or refuse the write and read the payload as requests.
+  if (extended_) flags |= kCmdFlagPayloadLen;
   return Queue(Command::kWrite, flags, offset, data.size(), nullptr, data,
                false, tag);
 }
