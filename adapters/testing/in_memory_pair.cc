@@ -88,6 +88,16 @@ InMemoryPair::~InMemoryPair() = default;
 
 // ---- Moving bytes -----------------------------------------------------------
 
+void InMemoryPair::Wire::Pop(size_t n) {
+  head += n;
+  if (head == bytes.size()) {
+    Clear();
+  } else if (head >= (size_t{1} << 20) && head >= bytes.size() / 2) {
+    bytes.erase(bytes.begin(), bytes.begin() + static_cast<ptrdiff_t>(head));
+    head = 0;
+  }
+}
+
 template <typename Core>
 size_t InMemoryPair::Send(Wire& w, Core& core, size_t max) {
   size_t moved = 0;
@@ -123,9 +133,8 @@ size_t InMemoryPair::Deliver(Wire& w, Core& core, Split split, size_t max) {
   if (w.reader_closed || w.ended || Terminal(core)) return 0;
   const size_t piece = std::max<size_t>(split.piece, 1);
   size_t moved = 0;
-  std::vector<uint8_t> chunk;
   while (moved < max) {
-    uint64_t avail = w.bytes.size();
+    uint64_t avail = w.size();
     if (w.cut_at.has_value()) {
       avail = std::min<uint64_t>(avail, *w.cut_at - w.delivered);
     }
@@ -134,8 +143,7 @@ size_t InMemoryPair::Deliver(Wire& w, Core& core, Split split, size_t max) {
     if (n == 0) break;
     size_t used = 0;
     if (split.path == InputPath::kFeed) {
-      chunk.assign(w.bytes.begin(), w.bytes.begin() + n);
-      absl::StatusOr<size_t> r = core.Feed(chunk);
+      absl::StatusOr<size_t> r = core.Feed({w.front(), n});
       if (!r.ok()) {
         if (!Terminal(core)) {
           anomalies_.push_back(
@@ -150,7 +158,7 @@ size_t InMemoryPair::Deliver(Wire& w, Core& core, Split split, size_t max) {
       absl::Span<uint8_t> buf = core.RecvBuffer();
       const size_t k = std::min(n, buf.size());
       if (k > 0) {
-        std::copy(w.bytes.begin(), w.bytes.begin() + k, buf.begin());
+        std::copy(w.front(), w.front() + k, buf.begin());
         absl::Status s = core.CommitRecv(k);
         if (!s.ok() && !Terminal(core)) {
           anomalies_.push_back(
@@ -160,7 +168,7 @@ size_t InMemoryPair::Deliver(Wire& w, Core& core, Split split, size_t max) {
       }
       used = k;
     }
-    w.bytes.erase(w.bytes.begin(), w.bytes.begin() + used);
+    w.Pop(used);
     w.delivered += used;
     moved += used;
     if (Terminal(core) || used < n) break;
@@ -169,13 +177,13 @@ size_t InMemoryPair::Deliver(Wire& w, Core& core, Split split, size_t max) {
     if (w.cut_at.has_value() && w.delivered == *w.cut_at) {
       w.ended = true;
       w.end = w.cut_error;
-      w.bytes.clear();
+      w.Clear();
       if (w.cut_error.ok()) {
         core.FeedEof();
       } else {
         core.FeedTransportError(w.cut_error);
       }
-    } else if (w.writer_closed && w.bytes.empty()) {
+    } else if (w.writer_closed && w.size() == 0) {
       w.ended = true;
       core.FeedEof();
     }
@@ -205,7 +213,7 @@ size_t InMemoryPair::DeliverToClient(Split split, size_t max) {
 }
 
 size_t InMemoryPair::wire_bytes(Stream stream) const {
-  return wire(stream).bytes.size();
+  return wire(stream).size();
 }
 uint64_t InMemoryPair::sent(Stream stream) const { return wire(stream).sent; }
 uint64_t InMemoryPair::delivered(Stream stream) const {
@@ -224,12 +232,12 @@ void InMemoryPair::Propagate() {
   if (Terminal(*client_)) {
     c2s_.writer_closed = true;
     s2c_.reader_closed = true;
-    s2c_.bytes.clear();
+    s2c_.Clear();
   }
   if (Terminal(*server_)) {
     s2c_.writer_closed = true;
     c2s_.reader_closed = true;
-    c2s_.bytes.clear();
+    c2s_.Clear();
   }
 }
 

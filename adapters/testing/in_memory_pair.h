@@ -251,7 +251,16 @@ class InMemoryPair {
 
  private:
   struct Wire {
-    std::deque<uint8_t> bytes;
+    // Bytes in flight are bytes[head, bytes.size()).
+    std::vector<uint8_t> bytes;
+    size_t head = 0;
+    size_t size() const { return bytes.size() - head; }
+    const uint8_t* front() const { return bytes.data() + head; }
+    void Pop(size_t n);
+    void Clear() {
+      bytes.clear();
+      head = 0;
+    }
     uint64_t sent = 0;
     uint64_t delivered = 0;
     bool writer_closed = false;  // EOF once drained
