@@ -89,6 +89,7 @@ struct Cmd {
   bool executed = false;
   bool faulted = false;
   int fault_errno = 0;
+  int rejected = 0;  // the errno the session itself must answer with
   uint64_t read_before = 0;
   std::vector<uint8_t> snapshot;  // READ/BLOCK_STATUS: the model then
 
@@ -173,12 +174,13 @@ class Simulation {
   void RandomAction();
   void IssueRandomCommand(Conn& c);
   void IssueInvalidCommand(Conn& c);
+  void IssueRejectedCommand(Conn& c);
   // Issues a command. A valid one must be accepted while the connection
   // is up; any must be refused once it is not.
   absl::StatusOr<Cookie> Issue(Conn& c, Command type, uint16_t flags,
                                uint64_t offset, uint64_t length,
                                bool report_chunks, std::vector<uint8_t> data,
-                               bool valid);
+                               bool valid, int rejected = 0);
   void Execute(Conn& c, size_t index, bool allow_fault);
   void RandomCut(Conn& c);
   void RandomEnd(Conn& c);
@@ -219,7 +221,7 @@ class Simulation {
 
   // Fault profile of this run.
   uint64_t fault_per_mille_ = 0;  // backend errors per executed request
-  bool cuts_ = false;  // connections get cut
+  bool cuts_ = false;             // connections get cut
   uint64_t invalid_per_mille_ = 0;
   uint64_t max_commands_in_flight_ = 0;
   uint64_t actions_ = 0;
@@ -263,15 +265,16 @@ void Simulation::AddConn(ClientOptions copts, ServerOptions sopts) {
   });
   Log(absl::StrFormat(
       "conn%d: client extended=%d structured=%d base_allocation=%d "
-      "block_size=%d max_payload=%d readahead=%d trace=%d; server "
+      "block_size=%d max_payload=%d readahead=%d trace=%d strict=0x%x; server "
       "allow_extended=%d allow_structured=%d max_in_flight=%d "
       "high_water=%d reply_sent=%d trace=%d",
       c->id, c->copts.request_extended_headers,
       c->copts.request_structured_replies, c->copts.request_base_allocation,
       c->copts.request_block_size, c->copts.max_payload,
-      c->copts.recv_readahead, c->copts.trace, c->sopts.allow_extended_headers,
-      c->sopts.allow_structured_replies, c->sopts.max_in_flight,
-      c->sopts.output_high_water, c->sopts.report_reply_sent, c->sopts.trace));
+      c->copts.recv_readahead, c->copts.trace, c->copts.strict,
+      c->sopts.allow_extended_headers, c->sopts.allow_structured_replies,
+      c->sopts.max_in_flight, c->sopts.output_high_water,
+      c->sopts.report_reply_sent, c->sopts.trace));
   conns_.push_back(std::move(c));
 }
 
@@ -332,6 +335,8 @@ void Simulation::ConfigureRandom() {
     co.max_payload = Pick<uint32_t>({kDefaultMaxPayload, 65536, 1u << 20});
     co.recv_readahead = Pick<size_t>({0, 0, 1, 16, 4096});
     co.trace = P(1, 10);
+    // Some clients check nothing, so invalid requests reach the session.
+    if (P(1, 5)) co.strict = 0;
     ServerOptions so;
     so.exports.push_back(e);
     so.allow_extended_headers = P(8, 10);
@@ -477,6 +482,17 @@ void Simulation::OnCompleted(Conn& c, const CommandCompleted& e, size_t index) {
                                     cmd.tag, CommandName(cmd.type)));
   }
   const int err = StatusErrno(e.status);
+  if (cmd.rejected != 0) {
+    e.status.ok() ? ++result_.completed_ok : ++result_.completed_error;
+    if (err != cmd.rejected && err != ENOTCONN) {
+      return Fail(&c, absl::StrFormat("cookie %d (%s), which the server must "
+                                      "refuse with errno %d, completed with "
+                                      "%s",
+                                      e.cookie, CommandName(cmd.type),
+                                      cmd.rejected, Str(e.status)));
+    }
+    return;
+  }
   if (e.status.ok()) {
     ++result_.completed_ok;
     if (!cmd.executed || cmd.faulted) {
@@ -675,6 +691,11 @@ void Simulation::CheckServerEvents(Conn& c) {
       }
       Cmd& cmd = it->second;
       if (cmd.seen) return Fail(&c, "the server got a request twice");
+      if (cmd.rejected != 0) {
+        return Fail(&c, absl::StrFormat("the session passed on cookie %d, "
+                                        "which it must refuse with errno %d",
+                                        r->cookie, cmd.rejected));
+      }
       if (cmd.completed && StatusErrno(cmd.status) == ENOTCONN &&
           c.abandon_called && !Ended(c.client())) {
         return Fail(&c, absl::StrFormat("cookie %d reached the server after "
@@ -762,6 +783,13 @@ void Simulation::CheckEnd(Conn& c) {
       }
     }
     const bool withdrawn = c.abandon_called && !cmd.seen;
+    // Without a cut the server answers everything it got before it closes
+    // (commands accepted before Disconnect() complete normally).
+    if (c.cuts == 0 && !withdrawn) {
+      return Fail(&c, absl::StrFormat("cookie %d failed with ENOTCONN on a "
+                                      "connection that was not cut (%s)",
+                                      cookie, Str(cmd.status)));
+    }
     if (!with_end && !withdrawn) {
       return Fail(&c, absl::StrFormat("cookie %d failed with ENOTCONN while "
                                       "the connection was up (%s)",
@@ -888,8 +916,8 @@ bool Simulation::IssueExpected(Conn& c) {
 absl::StatusOr<Cookie> Simulation::Issue(Conn& c, Command type, uint16_t flags,
                                          uint64_t offset, uint64_t length,
                                          bool report_chunks,
-                                         std::vector<uint8_t> data,
-                                         bool valid) {
+                                         std::vector<uint8_t> data, bool valid,
+                                         int rejected) {
   Client& cl = c.client();
   Cmd cmd;
   cmd.type = type;
@@ -898,6 +926,7 @@ absl::StatusOr<Cookie> Simulation::Issue(Conn& c, Command type, uint16_t flags,
   cmd.length = length;
   cmd.report_chunks = report_chunks;
   cmd.tag = rng_();
+  cmd.rejected = rejected;
   cmd.data = std::move(data);
   absl::StatusOr<Cookie> cookie;
   switch (type) {
@@ -943,8 +972,9 @@ absl::StatusOr<Cookie> Simulation::Issue(Conn& c, Command type, uint16_t flags,
                         phase == ClientPhase::kNegotiating));
   // An ESHUTDOWN reply makes the client disconnect by itself, at a moment
   // the simulation does not see: then a refusal is fine.
-  const bool must_accept = valid && IssueExpected(c) && !c.eshutdown;
-  if (cookie.ok() && (must_refuse || !valid)) {
+  const bool must_accept =
+      (valid || rejected != 0) && IssueExpected(c) && !c.eshutdown;
+  if (cookie.ok() && (must_refuse || (!valid && rejected == 0))) {
     Fail(&c, absl::StrCat(CommandName(type),
                           " was accepted, expected a "
                           "refusal"));
@@ -1153,6 +1183,60 @@ void Simulation::IssueInvalidCommand(Conn& c) {
   }
 }
 
+// A request a client without strict checks sends and the session must
+// answer itself, with the errno nbdkit would (requests.cc), or a zero-length
+// one it must pass on.
+void Simulation::IssueRejectedCommand(Conn& c) {
+  if (!IssueExpected(c) || c.eshutdown) return;
+  const ExportInfo& e = export_.info;
+  const uint64_t a = e.min_block;
+  const uint64_t size = export_.size;
+  const bool ro = e.read_only;
+  struct Bad {
+    Command type;
+    uint16_t flags;
+    uint64_t offset;
+    uint64_t length;
+    int errno_value;  // 0: passed on and answered OK
+  };
+  std::vector<Bad> bad = {
+      {Command::kRead, 0, size - a, 2 * a, EINVAL},
+      {Command::kRead, 0x100, 0, a, EINVAL},
+      {Command::kRead, 0, 0, 0, 0},
+  };
+  if (ro) {
+    bad.push_back({Command::kWrite, 0, 0, a, EPERM});
+  } else {
+    bad.push_back({Command::kWrite, 0, size, a, ENOSPC});
+    bad.push_back({Command::kWrite, 0, 0, 0, 0});
+    if (!e.can_fua) bad.push_back({Command::kWrite, kCmdFlagFua, 0, a, EINVAL});
+    bad.push_back(e.can_trim ? Bad{Command::kTrim, 0, size - a, 2 * a, ENOSPC}
+                             : Bad{Command::kTrim, 0, 0, a, EINVAL});
+    bad.push_back(e.can_zero ? Bad{Command::kWriteZeroes, 0, 0, 0, 0}
+                             : Bad{Command::kWriteZeroes, 0, 0, a, EINVAL});
+  }
+  if (e.max_block < (1u << 20)) {
+    bad.push_back({Command::kRead, 0, 0, e.max_block + a, EOVERFLOW});
+    if (!ro) bad.push_back({Command::kWrite, 0, 0, e.max_block + a, EOVERFLOW});
+  }
+  if (a > 1) bad.push_back({Command::kRead, 0, 1, a, EINVAL});
+  if (!e.can_flush) bad.push_back({Command::kFlush, 0, 0, 0, EINVAL});
+  bad.push_back(e.can_cache ? Bad{Command::kCache, 0, size, a, EINVAL}
+                            : Bad{Command::kCache, 0, 0, a, EINVAL});
+  if (!(e.can_df && c.structured)) {
+    bad.push_back({Command::kRead, kCmdFlagDf, 0, a, EINVAL});
+  }
+  bad.push_back(c.block_status ? Bad{Command::kBlockStatus, 0, 0, 0, EINVAL}
+                               : Bad{Command::kBlockStatus, 0, 0, a, EINVAL});
+  const Bad& b = bad[R(bad.size())];
+  if (b.offset + b.length > size && b.length > size) return;
+  std::vector<uint8_t> data;
+  if (b.type == Command::kWrite) data.assign(b.length, 3);
+  Issue(c, b.type, b.flags, b.offset, b.length, false, std::move(data),
+        b.errno_value == 0, b.errno_value)
+      .IgnoreError();
+}
+
 void Simulation::Execute(Conn& c, size_t index, bool allow_fault) {
   InMemoryPair& p = *c.pair;
   const ServerRequest r = p.held_requests()[index];
@@ -1296,7 +1380,11 @@ void Simulation::RandomAction() {
   const uint64_t pick = R(100);
   if (pick < 22) {
     if (P(invalid_per_mille_, 1000)) {
-      IssueInvalidCommand(c);
+      if (c.copts.strict == 0) {
+        IssueRejectedCommand(c);
+      } else {
+        IssueInvalidCommand(c);
+      }
     } else if (c.client().in_flight() < max_commands_in_flight_ ||
                !IssueExpected(c)) {
       IssueRandomCommand(c);
@@ -1397,11 +1485,12 @@ SimResult Simulation::Run() {
     c.pair->RunUntilQuiet();
     Check(c);
     if (c.connected && IssueExpected(c)) {
-      std::vector<uint8_t> data(8192);
+      // Pages are 4096 bytes: the READs see a hole, data, a hole.
+      std::vector<uint8_t> data(3000);
       for (size_t i = 0; i < data.size(); ++i) data[i] = uint8_t(i * 13 + 1);
-      Issue(c, Command::kWrite, 0, 4096, 8192, false, data, true).IgnoreError();
-      Issue(c, Command::kRead, 0, 0, 32768, true, {}, true).IgnoreError();
-      Issue(c, Command::kRead, 0, 0, 16384, true, {}, true).IgnoreError();
+      Issue(c, Command::kWrite, 0, 4096, 3000, false, data, true).IgnoreError();
+      Issue(c, Command::kRead, 0, 0, 12288, true, {}, true).IgnoreError();
+      Issue(c, Command::kRead, 0, 0, 9000, true, {}, true).IgnoreError();
       Issue(c, Command::kBlockStatus, 0, 0, 65536, false, {}, c.block_status)
           .IgnoreError();
       Issue(c, Command::kTrim, 0, 4096, 4096, false, {}, true).IgnoreError();
@@ -1410,7 +1499,7 @@ SimResult Simulation::Run() {
           .IgnoreError();
       Issue(c, Command::kFlush, 0, 0, 0, false, {}, true).IgnoreError();
       Issue(c, Command::kCache, 0, 0, 4096, false, {}, true).IgnoreError();
-      Issue(c, Command::kRead, c.structured ? kCmdFlagDf : 0, 0, 20000, true,
+      Issue(c, Command::kRead, c.structured ? kCmdFlagDf : 0, 0, 10000, true,
             {}, true)
           .IgnoreError();
       for (int i = 0; i < 100 && !failed_; ++i) {
@@ -1442,6 +1531,8 @@ SimResult Simulation::Run() {
     Finish();
     result_.bytes_c2s = c.pair->sent(Stream::kClientToServer);
     result_.bytes_s2c = c.pair->sent(Stream::kServerToClient);
+    result_.c2s_message_ends = c.c2s.boundaries();
+    result_.s2c_message_ends = c.s2c->boundaries();
     return result_;
   }
   for (action_ = 0; action_ < actions_ && !failed_; ++action_) {

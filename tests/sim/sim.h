@@ -47,6 +47,7 @@
 #include <optional>
 #include <ostream>
 #include <string>
+#include <vector>
 
 #include "adapters/testing/in_memory_pair.h"
 
@@ -62,13 +63,13 @@ struct SimOptions {
 // A fixed scenario instead of a random one: one connection issues a fixed
 // set of commands (every type, data and holes, a READ failing part-way),
 // every byte delivered whole; the stream `cut` is cut at `offset` with EOF
-// (`error` OK) or a transport error. For proving the oracle at every byte
-// of every message.
+// or (`transport_error`) ECONNRESET. UINT64_MAX cuts nothing: the
+// reference run. For proving the oracle at every point of every message.
 struct CutScenario {
   bool structured = true;
   bool extended = true;
   Stream cut = Stream::kServerToClient;
-  uint64_t offset = 0;
+  uint64_t offset = UINT64_MAX;
   bool transport_error = false;
 };
 
@@ -86,8 +87,12 @@ struct SimResult {
   uint64_t cuts = 0;
   uint64_t closed = 0;  // client ends
   uint64_t dead = 0;
-  uint64_t bytes_c2s = 0;  // stream sizes of the cut scenario's reference
+  // SimulateCut() only: the streams' sizes and message ends (for choosing
+  // the cut points of the next runs).
+  uint64_t bytes_c2s = 0;
   uint64_t bytes_s2c = 0;
+  std::vector<uint64_t> c2s_message_ends;
+  std::vector<uint64_t> s2c_message_ends;
 };
 
 SimResult Simulate(const SimOptions& options);
