@@ -31,6 +31,26 @@ std::vector<uint8_t> Bytes(size_t n, uint8_t seed) {
   return v;
 }
 
+// The example of docs/testing.md ("In-memory client and server").
+// [START in_memory_pair]
+TEST(InMemoryPairDoc, ReplyCutAfterTenBytes) {
+  InMemoryPair pair;  // a Client and a ServerSession on a 1 MiB memory export
+  ASSERT_TRUE(pair.RunUntilQuiet());  // the handshake
+  pair.set_auto_serve(false);         // hold requests until Execute()
+  std::vector<uint8_t> buf(4096);
+  const Cookie read = *pair.client().Read(0, absl::MakeSpan(buf));
+  ASSERT_TRUE(pair.RunUntilQuiet(Split::OneByte(), Split::OneByte()));
+  ASSERT_TRUE(pair.Execute(pair.held_requests()[0].handle).ok());
+  // The reply's 11th byte never arrives: the server's socket broke.
+  pair.BreakAt(Stream::kServerToClient,
+               pair.delivered(Stream::kServerToClient) + 10);
+  ASSERT_TRUE(pair.RunUntilQuiet(Split::OneByte(), Split::OneByte()));
+  EXPECT_EQ(pair.client().phase(), ClientPhase::kDead);  // inside a reply
+  EXPECT_EQ(StatusErrno(pair.CompletionOf(read)->status), ENOTCONN);
+  EXPECT_EQ(pair.server().phase(), ServerPhase::kClosed);  // EOF at a boundary
+}
+// [END in_memory_pair]
+
 TEST(InMemoryPairTest, HandshakeAndReadBack) {
   InMemoryPair pair(Options());
   ASSERT_TRUE(pair.RunUntilQuiet());
