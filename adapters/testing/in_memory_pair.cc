@@ -198,6 +198,17 @@ size_t InMemoryPair::SendClientOutput(size_t max) {
   return n;
 }
 
+size_t InMemoryPair::PinClientOutput(size_t n) {
+  n = std::min(n, client_->pending_output_bytes());
+  if (n == 0) return 0;
+  if (absl::Status s = client_->PinOutput(n); !s.ok()) {
+    anomalies_.push_back(
+        absl::StrCat("client PinOutput(", n, ") failed: ", s.ToString()));
+    return 0;
+  }
+  return n;
+}
+
 size_t InMemoryPair::DeliverToServer(Split split, size_t max) {
   return Deliver(c2s_, *server_, split, max);
 }

@@ -136,6 +136,12 @@ class InMemoryPair {
   // wire (ConsumeOutput). Once the server's side is closed the bytes are
   // consumed and discarded.
   size_t SendClientOutput(size_t max = kAll);
+  // Pins the first `n` bytes of the client's pending output
+  // (Client::PinOutput), as an asynchronous sender (io_uring) does while a
+  // send is in the kernel: Shutdown(kShutdownAbandonPending) may no longer
+  // withdraw their commands. The next SendClientOutput() sends them.
+  // Returns the bytes pinned (at most what is pending).
+  size_t PinClientOutput(size_t n);
   // Hands up to `max` bytes of the c2s wire to the server, `split` at a
   // time, stopping early when the server takes less (its in-flight or
   // output limit paused it, or it stopped reading). Then delivers EOF or a

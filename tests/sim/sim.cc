@@ -1389,7 +1389,11 @@ void Simulation::RandomAction() {
                !IssueExpected(c)) {
       IssueRandomCommand(c);
     }
-  } else if (pick < 32) {
+  } else if (pick < 23) {
+    // Some bytes handed to an asynchronous send, sent by a later action.
+    const size_t n = p.PinClientOutput(1 + R(256));
+    if (verbose() && n > 0) Log(absl::StrFormat("conn%d: c2s pin %d", c.id, n));
+  } else if (pick < 33) {
     const size_t n = p.SendClientOutput(RandomAmount());
     if (verbose() && n > 0)
       Log(absl::StrFormat("conn%d: c2s send %d", c.id, n));
