@@ -252,8 +252,7 @@ void InMemoryPair::Propagate() {
   }
 }
 
-// ---- Events
-// -------------------------------------------------------------------
+// ---- Events -----------------------------------------------------------------
 
 size_t InMemoryPair::PollClient() {
   size_t n = 0;
@@ -293,8 +292,7 @@ std::optional<CommandCompleted> InMemoryPair::CompletionOf(
   return std::nullopt;
 }
 
-// ---- Executing requests
-// -------------------------------------------------------
+// ---- Executing requests -----------------------------------------------------
 
 absl::Status InMemoryPair::Run(RequestHandle handle, Backend& backend) {
   auto it = std::find_if(
@@ -330,8 +328,7 @@ size_t InMemoryPair::ExecuteAll() {
   return n;
 }
 
-// ---- Faults
-// -------------------------------------------------------------------
+// ---- Faults -----------------------------------------------------------------
 
 void InMemoryPair::BreakAt(Stream stream, uint64_t offset, absl::Status error) {
   Wire& w = wire(stream);
@@ -340,8 +337,7 @@ void InMemoryPair::BreakAt(Stream stream, uint64_t offset, absl::Status error) {
   w.cut_error = std::move(error);
 }
 
-// ---- Running
-// ------------------------------------------------------------------
+// ---- Running ----------------------------------------------------------------
 
 bool InMemoryPair::Step(Split to_server, Split to_client) {
   const bool c2s_ended = c2s_.ended;

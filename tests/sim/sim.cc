@@ -130,8 +130,17 @@ struct Conn {
   bool transmission_started = false;
   bool disconnect_called = false;  // Disconnect() or Shutdown() accepted
   bool abandon_called = false;
-  bool shutdown_in_handshake = false;
-  bool eshutdown = false;  // a request was failed with ESHUTDOWN
+  bool shutdown_in_handshake = false;  // or NBD_OPT_ABORT (OptAbort)
+
+  // Option mode (ClientOptions::option_mode).
+  bool parked = false;  // Opt*() calls are allowed
+  std::optional<Option> pending_option;
+  int options_left = 0;                   // before OptGo()
+  std::string export_name = kExportName;  // as set by SetExportName()
+  size_t exports_listed = 0;
+  bool renegotiated = false;  // OptStructuredReply/OptExtendedHeaders OK
+  bool go_ok = false;         // OptGo() completed OK
+  bool eshutdown = false;     // a request was failed with ESHUTDOWN
   bool shutdown_write = false;
   size_t cuts = 0;
   // Actions at which this connection is cut, or shut down (scheduled by
@@ -195,6 +204,8 @@ class Simulation {
   void CheckClientEvents(Conn& c);
   void CheckServerEvents(Conn& c);
   void OnConnected(Conn& c);
+  void OnOptionCompleted(Conn& c, const OptionCompleted& e);
+  void OptionStep(Conn& c);
   void OnCompleted(Conn& c, const CommandCompleted& e, size_t index);
   void CheckEnd(Conn& c);
   bool IssueExpected(Conn& c);
@@ -227,8 +238,7 @@ class Simulation {
   uint64_t actions_ = 0;
 };
 
-// ---- Setup
-// -------------------------------------------------------------------
+// ---- Setup ------------------------------------------------------------------
 
 void Simulation::AddConn(ClientOptions copts, ServerOptions sopts) {
   auto c = std::make_unique<Conn>();
@@ -265,16 +275,17 @@ void Simulation::AddConn(ClientOptions copts, ServerOptions sopts) {
   });
   Log(absl::StrFormat(
       "conn%d: client extended=%d structured=%d base_allocation=%d "
-      "block_size=%d max_payload=%d readahead=%d trace=%d strict=0x%x; server "
+      "block_size=%d max_payload=%d readahead=%d trace=%d strict=0x%x "
+      "option_mode=%d; server "
       "allow_extended=%d allow_structured=%d max_in_flight=%d "
       "high_water=%d reply_sent=%d trace=%d",
       c->id, c->copts.request_extended_headers,
       c->copts.request_structured_replies, c->copts.request_base_allocation,
       c->copts.request_block_size, c->copts.max_payload,
       c->copts.recv_readahead, c->copts.trace, c->copts.strict,
-      c->sopts.allow_extended_headers, c->sopts.allow_structured_replies,
-      c->sopts.max_in_flight, c->sopts.output_high_water,
-      c->sopts.report_reply_sent, c->sopts.trace));
+      c->copts.option_mode, c->sopts.allow_extended_headers,
+      c->sopts.allow_structured_replies, c->sopts.max_in_flight,
+      c->sopts.output_high_water, c->sopts.report_reply_sent, c->sopts.trace));
   conns_.push_back(std::move(c));
 }
 
@@ -337,6 +348,7 @@ void Simulation::ConfigureRandom() {
     co.trace = P(1, 10);
     // Some clients check nothing, so invalid requests reach the session.
     if (P(1, 5)) co.strict = 0;
+    co.option_mode = P(1, 5);
     ServerOptions so;
     so.exports.push_back(e);
     so.allow_extended_headers = P(8, 10);
@@ -347,6 +359,7 @@ void Simulation::ConfigureRandom() {
     so.trace = P(1, 10);
     AddConn(std::move(co), std::move(so));
     Conn& c = *conns_.back();
+    c.options_left = static_cast<int>(R(7));
     // Some connections end early, by Disconnect()/Shutdown() or a cut.
     if (P(1, 3)) c.end_action = R(actions_);
     if (cuts_ && P(3, 4)) {
@@ -390,8 +403,7 @@ void Simulation::ConfigureCut() {
   conns_[0]->cuts = cut_->offset == UINT64_MAX ? 0 : 1;
 }
 
-// ---- Failures
-// ------------------------------------------------------------------
+// ---- Failures ---------------------------------------------------------------
 
 std::string Simulation::DescribeConn(Conn& c) {
   InMemoryPair& p = *c.pair;
@@ -419,13 +431,32 @@ void Simulation::Fail(Conn* c, std::string what) {
   Log("FAIL " + text);
 }
 
-// ---- Checks
-// --------------------------------------------------------------------
+// ---- Checks -----------------------------------------------------------------
 
 void Simulation::OnConnected(Conn& c) {
   Client& cl = c.client();
   const ExportInfo& e = export_.info;
   const bool ro = e.read_only;
+  if (c.copts.option_mode) {
+    // Options chose the headers and contexts; both sides must agree.
+    if (!c.go_ok) return Fail(&c, "Connected before OptGo() completed");
+    ServerSession& sv = c.server();
+    if (cl.structured_replies() != sv.structured_replies() ||
+        cl.extended_headers() != sv.extended_headers() ||
+        cl.can_block_status() != sv.block_status_negotiated()) {
+      return Fail(&c, "client and server negotiated different things");
+    }
+    if (!c.renegotiated && (cl.structured_replies() != c.structured ||
+                            cl.extended_headers() != c.extended)) {
+      return Fail(&c, "option mode negotiated other headers");
+    }
+    c.structured = cl.structured_replies();
+    c.extended = cl.extended_headers();
+    c.block_status = cl.can_block_status();
+    if (cl.can_block_status() && !e.can_block_status) {
+      return Fail(&c, "block status without base:allocation");
+    }
+  }
   struct Expect {
     const char* what;
     bool got;
@@ -648,6 +679,28 @@ void Simulation::CheckClientEvents(Conn& c) {
         }
         pos += x.length;
       }
+    } else if (std::holds_alternative<Negotiating>(ev)) {
+      if (!c.copts.option_mode || c.parked || c.pending_option) {
+        return Fail(&c, "unexpected Negotiating");
+      }
+      c.parked = true;
+      Log(absl::StrFormat("conn%d: <- negotiating", c.id));
+    } else if (const auto* oc = std::get_if<OptionCompleted>(&ev)) {
+      OnOptionCompleted(c, *oc);
+    } else if (const auto* el = std::get_if<ExportListed>(&ev)) {
+      if (c.pending_option != Option::kList ||
+          *el != ExportListed{kExportName, ""}) {
+        return Fail(&c, absl::StrCat("unexpected ExportListed ", el->name));
+      }
+      ++c.exports_listed;
+    } else if (const auto* mc = std::get_if<MetaContextListed>(&ev)) {
+      if (c.pending_option != Option::kListMetaContext &&
+          c.pending_option != Option::kSetMetaContext) {
+        return Fail(&c, "unexpected MetaContextListed");
+      }
+      if (mc->name != kContextBaseAllocation) {
+        return Fail(&c, absl::StrCat("unknown meta context ", mc->name));
+      }
     } else if (std::holds_alternative<Connected>(ev)) {
       if (c.connected) return Fail(&c, "Connected twice");
       c.connected = true;
@@ -723,8 +776,8 @@ void Simulation::CheckServerEvents(Conn& c) {
     } else if (const auto* t = std::get_if<TransmissionStarted>(&ev)) {
       if (c.transmission_started) return Fail(&c, "transmission twice");
       c.transmission_started = true;
-      if (t->extended_headers != c.extended ||
-          t->structured_replies != c.structured) {
+      if (!c.copts.option_mode && (t->extended_headers != c.extended ||
+                                   t->structured_replies != c.structured)) {
         return Fail(&c, "the server negotiated something else");
       }
     } else if (std::holds_alternative<ServerClosed>(ev) ||
@@ -795,6 +848,10 @@ void Simulation::CheckEnd(Conn& c) {
                                       "the connection was up (%s)",
                                       cookie, Str(cmd.status)));
     }
+  }
+  if (c.pending_option.has_value()) {
+    return Fail(&c, absl::StrCat("option ", OptionName(*c.pending_option),
+                                 " never completed"));
   }
   if (c.shutdown_write != c.c2s.goodbye_end().has_value()) {
     return Fail(&c, absl::StrFormat("ShutdownWrite %s but NBD_CMD_DISC/"
@@ -871,8 +928,151 @@ void Simulation::CheckEnd(Conn& c) {
   }
 }
 
-// ---- Actions
-// ---------------------------------------------------------------------
+// ---- Option mode ------------------------------------------------------------
+
+void Simulation::OnOptionCompleted(Conn& c, const OptionCompleted& e) {
+  if (!c.pending_option.has_value() || *c.pending_option != e.option) {
+    return Fail(&c, absl::StrCat("OptionCompleted for ", OptionName(e.option),
+                                 " without that option pending"));
+  }
+  const Option option = *c.pending_option;
+  c.pending_option.reset();
+  const int err = StatusErrno(e.status);
+  if (verbose()) {
+    Log(absl::StrFormat("conn%d: <- option %s: %s", c.id, OptionName(option),
+                        Str(e.status)));
+  }
+  if (err == ENOTCONN) return;  // the connection ended under it
+  const bool known = c.export_name == kExportName || c.export_name.empty();
+  int want = -1;  // -1: not checked
+  switch (option) {
+    case Option::kList:
+      want = 0;
+      if (c.exports_listed != 1) {
+        return Fail(&c, absl::StrCat(c.exports_listed, " exports listed"));
+      }
+      break;
+    case Option::kInfo:
+    case Option::kGo:
+      want = known ? 0 : ENOENT;
+      break;
+    case Option::kStructuredReply:
+      if (!c.sopts.allow_structured_replies) want = ENOTSUP;
+      break;
+    case Option::kExtendedHeaders:
+      if (!c.sopts.allow_extended_headers) want = ENOTSUP;
+      break;
+    default:
+      break;
+  }
+  if (want >= 0 && err != want) {
+    return Fail(&c, absl::StrFormat("option %s completed with %s, expected "
+                                    "errno %d",
+                                    OptionName(option), Str(e.status), want));
+  }
+  if ((option == Option::kStructuredReply ||
+       option == Option::kExtendedHeaders) &&
+      err == 0) {
+    c.renegotiated = true;
+  }
+  if (option == Option::kGo && err == 0) c.go_ok = true;
+  if (option != Option::kGo || err != 0) c.parked = true;
+}
+
+// One step of option mode: an option, or OptGo() once enough were done.
+void Simulation::OptionStep(Conn& c) {
+  Client& cl = c.client();
+  if (!c.parked || c.pending_option || c.disconnect_called || Ended(cl)) {
+    return;
+  }
+  Option option;
+  absl::Status s;
+  if (c.options_left > 0) {
+    --c.options_left;
+    switch (R(7)) {
+      case 0:
+        option = Option::kList;
+        c.exports_listed = 0;
+        s = cl.OptList();
+        break;
+      case 1: {
+        c.export_name = Pick<const char*>({kExportName, "", "nope"});
+        if (absl::Status n = cl.SetExportName(c.export_name); !n.ok()) {
+          return Fail(&c, absl::StrCat("SetExportName: ", Str(n)));
+        }
+        option = Option::kInfo;
+        s = cl.OptInfo();
+        break;
+      }
+      case 2:
+        option = Option::kInfo;
+        s = cl.OptInfo();
+        break;
+      case 3:
+        option = Option::kListMetaContext;
+        s = cl.OptListMetaContext(
+            P(1, 2) ? std::vector<std::string>{}
+                    : std::vector<std::string>{kContextBaseAllocation});
+        break;
+      case 4:
+        option = Option::kSetMetaContext;
+        s = cl.OptSetMetaContext({kContextBaseAllocation});
+        if (!cl.structured_replies()) {
+          // Refused by the client itself without structured replies.
+          if (s.ok() || !absl::IsFailedPrecondition(s)) {
+            Fail(&c, absl::StrCat("OptSetMetaContext() without structured "
+                                  "replies gave ",
+                                  Str(s)));
+          }
+          return;
+        }
+        break;
+      case 5:
+        option = Option::kStructuredReply;
+        s = cl.OptStructuredReply();
+        break;
+      default:
+        option = Option::kExtendedHeaders;
+        s = cl.OptExtendedHeaders();
+        break;
+    }
+  } else if (P(1, 10)) {
+    s = cl.OptAbort();
+    Log(absl::StrFormat("conn%d: OptAbort() -> %s", c.id, Str(s)));
+    if (!s.ok()) return Fail(&c, absl::StrCat("OptAbort() refused: ", Str(s)));
+    c.shutdown_in_handshake = true;
+    c.disconnect_called = true;
+    c.parked = false;
+    return;
+  } else {
+    if (c.export_name == "nope") {
+      c.export_name = kExportName;
+      if (absl::Status n = cl.SetExportName(c.export_name); !n.ok()) {
+        return Fail(&c, absl::StrCat("SetExportName: ", Str(n)));
+      }
+    }
+    option = Option::kGo;
+    s = cl.OptGo();
+  }
+  Log(absl::StrFormat("conn%d: Opt %s (export \"%s\") -> %s", c.id,
+                      OptionName(option), c.export_name, Str(s)));
+  if (!s.ok()) {
+    return Fail(&c, absl::StrCat(OptionName(option),
+                                 " refused while parked: ", Str(s)));
+  }
+  c.parked = false;
+  c.pending_option = option;
+  // One option at a time: the next call is refused and changes nothing.
+  if (P(1, 4)) {
+    absl::Status again = cl.OptList();
+    if (again.ok() || !absl::IsFailedPrecondition(again)) {
+      Fail(&c, absl::StrCat("OptList() with an option in flight gave ",
+                            Str(again)));
+    }
+  }
+}
+
+// ---- Actions ----------------------------------------------------------------
 
 Split Simulation::RandomSplit() {
   Split s;
@@ -1379,7 +1579,9 @@ void Simulation::RandomAction() {
   InMemoryPair& p = *c.pair;
   const uint64_t pick = R(100);
   if (pick < 22) {
-    if (P(invalid_per_mille_, 1000)) {
+    if (c.copts.option_mode && !c.connected && !c.disconnect_called) {
+      OptionStep(c);
+    } else if (P(invalid_per_mille_, 1000)) {
       if (c.copts.strict == 0) {
         IssueRejectedCommand(c);
       } else {
