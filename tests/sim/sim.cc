@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <random>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -57,6 +58,9 @@ int WireErrno(int e) {
 
 bool Ended(const Client& c) {
   return c.phase() == ClientPhase::kClosed || c.phase() == ClientPhase::kDead;
+}
+bool Ended(const ServerSession& s) {
+  return s.phase() == ServerPhase::kClosed || s.phase() == ServerPhase::kDead;
 }
 
 // Byte loops are slow in the unoptimized default build; these are not.
@@ -140,7 +144,8 @@ struct Conn {
   size_t exports_listed = 0;
   bool renegotiated = false;  // OptStructuredReply/OptExtendedHeaders OK
   bool go_ok = false;         // OptGo() completed OK
-  bool eshutdown = false;     // a request was failed with ESHUTDOWN
+  std::set<RequestHandle> replies_sent;
+  bool eshutdown = false;  // a request was failed with ESHUTDOWN
   bool shutdown_write = false;
   size_t cuts = 0;
   // Actions at which this connection is cut, or shut down (scheduled by
@@ -780,6 +785,12 @@ void Simulation::CheckServerEvents(Conn& c) {
                                    t->structured_replies != c.structured)) {
         return Fail(&c, "the server negotiated something else");
       }
+    } else if (const auto* rs = std::get_if<ReplySent>(&ev)) {
+      if (!c.sopts.report_reply_sent ||
+          !c.replies_sent.insert(rs->handle).second) {
+        return Fail(
+            &c, absl::StrCat("unexpected ReplySent for handle ", rs->handle));
+      }
     } else if (std::holds_alternative<ServerClosed>(ev) ||
                std::holds_alternative<ServerDead>(ev)) {
       c.server_ended = true;
@@ -803,6 +814,29 @@ void Simulation::Check(Conn& c) {
   }
   if (!failed_ && !c.s2c->violations().empty()) {
     Fail(&c, absl::StrCat("server stream: ", c.s2c->violations()[0]));
+  }
+  if (failed_) return;
+  // In-flight counts, once every event was popped: the server's are the
+  // held requests; the client's the commands not completed, plus
+  // NBD_CMD_DISC once a disconnect was asked for.
+  ServerSession& sv = c.server();
+  if (!sv.has_events() && !Ended(sv) &&
+      sv.in_flight() != c.pair->held_requests().size()) {
+    return Fail(
+        &c, absl::StrFormat("server in_flight() %d, %d held", sv.in_flight(),
+                            c.pair->held_requests().size()));
+  }
+  Client& cl = c.client();
+  if (!cl.has_events() && !Ended(cl)) {
+    size_t open = 0;
+    for (const auto& [cookie, cmd] : c.cmds) open += cmd.completed ? 0 : 1;
+    const size_t disc = cl.in_flight() - open;
+    if (cl.in_flight() < open ||
+        disc > (c.disconnect_called || c.eshutdown ? 1u : 0u)) {
+      return Fail(&c, absl::StrFormat("client in_flight() %d with %d "
+                                      "command(s) open",
+                                      cl.in_flight(), open));
+    }
   }
 }
 
@@ -922,6 +956,15 @@ void Simulation::CheckEnd(Conn& c) {
                                  Str(sv.dead_reason())));
   }
 
+  // A closed session sent every reply: one ReplySent per request.
+  if (!server_dead && c.sopts.report_reply_sent) {
+    size_t seen = 0;
+    for (const auto& [cookie, cmd] : c.cmds) seen += cmd.seen ? 1 : 0;
+    if (c.replies_sent.size() != seen) {
+      return Fail(&c, absl::StrFormat("%d ReplySent for %d requests",
+                                      c.replies_sent.size(), seen));
+    }
+  }
   // Without a cut, the disconnect reaches the closed state on both sides.
   if (c.cuts == 0 && (client_dead || server_dead)) {
     return Fail(&c, "no fault was injected, yet a side is dead");
