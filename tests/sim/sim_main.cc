@@ -60,11 +60,36 @@ int main(int argc, char** argv) {
   const auto start = std::chrono::steady_clock::now();
   nbd::sim::SimResult total;
   uint64_t failures = 0;
+  uint64_t done = 0;
+  // The summary line, also printed every 1000 seeds of a range so that a
+  // long run stopped early still says how far it got.
+  auto summary = [&] {
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+            .count();
+    std::printf(
+        "%llu seed(s) in %.1f s, %llu failed: %llu connections, %llu "
+        "actions, %llu commands (%llu ok, %llu failed), %llu backend faults, "
+        "%llu cuts, clients closed %llu / dead %llu\n",
+        static_cast<unsigned long long>(done), secs,
+        static_cast<unsigned long long>(failures),
+        static_cast<unsigned long long>(total.connections),
+        static_cast<unsigned long long>(total.actions),
+        static_cast<unsigned long long>(total.commands),
+        static_cast<unsigned long long>(total.completed_ok),
+        static_cast<unsigned long long>(total.completed_error),
+        static_cast<unsigned long long>(total.backend_faults),
+        static_cast<unsigned long long>(total.cuts),
+        static_cast<unsigned long long>(total.closed),
+        static_cast<unsigned long long>(total.dead));
+    std::fflush(stdout);
+  };
   for (uint64_t seed = first; seed <= last; ++seed) {
     nbd::sim::SimOptions o;
     o.seed = seed;
     o.verbose = verbose;
     const nbd::sim::SimResult r = nbd::sim::Simulate(o);
+    ++done;
     total.connections += r.connections;
     total.actions += r.actions;
     total.commands += r.commands;
@@ -77,31 +102,16 @@ int main(int argc, char** argv) {
     if (!r.ok) {
       ++failures;
       std::cout << "seed " << seed << " FAILED: " << r.failure << "\n"
-                << "  reproduce: " << nbd::sim::ReproCommand(seed) << "\n";
+                << "  reproduce: " << nbd::sim::ReproCommand(seed) << std::endl;
     } else if (!range) {
       std::cout << "seed " << seed << " ok\n";
     }
-    if (range && (seed - first + 1) % 10000 == 0) {
-      std::cout << "... " << (seed - first + 1) << " seeds" << std::endl;
+    if (range && done % 1000 == 0 && seed != last) {
+      std::cout << "... through seed " << seed << ": ";
+      std::cout.flush();
+      summary();
     }
   }
-  const double secs =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-          .count();
-  std::printf(
-      "%llu seed(s) in %.1f s, %llu failed: %llu connections, %llu actions, "
-      "%llu commands (%llu ok, %llu failed), %llu backend faults, %llu cuts, "
-      "clients closed %llu / dead %llu\n",
-      static_cast<unsigned long long>(last - first + 1), secs,
-      static_cast<unsigned long long>(failures),
-      static_cast<unsigned long long>(total.connections),
-      static_cast<unsigned long long>(total.actions),
-      static_cast<unsigned long long>(total.commands),
-      static_cast<unsigned long long>(total.completed_ok),
-      static_cast<unsigned long long>(total.completed_error),
-      static_cast<unsigned long long>(total.backend_faults),
-      static_cast<unsigned long long>(total.cuts),
-      static_cast<unsigned long long>(total.closed),
-      static_cast<unsigned long long>(total.dead));
+  summary();
   return failures == 0 ? 0 : 1;
 }
