@@ -11,7 +11,7 @@ namespace {
 
 // Fewer seeds under the sanitizers, which slow the simulation down ~10x.
 #if defined(__SANITIZE_ADDRESS__) || defined(NBD_SIM_FEW_SEEDS)
-constexpr uint64_t kSeeds = 60;
+constexpr uint64_t kSeeds = 100;
 #else
 constexpr uint64_t kSeeds = 300;
 #endif

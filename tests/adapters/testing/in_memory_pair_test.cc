@@ -172,7 +172,8 @@ TEST(InMemoryPairTest, BackendFaultsReachTheClient) {
 TEST(InMemoryPairTest, DisconnectClosesBothSides) {
   InMemoryPair pair(Options());
   ASSERT_TRUE(pair.RunUntilQuiet());
-  const Cookie w = *pair.client().Write(0, Bytes(100, 4));
+  const std::vector<uint8_t> data = Bytes(100, 4);  // lives until completed
+  const Cookie w = *pair.client().Write(0, data);
   ASSERT_TRUE(pair.client().Disconnect().ok());
   ASSERT_TRUE(pair.RunUntilQuiet());
   EXPECT_TRUE(pair.finished());
