@@ -93,7 +93,8 @@ struct Split {
 enum class Stream { kClientToServer, kServerToClient };
 
 // An error a backend call returns instead of doing its work (see
-// InMemoryPair::ExecuteWithFault).
+// InMemoryPair::ExecuteWithFault). A READ of length 0 never reaches the
+// backend (ServeRequest answers it OK), so it cannot fail.
 struct BackendFault {
   int errno_value = EIO;  // ESHUTDOWN, ENOSPC, ...: what the client gets
   std::string message = "injected backend error";
