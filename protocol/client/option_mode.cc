@@ -30,6 +30,9 @@ absl::Status Client::Impl::SetExportName(std::string name) {
   if (name.size() > kMaxStringLength) {
     return ErrnoStatus(ENAMETOOLONG, "export name exceeds 4096 bytes");
   }
+  // The same name changes nothing (as in libnbd): what OptInfo() and
+  // OptSetMetaContext() learned for it still holds.
+  if (name == export_name_) return absl::OkStatus();
   // What we knew describes the old export.
   export_name_ = std::move(name);
   size_.reset();

@@ -182,7 +182,7 @@ void ServerSession::Impl::HandleExportName(absl::Span<const uint8_t> data) {
                               client_no_zeroes_ ? "" : " + 124 zero bytes"));
   }
   out_.PushOwned(EncodeExportNameReply({e.size, flags}, client_no_zeroes_));
-  StartTransmission(*index);
+  StartTransmission(*index, name);
 }
 
 void ServerSession::Impl::HandleInfoOrGo(Option option,
@@ -237,7 +237,7 @@ void ServerSession::Impl::HandleInfoOrGo(Option option,
         e.min_block, e.preferred_block, e.max_block));
   }
   SendOptionReply(opt, OptionReplyType::kAck);
-  if (option == Option::kGo) StartTransmission(*index);
+  if (option == Option::kGo) StartTransmission(*index, request->export_name);
 }
 
 void ServerSession::Impl::HandleList(absl::Span<const uint8_t> data) {
@@ -268,7 +268,7 @@ void ServerSession::Impl::HandleMetaContext(Option option,
   if (set) {
     // A SET replaces the selection, even when it fails.
     meta_base_allocation_ = false;
-    meta_export_.reset();
+    meta_export_name_.reset();
   }
   if (!structured_) {
     return SendOptionError(opt, OptionReplyType::kErrInvalid,
@@ -302,15 +302,20 @@ void ServerSession::Impl::HandleMetaContext(Option option,
   }
   if (set) {
     meta_base_allocation_ = match;
-    meta_export_ = *index;
+    meta_export_name_ = request->export_name;
   }
   SendOptionReply(opt, OptionReplyType::kAck);
 }
 
-void ServerSession::Impl::StartTransmission(size_t export_index) {
+void ServerSession::Impl::StartTransmission(size_t export_index,
+                                            absl::string_view name) {
   export_ = export_index;
   tflags_ = TransmissionFlags(opts_.exports[export_index], structured_);
-  if (meta_export_ != export_index) meta_base_allocation_ = false;
+  // The spec lets a client use BLOCK_STATUS only if GO named the export
+  // its SET_META_CONTEXT named. Like nbdkit, compare the names as sent: a
+  // different name discards the selection even when it means the same
+  // export ("" for the default), as the client discards it too.
+  if (meta_export_name_ != name) meta_base_allocation_ = false;
   if (tracing()) TraceTransmission();
   events_.push_back(TransmissionStarted{export_index, structured_, extended_});
   Expect(Unit::kRequestHeader, extended_ ? kExtendedRequestSize : kRequestSize);

@@ -1,8 +1,8 @@
 // nbd::Client against nbd::ServerSession in memory: bytes are shuttled
-// between the two cores in-process (no sockets), the server serving from a
-// MemoryBackend through Serve(). Runs with extended headers, structured
-// replies only, and simple replies only, and with tiny and large transfer
-// pieces.
+// between the two cores in-process (no sockets) by nbd::InMemoryPair, the
+// server serving from a MemoryBackend through ServeRequest(). Runs with
+// extended headers, structured replies only, and simple replies only, and with
+// tiny and large transfer pieces.
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "adapters/server/memory_backend.h"
-#include "adapters/server/serve.h"
+#include "adapters/testing/in_memory_pair.h"
 #include "gtest/gtest.h"
 #include "protocol/client/client.h"
 #include "protocol/server/server.h"
@@ -30,136 +30,33 @@ struct Mode {
   bool extended;
 };
 
-// One client connected to one server session through memory.
-class Pair {
+// One client connected to one server session through memory
+// (adapters/testing/in_memory_pair.h), bytes handed over `piece` at a time.
+class Pair : public InMemoryPair {
  public:
   Pair(ClientOptions co, ServerOptions so, Backend* backend, size_t piece)
-      : client_(std::move(co)),
-        server_(std::move(so)),
-        backend_(backend),
-        piece_(piece) {}
-
-  Client& client() { return client_; }
-  ServerSession& server() { return server_; }
-  std::vector<ClientEvent>& events() { return events_; }
+      : InMemoryPair(std::move(co), std::move(so), *backend),
+        split_(Split::Bytes(piece)) {}
 
   // Moves bytes and serves requests until nothing moves.
   void Pump() {
-    for (int guard = 0; guard < 1000000; ++guard) {
-      bool moved = MoveClientToServer();
-      Serve(server_, *backend_);
-      moved |= MoveServerToClient();
-      while (auto e = client_.PollEvent()) {
-        if (std::holds_alternative<ShutdownWrite>(*e)) server_.FeedEof();
-        events_.push_back(std::move(*e));
-        moved = true;
-      }
-      const ServerPhase sp = server_.phase();
-      if ((sp == ServerPhase::kClosed || sp == ServerPhase::kDead) &&
-          !server_eof_sent_ && client_.phase() != ClientPhase::kClosed &&
-          client_.phase() != ClientPhase::kDead) {
-        server_eof_sent_ = true;  // the server closed its socket
-        client_.FeedEof();
-        moved = true;
-      }
-      if (!moved) return;
-    }
-    ADD_FAILURE() << "Pump did not settle";
+    if (!RunUntilQuiet(split_, split_)) ADD_FAILURE() << "Pump did not settle";
+    for (const std::string& a : anomalies()) ADD_FAILURE() << a;
   }
 
-  // Pumps until `cookie` completes; returns its status.
   absl::Status Wait(absl::StatusOr<Cookie> cookie) {
-    if (!cookie.ok()) return cookie.status();
-    Pump();
-    for (const ClientEvent& e : events_) {
-      if (const auto* c = std::get_if<CommandCompleted>(&e)) {
-        if (c->cookie == *cookie) return c->status;
-      }
-    }
-    return absl::InternalError("command did not complete");
+    absl::Status s = InMemoryPair::Wait(std::move(cookie), split_, split_);
+    for (const std::string& a : anomalies()) ADD_FAILURE() << a;
+    return s;
   }
 
   template <typename T>
   std::vector<T> Events() const {
-    std::vector<T> out;
-    for (const ClientEvent& e : events_) {
-      if (const auto* t = std::get_if<T>(&e)) out.push_back(*t);
-    }
-    return out;
+    return ClientEventsOf<T>();
   }
 
  private:
-  bool MoveClientToServer() {
-    bool moved = false;
-    while (client_.pending_output_bytes() > 0) {
-      IoSlice slices[8];
-      const size_t n = client_.PeekOutput(absl::MakeSpan(slices));
-      size_t taken = 0;
-      bool blocked = false;
-      for (size_t i = 0; i < n && !blocked; ++i) {
-        for (size_t off = 0; off < slices[i].size && !blocked;) {
-          const size_t len = std::min(piece_, slices[i].size - off);
-          absl::StatusOr<size_t> used =
-              server_.Feed({slices[i].data + off, len});
-          if (!used.ok() || *used == 0) {
-            blocked = true;
-            break;
-          }
-          taken += *used;
-          off += *used;
-          if (*used < len) blocked = true;
-          Serve(server_, *backend_);  // keep the in-flight limit happy
-        }
-      }
-      if (taken == 0) break;
-      EXPECT_TRUE(client_.ConsumeOutput(taken).ok());
-      moved = true;
-      if (blocked) break;
-    }
-    return moved;
-  }
-
-  bool MoveServerToClient() {
-    bool moved = false;
-    while (server_.pending_output_bytes() > 0) {
-      IoSlice slices[8];
-      const size_t n = server_.PeekOutput(absl::MakeSpan(slices));
-      size_t taken = 0;
-      bool blocked = false;
-      for (size_t i = 0; i < n && !blocked; ++i) {
-        for (size_t off = 0; off < slices[i].size;) {
-          const size_t len = std::min(piece_, slices[i].size - off);
-          absl::StatusOr<size_t> used =
-              client_.Feed({slices[i].data + off, len});
-          if (!used.ok()) {
-            // The client is gone; the socket would still have taken it.
-            EXPECT_TRUE(
-                server_.ConsumeOutput(server_.pending_output_bytes()).ok());
-            return true;
-          }
-          if (*used < len) {
-            blocked = true;
-            taken += *used;
-            break;
-          }
-          taken += len;
-          off += len;
-        }
-      }
-      if (taken == 0) break;
-      EXPECT_TRUE(server_.ConsumeOutput(taken).ok());
-      moved = true;
-      if (blocked) break;
-    }
-    return moved;
-  }
-
-  Client client_;
-  ServerSession server_;
-  Backend* backend_;
-  size_t piece_;
-  std::vector<ClientEvent> events_;
-  bool server_eof_sent_ = false;
+  Split split_;
 };
 
 class ClientServerTest

@@ -17,6 +17,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "protocol/internal/output_queue.h"
 #include "protocol/internal/receiver.h"
 #include "protocol/server/permissions.h"
@@ -82,7 +83,8 @@ class ServerSession::Impl {
   void SendOptionError(uint32_t option, OptionReplyType type,
                        absl::string_view message);
   std::optional<size_t> FindExport(std::string_view name) const;
-  void StartTransmission(size_t export_index);
+  // `name` is the export name the client asked for (GO or EXPORT_NAME).
+  void StartTransmission(size_t export_index, absl::string_view name);
 
   // ---- Requests (requests.cc) --------------------------------------
   void OnRequestHeader();
@@ -172,9 +174,10 @@ class ServerSession::Impl {
   OptionRequestHeader option_;  // the option being received
   bool structured_ = false;
   bool extended_ = false;
-  // base:allocation selected by SET_META_CONTEXT, for this export.
+  // base:allocation selected by SET_META_CONTEXT, for the export named
+  // `meta_export_name_` (the name as the client sent it).
   bool meta_base_allocation_ = false;
-  std::optional<size_t> meta_export_;
+  std::optional<std::string> meta_export_name_;
 
   // Transmission.
   std::optional<size_t> export_;
