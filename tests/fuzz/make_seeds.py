@@ -344,10 +344,127 @@ def server_seeds():
     return seeds
 
 
+# ---- api_fuzzer --------------------------------------------------------------
+# Opcodes: the Op enum in api_fuzzer.cc.
+(A_READ, A_WRITE, A_FLUSH, A_TRIM, A_CACHE, A_WZ, A_BS, A_DISC, A_SHUTDOWN,
+ A_OPT, A_SET_NAME, A_OUTPUT, A_POLL, A_EOF, A_TERR, A_RAW, A_P2C,
+ A_PEER_REPLY, A_CRAFTED, A_CHECKS, A_TLS) = range(21)
+OPT_LIST, OPT_INFO, OPT_GO, OPT_ABORT, OPT_SR, OPT_EH = 0, 1, 2, 3, 4, 5
+OPT_LIST_META, OPT_SET_META = 6, 7
+
+
+def a_config(bits=0x3E, b1=0x00, strict=0x3F, max_payload=0, readahead=0,
+             name=0):
+    return bytes([bits, b1, strict, max_payload, readahead, name])
+
+
+def a_pump(times=1, deliver=0, output=0):
+    one = (u8(A_OUTPUT) + u8(output) + u16(0) + u8(A_P2C) + u16(0) +
+           u8(deliver) + u8(A_POLL) + u8(0))
+    return one * times
+
+
+def a_cmd(op, offset_blocks=0, length_blocks=1, flags=0, tag=0):
+    # sel 1 | 1 << 2: offset u8 * 512, length u8 * 512.
+    if op == A_FLUSH:
+        return u8(A_FLUSH) + u8(flags) + u8(tag)
+    return (u8(op) + u8(1 | (1 << 2)) + u8(offset_blocks) +
+            u8(length_blocks) + u8(flags) + u8(tag))
+
+
+def a_every_command(tag=1):
+    return (a_cmd(A_WRITE, 0, 8, 0, tag) + a_cmd(A_READ, 0, 8, 0, tag + 1) +
+            a_cmd(A_READ, 8, 4, 0x40, tag + 2) + a_cmd(A_FLUSH, tag=tag + 3) +
+            a_cmd(A_TRIM, 16, 8, 0, tag + 4) + a_cmd(A_CACHE, 0, 8, 0, 0) +
+            a_cmd(A_WZ, 24, 8, FLAG_NO_HOLE, tag + 5) +
+            a_cmd(A_BS, 0, 64, 0, tag + 6) +
+            a_cmd(A_WRITE, 1, 1, FLAG_FUA, tag + 7))
+
+
+def api_seeds():
+    seeds = {}
+    reply = u8(A_PEER_REPLY) + u8(0)
+    session = a_every_command() + a_pump(2) + reply + a_pump(2)
+    configs = {
+        "extended": a_config(),
+        "structured": a_config(0x3C),
+        "simple": a_config(0x30),
+        "peer-no-extended": a_config(0x3E, 0x10),
+        "peer-simple": a_config(0x3E, 0x30),
+        "peer-readonly": a_config(0x3E, 0x40),
+        "peer-min512": a_config(0x3E, 0x80),
+        "trace": a_config(0xBE),
+        "extra-context": a_config(0x7E),
+        "small-payload": a_config(max_payload=1),
+        "readahead": a_config(readahead=64),
+        "no-strict": a_config(strict=0),
+        "nosuch-export": a_config(name=2),
+    }
+    for name, config in configs.items():
+        seeds["main-" + name] = config + a_pump(6) + session +             u8(A_DISC) + u8(0) + a_pump(3)
+    for action in range(4):
+        conf = a_config(0x3E, action << 2)
+        seeds["end-%d" % action] = conf + a_pump(6) + a_every_command() +             a_pump(1)
+    seeds["zero-copy"] = a_config() + a_pump(6, deliver=0x80 | 9) +         a_every_command() + a_pump(2, deliver=0x80 | 3) + reply +         a_pump(2, deliver=0x80 | 5)
+    seeds["pieces"] = a_config(readahead=40) + a_pump(6, deliver=5) +         a_every_command() + a_pump(2, deliver=1) + reply +         a_pump(2, deliver=7)
+    seeds["tls-allow"] = a_config(0x3E, 0x01) + a_pump(6) + session
+    seeds["tls-require"] = a_config(0x3E, 0x02) + a_pump(6) + u8(A_TLS) +         u8(0) + a_pump(2)
+
+    # Option mode: every Opt* call, then GO.
+    opts = (a_pump(4) + u8(A_OPT) + u8(OPT_LIST) + a_pump(2) +
+            u8(A_SET_NAME) + u8(1) + u8(A_OPT) + u8(OPT_INFO) + a_pump(2) +
+            u8(A_SET_NAME) + u8(0) +
+            u8(A_OPT) + u8(OPT_SR) + a_pump(2) + u8(A_OPT) + u8(OPT_EH) +
+            a_pump(2) + u8(A_OPT) + u8(OPT_LIST_META) + u8(2) + u8(0) +
+            u8(2) + a_pump(2) + u8(A_OPT) + u8(OPT_SET_META) + u8(1) + u8(0) +
+            a_pump(2) + u8(A_OPT) + u8(OPT_GO) + a_pump(3))
+    seeds["option-mode"] = a_config(0x3F) + opts + session
+    seeds["option-mode-abort"] = a_config(0x3F) + a_pump(4) + u8(A_OPT) +         u8(OPT_ABORT) + a_pump(3)
+    seeds["option-mode-shutdown"] = a_config(0x3F) + a_pump(4) +         u8(A_SHUTDOWN) + u8(0) + a_pump(3)
+
+    # Shutdown with and without abandoning, pinned output.
+    base = a_config() + a_pump(6) + a_every_command()
+    seeds["shutdown-abandon"] = base + u8(A_SHUTDOWN) + u8(1) + a_pump(3) +         reply + a_pump(3)
+    seeds["shutdown-graceful"] = base + u8(A_SHUTDOWN) + u8(0) + a_pump(2) +         reply + a_pump(3)
+    seeds["pinned-abandon"] = base + u8(A_OUTPUT) + u8(1) + u16(40) +         u8(A_SHUTDOWN) + u8(1) + a_pump(3) + reply + a_pump(3)
+    seeds["dropped-output"] = base + u8(A_OUTPUT) + u8(2) + u16(0) +         a_pump(2) + u8(A_EOF)
+    seeds["refused-calls"] = a_config() + a_cmd(A_READ) + u8(A_OPT) +         u8(OPT_GO) + u8(A_DISC) + u8(0) + a_pump(6) + u8(A_OPT) +         u8(OPT_LIST) + u8(A_DISC) + u8(1) + u8(A_SHUTDOWN) + u8(2) +         a_cmd(A_READ, 255, 255) + u8(A_OUTPUT) + u8(0x81) + u16(0) +         u8(A_OUTPUT) + u8(0x80) + u16(0) + u8(A_CHECKS) + session
+    seeds["peer-errors"] = base + a_pump(2) + u8(A_PEER_REPLY) + u8(1) +         a_pump(2)
+    seeds["peer-read-errors"] = base + a_pump(2) + u8(A_PEER_REPLY) +         u8(3) + a_pump(2)
+    seeds["peer-one-by-one"] = base + a_pump(2) +         (u8(A_PEER_REPLY) + u8(2) + a_pump(1)) * 10
+
+    # Crafted replies for pending cookies instead of the peer's.
+    crafted = [
+        u8(0) + u8(0) + u8(0),                      # simple ok
+        u8(1) + u8(1) + u8(0),                      # simple error
+        u8(1) + u8(0) + u8(255) + u8(0) + u8(0),    # OFFSET_DATA
+        u8(2) + u8(128) + u8(128) + u8(1) + u8(0),  # OFFSET_HOLE, done
+        u8(3) + u8(5) + u8(1) + u8(0),              # ERROR, done
+        u8(4) + u8(5) + u8(64) + u8(1) + u8(0),     # ERROR_OFFSET
+        u8(5) + u8(2) + u16(8) + u16(56) + u8(1) + u8(0),  # BLOCK_STATUS
+        u8(6) + u8(1) + u8(0),                      # NONE, done
+        u8(7) + u16(0x1234) + u8(3) + u8(0) + u8(0),  # unknown type
+        u8(1) + u8(0) + u8(255) + u8(0x81) + u8(0),   # other header form
+    ]
+    for i, c in enumerate(crafted):
+        for which in (1, 7, 0xFF):
+            seeds["crafted-%d-%d" % (i, which)] = base + a_pump(1) + \
+                u8(A_CRAFTED) + u8(which) + c + a_pump(1)
+    seeds["crafted-structured"] = a_config(0x3C) + a_pump(6) + \
+        a_every_command() + a_pump(1) + b"".join(
+            u8(A_CRAFTED) + u8(w) + c for w, c in enumerate(crafted)) + \
+        a_pump(1)
+    seeds["raw-garbage"] = base + a_pump(1) + u8(A_RAW) + u8(20) + \
+        bytes(range(20)) + u8(0) + a_pump(1)
+    seeds["transport-error"] = base + a_pump(1) + u8(A_TERR)
+    return seeds
+
+
 TARGETS = {
     "wire": wire_seeds,
     "uri": uri_seeds,
     "server": server_seeds,
+    "api": api_seeds,
 }
 
 
@@ -385,7 +502,7 @@ def main(argv):
     if stale:
         print("stale or missing seeds (run tests/fuzz/make_seeds.py):")
         for path in stale:
-            print("  " + path)
+            print("  tests/fuzz/" + os.path.relpath(path, root))
         return 1
     return 0
 
