@@ -442,8 +442,10 @@ class Harness {
   }
 
   void DoRead() {
-    const auto [offset, raw_length] = OffsetAndLength();
-    const uint64_t length = raw_length % (kMaxBuffer + 1);
+    // No structured binding: clang 14 cannot capture one in a lambda.
+    const std::pair<uint64_t, uint64_t> range = OffsetAndLength();
+    const uint64_t offset = range.first;
+    const uint64_t length = range.second % (kMaxBuffer + 1);
     const uint8_t f = in_.U8();
     nbd::ReadOptions options;
     options.flags = f & 0xbf;
@@ -457,8 +459,10 @@ class Harness {
   }
 
   void DoWrite() {
-    const auto [offset, raw_length] = OffsetAndLength();
-    const uint64_t length = raw_length % (kMaxBuffer + 1);
+    // No structured binding: clang 14 cannot capture one in a lambda.
+    const std::pair<uint64_t, uint64_t> range = OffsetAndLength();
+    const uint64_t offset = range.first;
+    const uint64_t length = range.second % (kMaxBuffer + 1);
     const uint16_t flags = in_.U8();
     const uint64_t tag = Tag(in_.U8());
     Pending p = MakeBuffer(length);
@@ -469,7 +473,9 @@ class Harness {
   }
 
   void DoRange(Command type) {
-    const auto [offset, length] = OffsetAndLength();
+    const std::pair<uint64_t, uint64_t> range = OffsetAndLength();
+    const uint64_t offset = range.first;
+    const uint64_t length = range.second;
     const uint16_t flags = in_.U8();
     const uint64_t tag = Tag(in_.U8());
     Issued(type, offset, length, tag, false, {},
@@ -520,7 +526,9 @@ class Harness {
     }
     FUZZ_CHECK_MSG(flags != 0x20000, "Shutdown accepted unknown flags");
     FUZZ_CHECK_MSG(!IsTerminal(before.phase), "Shutdown after the end");
-    if (IsTransmission(before.phase)) disc_ = true;
+    // In transmission, or later if the handshake still completes (a GO
+    // reply already on its way), it queues an NBD_CMD_DISC.
+    disc_ = true;
   }
 
   std::vector<std::string> Queries() {
