@@ -613,7 +613,7 @@ class Harness {
     std::vector<uint8_t> out;
     const size_t count = client_->PeekOutput(absl::MakeSpan(slices));
     size_t total = 0;
-    for (size_t i = 0; i < count && out.size() < n; ++i) {
+    for (size_t i = 0; i < count; ++i) {
       FUZZ_CHECK_MSG(slices[i].size > 0, "PeekOutput returned an empty slice");
       const uint8_t* p = static_cast<const uint8_t*>(slices[i].data);
       const size_t take = std::min(slices[i].size, n - out.size());
