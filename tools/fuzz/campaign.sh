@@ -10,8 +10,9 @@
 #
 # run: builds the targets with --config=fuzz in their own output base, then
 # fuzzes each one for CPU-SECONDS of CPU time (-t) spread over WORKERS
-# processes (-w; libFuzzer's -fork mode, so it goes on after a crash and
-# counts it), reading tests/fuzz/<target>_corpus and writing new units to
+# processes (-w; with more than one, libFuzzer's -fork mode, which goes on
+# after a crash and counts it; a single worker runs plain libFuzzer, which
+# is faster on short runs but stops at the first crash), reading tests/fuzz/<target>_corpus and writing new units to
 # DIR/<target>/new and crash inputs to DIR/<target>/artifacts. Prints, per
 # target, the executions, exec/s, coverage (libFuzzer's cov: edges and ft:
 # features at the end), the new corpus units and the crashes, and keeps the
@@ -165,10 +166,16 @@ run() {
     mapfile -t flags < <(target_flags "$t")
     echo "campaign: $t for ${cpu_seconds} CPU-s (${workers} worker(s)," \
       "${wall}s wall), log $log"
-    # -fork keeps going after crashes (-ignore_crashes) and reports the
-    # totals of all its jobs; run from $dir so stray files land there.
-    (cd "$dir" && "$BIN/${t}_fuzzer" \
-      -fork="$workers" -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1 \
+    # One worker: a plain libFuzzer run (no job start-up costs; it stops at
+    # the first crash). More: -fork, which goes on after crashes
+    # (-ignore_crashes) and reports the totals of all its jobs. Run from
+    # $dir so that stray files land there.
+    local mode_flags=()
+    if ((workers > 1)); then
+      mode_flags=(-fork="$workers" -ignore_crashes=1 -ignore_timeouts=1
+        -ignore_ooms=1)
+    fi
+    (cd "$dir" && "$BIN/${t}_fuzzer" "${mode_flags[@]}" \
       -max_total_time="$wall" -timeout=25 -rss_limit_mb=2048 \
       -artifact_prefix="$dir/artifacts/" -print_final_stats=1 \
       "${flags[@]}" "${extra[@]}" \
