@@ -34,7 +34,9 @@
 //   then up to kMaxOps operations, an opcode byte (% kNumOps) and arguments:
 //     0 Raw        u8 len, len bytes queued for the session
 //     1 Message    u8 kind, arguments (see Message()): a well-formed client
-//                  message queued for the session
+//                  message queued for the session (a request's flag bit 7
+//                  makes an extended WRITE without PAYLOAD_LEN, which the
+//                  session must never report)
 //     2 Deliver    u8 mode (bit 7: zero-copy, else Feed; & 0x7f: piece size,
 //                  0 = everything at once): hands the queued bytes over as
 //                  far as the session takes them
@@ -551,6 +553,20 @@ class Harness {
     const uint8_t form = in_.U8();
     bool extended = session_->extended_headers();
     if (form & 0x80) extended = !extended;
+    const uint64_t cookie = kCookieBase + ++cookie_;
+    const bool write = type == static_cast<uint16_t>(Command::kWrite);
+    if (write && extended && !block_status_payload) {
+      // A well-formed extended WRITE carries PAYLOAD_LEN; flag bit 7 asks
+      // for one without it, which the spec says has no payload: the
+      // session must refuse it (EINVAL) or drop the connection, and never
+      // hand it to the embedder with the bytes that follow as its data.
+      if (flags & 0x80) {
+        flags &= ~(0x80 | nbd::kCmdFlagPayloadLen);
+        if (session_->extended_headers()) no_payload_writes_.insert(cookie);
+      } else {
+        flags |= nbd::kCmdFlagPayloadLen;
+      }
+    }
 
     std::vector<uint8_t> payload;
     if (block_status_payload) {
@@ -571,11 +587,11 @@ class Harness {
     }
     if (extended) {
       const auto h =
-          nbd::EncodeExtendedRequest({flags, type, ++cookie_, offset, length});
+          nbd::EncodeExtendedRequest({flags, type, cookie, offset, length});
       Queue(h);
     } else {
       const auto h = nbd::EncodeRequest(
-          {flags, type, ++cookie_, offset, static_cast<uint32_t>(length)});
+          {flags, type, cookie, offset, static_cast<uint32_t>(length)});
       Queue(h);
     }
     Queue(payload);
@@ -727,6 +743,9 @@ class Harness {
                static_cast<unsigned long long>(r.offset),
                static_cast<unsigned long long>(r.length));
     FUZZ_CHECK_MSG(started_, "a request before TransmissionStarted");
+    FUZZ_CHECK_MSG(no_payload_writes_.count(r.cookie) == 0,
+                   "an extended-header WRITE without NBD_CMD_FLAG_PAYLOAD_LEN "
+                   "was read with a payload and reported");
     FUZZ_CHECK_MSG(r.handle == last_handle_ + 1,
                    "request handles do not count up from 1");
     last_handle_ = r.handle;
@@ -1157,7 +1176,10 @@ class Harness {
   std::unique_ptr<ServerSession> session_;
 
   std::vector<uint8_t> queued_;
+  // Cookies of generated requests: a range raw bytes are unlikely to hit.
+  static constexpr uint64_t kCookieBase = 0xc00c1e0000000000;
   uint64_t cookie_ = 0;
+  std::set<uint64_t> no_payload_writes_;  // extended WRITEs without the flag
   size_t sent_ = 0;
   uint8_t touch_ = 0;
   const std::array<uint8_t, nbd::kNewstyleGreetingSize> greeting_ =
