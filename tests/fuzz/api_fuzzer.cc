@@ -873,8 +873,10 @@ class Harness {
     switch (kind) {
       case 1:
       case 2: {
-        const uint64_t start = len * in_.U8() / 256;
-        uint64_t n = std::max<uint64_t>(1, (len - start) * in_.U8() / 255);
+        // From anywhere in the request up to one byte past its end, so that
+        // the client's bound checks see both sides of the edge.
+        const uint64_t start = len * in_.U8() / 255;
+        uint64_t n = std::max<uint64_t>(1, (len - start + 1) * in_.U8() / 255);
         if (kind == 1) {
           type = static_cast<uint16_t>(nbd::ChunkType::kOffsetData);
           payload = nbd::EncodeOffsetData(
