@@ -845,6 +845,16 @@ class Harness {
   // 5 BLOCK_STATUS (u8 count, count x u16 length), 6 NONE, 7 raw type
   // (u16 type, u8 payload length); then for 1-7 u8 flags (bit 0 DONE,
   // bit 7 the other header form) and u8 feed mode.
+  // A share of `whole` chosen by `b`: below 0xf8 proportionally, and from
+  // 0xf8 on the edges: whole - 3 ... whole + 4, so that the client's bound
+  // checks are tried on both sides of the end with 1/32 of the inputs.
+  static uint64_t EdgeShare(uint64_t whole, uint8_t b) {
+    if (b < 0xf8) return whole * b / 0xf8;
+    const uint64_t delta = b - 0xf8;  // 0..7
+    return delta < 3 ? whole - std::min<uint64_t>(whole, 3 - delta)
+                     : whole + (delta - 3);
+  }
+
   void Crafted() {
     const uint8_t which = in_.U8();
     const uint8_t kind = in_.U8() % 8;
@@ -873,10 +883,9 @@ class Harness {
     switch (kind) {
       case 1:
       case 2: {
-        // From anywhere in the request up to one byte past its end, so that
-        // the client's bound checks see both sides of the edge.
-        const uint64_t start = len * in_.U8() / 255;
-        uint64_t n = std::max<uint64_t>(1, (len - start + 1) * in_.U8() / 255);
+        const uint64_t start = EdgeShare(len, in_.U8());
+        const uint64_t n = std::max<uint64_t>(
+            1, EdgeShare(len - std::min(start, len), in_.U8()));
         if (kind == 1) {
           type = static_cast<uint16_t>(nbd::ChunkType::kOffsetData);
           payload = nbd::EncodeOffsetData(
@@ -898,7 +907,7 @@ class Harness {
         type = static_cast<uint16_t>(nbd::ChunkType::kErrorOffset);
         const uint32_t error = uint32_t{in_.U8()} % 120;
         payload = nbd::EncodeErrorOffsetChunk(
-            {error, "crafted", off + len * in_.U8() / 256});
+            {error, "crafted", off + EdgeShare(len, in_.U8())});
         break;
       }
       case 5: {
