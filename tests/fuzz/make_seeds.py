@@ -310,7 +310,7 @@ def server_seeds():
             (CMD_WRITE, 0x40, 0, 16, 0), (CMD_READ, FLAG_PAYLOAD_LEN, 0, 8, 0),
             (CMD_BLOCK_STATUS, 0, 0, 0, 0), (CMD_WRITE, 0, 0xFFFF, 512, 0),
             (CMD_READ, 0, 0, 512, 0x80)]:
-        bad += s_request(cmd, flags, off, length, form)
+        bad += s_request(cmd, flags, off, length, form | 0x40)  # raw flags
     for name, conf, hs in [("structured", s_config(0x07, more=0x08), {}),
                            ("extended", s_config(0x07, more=0x08),
                             dict(eh=True)),

@@ -34,9 +34,7 @@
 //   then up to kMaxOps operations, an opcode byte (% kNumOps) and arguments:
 //     0 Raw        u8 len, len bytes queued for the session
 //     1 Message    u8 kind, arguments (see Message()): a well-formed client
-//                  message queued for the session (a request's flag bit 7
-//                  makes an extended WRITE without PAYLOAD_LEN, which the
-//                  session must never report)
+//                  message queued for the session
 //     2 Deliver    u8 mode (bit 7: zero-copy, else Feed; & 0x7f: piece size,
 //                  0 = everything at once): hands the queued bytes over as
 //                  far as the session takes them
@@ -470,8 +468,11 @@ class Harness {
   //   3 EXPORT_NAME (u8 name), 4 LIST (u8 data length), 5 STRUCTURED_REPLY
   //   and 6 EXTENDED_HEADERS (u8 data length), 7 LIST_META_CONTEXT /
   //   8 SET_META_CONTEXT (u8 name, u8 count, count x u8 query),
-  //   9 ABORT / STARTTLS / an unknown option (u8), 10 a request (u8 type,
-  //   u8 flags, u8 sel, offset, length, u8 header form), 11 a BLOCK_STATUS
+  //   9 ABORT / STARTTLS / an unknown option (u8), 10 a request (u8 type:
+  //   % 9, or the value itself if >= 0x80; u8 flags; u8 sel, offset,
+  //   length as in PickOffset/PickLength; u8 form: bit 7 the other header
+  //   form than negotiated, bit 6 raw flags instead of well-formed ones,
+  //   see QueueRequest), 11 a BLOCK_STATUS
   //   with PAYLOAD_LEN (u8 sel, offset, length, u8 count of context ids).
   void Message() {
     const uint8_t kind = in_.U8() % 12;
@@ -535,6 +536,23 @@ class Harness {
     }
   }
 
+  // The flags that mean something for `c` (NBD's proto.md).
+  static uint16_t CommandFlags(Command c) {
+    switch (c) {
+      case Command::kRead:
+        return nbd::kCmdFlagDf;
+      case Command::kWrite:
+      case Command::kTrim:
+        return nbd::kCmdFlagFua;
+      case Command::kWriteZeroes:
+        return nbd::kCmdFlagFua | nbd::kCmdFlagNoHole | nbd::kCmdFlagFastZero;
+      case Command::kBlockStatus:
+        return nbd::kCmdFlagReqOne;
+      default:
+        return 0;
+    }
+  }
+
   void QueueRequest(bool block_status_payload) {
     uint16_t type;
     uint16_t flags;
@@ -554,17 +572,22 @@ class Harness {
     bool extended = session_->extended_headers();
     if (form & 0x80) extended = !extended;
     const uint64_t cookie = kCookieBase + ++cookie_;
-    const bool write = type == static_cast<uint16_t>(Command::kWrite);
-    if (write && extended && !block_status_payload) {
-      // A well-formed extended WRITE carries PAYLOAD_LEN; flag bit 7 asks
-      // for one without it, which the spec says has no payload: the
+    if (!block_status_payload && !(form & 0x40)) {
+      // Well-formed flags: only those that mean something for the command
+      // (the session still refuses unadvertised ones). An extended WRITE
+      // carries PAYLOAD_LEN, unless the input's PAYLOAD_LEN bit is set:
+      // then it goes without, which the spec says has no payload; the
       // session must refuse it (EINVAL) or drop the connection, and never
       // hand it to the embedder with the bytes that follow as its data.
-      if (flags & 0x80) {
-        flags &= ~(0x80 | nbd::kCmdFlagPayloadLen);
-        if (session_->extended_headers()) no_payload_writes_.insert(cookie);
-      } else {
-        flags |= nbd::kCmdFlagPayloadLen;
+      // Any byte with that bit makes one, so mutations find it easily.
+      const bool omit_payload_len = flags & nbd::kCmdFlagPayloadLen;
+      flags &= CommandFlags(static_cast<Command>(type));
+      if (type == static_cast<uint16_t>(Command::kWrite) && extended) {
+        if (!omit_payload_len) {
+          flags |= nbd::kCmdFlagPayloadLen;
+        } else if (session_->extended_headers()) {
+          no_payload_writes_.insert(cookie);
+        }
       }
     }
 
