@@ -585,7 +585,9 @@ class Harness {
       if (type == static_cast<uint16_t>(Command::kWrite) && extended) {
         if (!omit_payload_len) {
           flags |= nbd::kCmdFlagPayloadLen;
-        } else if (session_->extended_headers()) {
+        } else if (session_->extended_headers() && length > 0) {
+          // (A zero-length one carries no bytes either way: the check is
+          // about the data that follows being taken as its payload.)
           no_payload_writes_.insert(cookie);
         }
       }
