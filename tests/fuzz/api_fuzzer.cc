@@ -845,14 +845,17 @@ class Harness {
   // 5 BLOCK_STATUS (u8 count, count x u16 length), 6 NONE, 7 raw type
   // (u16 type, u8 payload length); then for 1-7 u8 flags (bit 0 DONE,
   // bit 7 the other header form) and u8 feed mode.
-  // A share of `whole` chosen by `b`: below 0xf8 proportionally, and from
-  // 0xf8 on the edges: whole - 3 ... whole + 4, so that the client's bound
-  // checks are tried on both sides of the end with 1/32 of the inputs.
+  // A share of `whole` chosen by `b`: below 0xf0 proportionally; from 0xf0
+  // on one of the edges whole, whole + 1, whole - 1, whole + 2, whole - 2,
+  // so that 1/16 of the inputs try the client's bound checks on both sides
+  // of the end (0xf0, the exact end, is also what libFuzzer's comparison
+  // tracing suggests for the `b < 0xf0` below).
   static uint64_t EdgeShare(uint64_t whole, uint8_t b) {
-    if (b < 0xf8) return whole * b / 0xf8;
-    const uint64_t delta = b - 0xf8;  // 0..7
-    return delta < 3 ? whole - std::min<uint64_t>(whole, 3 - delta)
-                     : whole + (delta - 3);
+    if (b < 0xf0) return whole * b / 0xf0;
+    static constexpr int kEdges[] = {0, 1, -1, 2, -2};
+    const int d = kEdges[(b - 0xf0) % 5];
+    if (d < 0) return whole - std::min<uint64_t>(whole, -d);
+    return whole + d;
   }
 
   void Crafted() {
