@@ -838,13 +838,6 @@ class Harness {
 
   // ---- Crafted replies -----------------------------------------------------
 
-  // A reply chunk or simple reply for `which` pending cookie, fed straight
-  // to the client. kind % 8: 0 simple (u8 error; a successful READ carries
-  // its data), 1 OFFSET_DATA, 2 OFFSET_HOLE (u8 start share, u8 length
-  // share), 3 ERROR, 4 ERROR_OFFSET (u8 errno, u8 offset share),
-  // 5 BLOCK_STATUS (u8 count, count x u16 length), 6 NONE, 7 raw type
-  // (u16 type, u8 payload length); then for 1-7 u8 flags (bit 0 DONE,
-  // bit 7 the other header form) and u8 feed mode.
   // A share of `whole` chosen by `b`: below 0xf0 proportionally; from 0xf0
   // on one of the edges whole, whole + 1, whole - 1, whole + 2, whole - 2,
   // so that 1/16 of the inputs try the client's bound checks on both sides
@@ -858,6 +851,13 @@ class Harness {
     return whole + d;
   }
 
+  // A reply chunk or simple reply for `which` pending cookie, fed straight
+  // to the client. kind % 8: 0 simple (u8 error; a successful READ carries
+  // its data), 1 OFFSET_DATA, 2 OFFSET_HOLE (u8 start, u8 length: shares
+  // of the request by EdgeShare), 3 ERROR, 4 ERROR_OFFSET (u8 errno, u8 offset
+  // share), 5 BLOCK_STATUS (u8 count, count x u16 length), 6 NONE, 7 raw type
+  // (u16 type, u8 payload length); then for 1-7 u8 flags (bit 0 DONE,
+  // bit 7 the other header form) and u8 feed mode.
   void Crafted() {
     const uint8_t which = in_.U8();
     const uint8_t kind = in_.U8() % 8;
