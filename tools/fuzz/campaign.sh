@@ -116,6 +116,10 @@ build() {
   echo "campaign: building ${labels[*]} (--config=fuzz, output base $base)"
   bazel_fuzz build --config=fuzz --jobs="$jobs" "${labels[@]}" >&2
   BIN="$(bazel_fuzz info --config=fuzz bazel-bin 2>/dev/null)/tests/fuzz"
+  BUILT_AT="$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')"
+  if [[ -n "$(cd "$ROOT" && git status --porcelain -- protocol adapters tests/fuzz 2>/dev/null)" ]]; then
+    BUILT_AT="$BUILT_AT+changes"
+  fi
 }
 
 # The flags of tests/fuzz/<target>.options and its dictionary.
@@ -191,7 +195,7 @@ run() {
       "$((after - before))" "$crashes")")
   done
   {
-    echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')"
+    echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) built at $BUILT_AT"
     echo "$header"
     printf '%s\n' "${rows[@]}"
   } | tee -a "$out/summary.txt"
