@@ -152,6 +152,11 @@ stats() {
     END { if (NR == 0) print "0 0 0 0" }'
 }
 
+count_crashes() {
+  find "$1" -type f \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' \
+    -o -name 'oom-*' \) | wc -l
+}
+
 run() {
   build
   mkdir -p "$out"
@@ -164,8 +169,9 @@ run() {
     local dir="$out/$t"
     mkdir -p "$dir/new" "$dir/artifacts"
     local log="$dir/fuzz-$(date +%Y%m%d-%H%M%S).log"
-    local before
+    local before crashes_before
     before=$(find "$dir/new" -type f | wc -l)
+    crashes_before=$(count_crashes "$dir/artifacts")
     local flags
     mapfile -t flags < <(target_flags "$t")
     echo "campaign: $t for ${cpu_seconds} CPU-s (${workers} worker(s)," \
@@ -186,9 +192,7 @@ run() {
       "$dir/new" "$FUZZ_DIR/${t}_corpus") >"$log" 2>&1 || true
     local after crashes
     after=$(find "$dir/new" -type f | wc -l)
-    crashes=$(find "$dir/artifacts" -type f \
-      \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' \
-      -o -name 'oom-*' \) | wc -l)
+    crashes=$(($(count_crashes "$dir/artifacts") - crashes_before))
     read -r execs eps cov ft < <(stats "$log")
     rows+=("$(printf '%-8s %8s %6s %12s %8s %6s %6s %6s %7s' "$t" \
       "$cpu_seconds" "$workers" "$execs" "$eps" "$cov" "$ft" \
