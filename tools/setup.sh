@@ -21,6 +21,8 @@ PACKAGES=(
   # clang 14 + libFuzzer runtime (--config=fuzz) and the formatter.
   clang
   libclang-rt-14-dev
+  # lld links the fuzz targets (gold warns about the ASan runtime).
+  lld
   clang-format
   # Reference NBD servers/clients for integration tests. The nbdkit package
   # itself ships the memory, null, pattern, data, sparse-random, sh and eval
