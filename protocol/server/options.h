@@ -71,13 +71,13 @@ struct ServerOptions {
   // max_in_flight; one for an embedder that answers each request as it
   // comes, like adapters/server's EpollServer).
   size_t output_high_water = 16u << 20;
-  // Compact headers: a WRITE payload above the export's max_block but at
-  // most this long is read and discarded, and the request fails with
-  // EOVERFLOW; a longer one drops the connection (the spec's hard
-  // disconnect for oversized payloads). Extended headers: a PAYLOAD_LEN
-  // payload above max_block always drops the connection (the spec's SHOULD
-  // for that case), and a WRITE without PAYLOAD_LEN has no payload at all:
-  // it fails with EINVAL and the next bytes are the next request.
+  // A request payload (compact: a WRITE's; extended: any PAYLOAD_LEN one)
+  // above the export's max_block but at most this long is read and
+  // discarded, and the request fails with EOVERFLOW; a longer one drops
+  // the connection (the spec's hard disconnect for oversized payloads; it
+  // says lengths up to 2^25 SHOULD NOT be treated so, hence 64 MiB). Under
+  // extended headers a WRITE without PAYLOAD_LEN has no payload at all: it
+  // fails with EINVAL and the next bytes are the next request.
   uint64_t max_discard_payload = kHardMaxPayload;
 
   // Queue a ReplySent event once the last byte of each reply handed to the

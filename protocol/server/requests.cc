@@ -12,11 +12,13 @@
 // request with NBD_CMD_FLAG_PAYLOAD_LEN, `length` bytes, and nothing else;
 // a WRITE MUST have the flag, so one without it has no payload (its length
 // is an effect length) and fails with EINVAL without consuming a byte: the
-// next bytes are the next request header, never data to write. A
-// PAYLOAD_LEN payload above the maximum payload drops the connection (the
-// spec's SHOULD: such a length cannot be told from garbage); a smaller one
+// next bytes are the next request header, never data to write. A payload
 // on a command that takes none (READ, or BLOCK_STATUS, whose filter form
-// this server does not advertise) is consumed and refused with EINVAL.
+// this server does not advertise) is consumed and refused with EINVAL. In
+// both forms a payload above max_block is consumed and refused with
+// EOVERFLOW up to max_discard_payload, and drops the connection beyond it:
+// the spec says a payload length up to 2^25 SHOULD NOT be taken for a
+// denial of service, even above the advertised maximum.
 #include <cerrno>
 #include <limits>
 
@@ -85,13 +87,6 @@ void ServerSession::Impl::OnRequestHeader() {
   current_ = r;
   const uint64_t ceiling =
       std::min<uint64_t>(opts_.exports[*export_].max_block, kPayloadCeiling);
-  if (extended_ && payload > ceiling) {
-    return Fail(ErrnoStatus(
-        EOVERFLOW,
-        absl::StrFormat("%s with a PAYLOAD_LEN payload of %d bytes, above "
-                        "the maximum payload of %d; dropping the connection",
-                        CommandName(r.command), payload, ceiling)));
-  }
   if (extended_ && r.command == Command::kWrite && !payload_flag) {
     // No payload follows: answer and read the next header.
     constexpr const char* kWhy =

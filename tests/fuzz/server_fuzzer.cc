@@ -51,8 +51,7 @@
 //   Queued bytes that the session did not take stay queued (a transport
 //   keeps them until wants() includes kRead again).
 //
-// Environment: NBD_SERVER_FUZZ_TRACE=1 prints each operation and event;
-// NBD_SERVER_FUZZ_ALLOW_EXT_WRITE_BUG=1 see AllowExtWriteBug().
+// Environment: NBD_SERVER_FUZZ_TRACE=1 prints each operation and event.
 
 #include <algorithm>
 #include <cerrno>
@@ -100,16 +99,6 @@ constexpr size_t kMaxSlices = 8;
 
 bool Tracing() {
   static const bool on = std::getenv("NBD_SERVER_FUZZ_TRACE") != nullptr;
-  return on;
-}
-
-// NBD_SERVER_FUZZ_ALLOW_EXT_WRITE_BUG=1 turns off the one check that issue
-// 11's known bug (an extended WRITE without PAYLOAD_LEN read with a
-// payload) fails, so that a campaign on a tree without the fix can look for
-// other bugs. Remove it with the fix.
-bool AllowExtWriteBug() {
-  static const bool on =
-      std::getenv("NBD_SERVER_FUZZ_ALLOW_EXT_WRITE_BUG") != nullptr;
   return on;
 }
 
@@ -780,7 +769,7 @@ class Harness {
                static_cast<unsigned long long>(r.length));
     FUZZ_CHECK_MSG(started_, "a request before TransmissionStarted");
     FUZZ_CHECK_MSG(
-        AllowExtWriteBug() || no_payload_writes_.count(r.cookie) == 0,
+        no_payload_writes_.count(r.cookie) == 0,
         "an extended-header WRITE without NBD_CMD_FLAG_PAYLOAD_LEN "
         "was read with a payload and reported");
     FUZZ_CHECK_MSG(r.handle == last_handle_ + 1,

@@ -285,7 +285,9 @@ void Simulation::IssueInvalidCommand(Conn& c) {
   bad.push_back({Command::kRead, 0x100, 0, align, EINVAL});
   if (!e.read_only) {
     bad.push_back({Command::kWrite, 0, size, align, ENOSPC});
-    if (!c.extended) {
+    // kStrictAutoFlag clears PAYLOAD_LEN on a WRITE without extended
+    // headers instead of refusing it (libnbd's LIBNBD_STRICT_AUTO_FLAG).
+    if (!c.extended && !(c.copts.strict & kStrictAutoFlag)) {
       bad.push_back({Command::kWrite, kCmdFlagPayloadLen, 0, align, ENOTSUP});
     }
     if (!e.can_fua)

@@ -18,7 +18,7 @@ void Simulation::RandomAction() {
     if (c.copts.option_mode && !c.connected && !c.disconnect_called) {
       OptionStep(c);
     } else if (P(invalid_per_mille_, 1000)) {
-      if (c.copts.strict == 0) {
+      if ((c.copts.strict & ~kStrictAutoFlag) == 0) {
         IssueRejectedCommand(c);
       } else {
         IssueInvalidCommand(c);

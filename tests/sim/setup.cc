@@ -122,8 +122,10 @@ void Simulation::ConfigureRandom() {
     co.max_payload = Pick<uint32_t>({kDefaultMaxPayload, 65536, 1u << 20});
     co.recv_readahead = Pick<size_t>({0, 0, 1, 16, 4096});
     co.trace = P(1, 10);
-    // Some clients check nothing, so invalid requests reach the session.
-    if (P(1, 5)) co.strict = 0;
+    // Some clients check nothing, so invalid requests reach the session;
+    // they still set PAYLOAD_LEN on extended WRITEs (kStrictAutoFlag), since
+    // a WRITE without it is not a request but a desynchronised stream.
+    if (P(1, 5)) co.strict = kStrictAutoFlag;
     co.option_mode = P(1, 5);
     ServerOptions so;
     so.exports.push_back(e);

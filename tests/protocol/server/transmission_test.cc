@@ -227,19 +227,34 @@ TEST_F(TransmissionTest, ExtendedPayloadOnOtherCommandsIsSkipped) {
   EXPECT_EQ(TakeRequests(*s_).size(), 1u);
 }
 
-// A PAYLOAD_LEN length above the maximum payload drops the connection at
-// once (the spec's SHOULD), on any command: nothing is buffered or skipped.
-TEST_F(TransmissionTest, ExtendedPayloadAboveMaximumDropsTheConnection) {
-  const uint64_t max = TestOptions().exports[0].max_block;
+// A PAYLOAD_LEN payload above max_block is read and refused, as in compact
+// mode (the spec: lengths up to 2^25 SHOULD NOT be taken for an attack),
+// and only one above max_discard_payload drops the connection at once,
+// on any command, without waiting for the payload.
+TEST_F(TransmissionTest, ExtendedPayloadAboveMaximum) {
+  ServerOptions o = TestOptions();
+  const uint64_t max = o.exports[0].max_block;
+  o.max_discard_payload = 2 * max;
   for (Command c : {Command::kWrite, Command::kBlockStatus, Command::kRead}) {
     SCOPED_TRACE(static_cast<int>(c));
-    Start({true, true}, /*meta=*/true);
-    EXPECT_FALSE(s_->Feed(R(c, 1, 0, max + 1, kCmdFlagPayloadLen)).ok());
+    Start({true, true}, /*meta=*/true, o);
+    auto replies = Rejected(Concat(
+        {R(c, 1, 0, max + 1, kCmdFlagPayloadLen), Bytes(max + 1, 5)}));
+    ASSERT_EQ(replies.size(), 1u);
+    EXPECT_EQ(ErrorOf(replies[0]),
+              c == Command::kWrite ? kEoverflow : kEinval);
+    FeedAll(*s_, R(Command::kRead, 2, 0, 8));
+    EXPECT_EQ(TakeRequests(*s_).size(), 1u);
+
+    Start({true, true}, /*meta=*/true, o);
+    EXPECT_FALSE(
+        s_->Feed(R(c, 1, 0, o.max_discard_payload + 1, kCmdFlagPayloadLen))
+            .ok());
     EXPECT_EQ(s_->phase(), ServerPhase::kDead);
     EXPECT_EQ(StatusErrno(s_->dead_reason()), EOVERFLOW);
   }
   // Exactly the maximum is a payload like any other.
-  Start({true, true});
+  Start({true, true}, false, o);
   Bytes payload(max, 3);
   FeedAll(*s_,
           Concat({R(Command::kWrite, 1, 0, max, kCmdFlagPayloadLen), payload}));
