@@ -768,10 +768,9 @@ class Harness {
                static_cast<unsigned long long>(r.offset),
                static_cast<unsigned long long>(r.length));
     FUZZ_CHECK_MSG(started_, "a request before TransmissionStarted");
-    FUZZ_CHECK_MSG(
-        no_payload_writes_.count(r.cookie) == 0,
-        "an extended-header WRITE without NBD_CMD_FLAG_PAYLOAD_LEN "
-        "was read with a payload and reported");
+    FUZZ_CHECK_MSG(no_payload_writes_.count(r.cookie) == 0,
+                   "an extended-header WRITE without NBD_CMD_FLAG_PAYLOAD_LEN "
+                   "was read with a payload and reported");
     FUZZ_CHECK_MSG(r.handle == last_handle_ + 1,
                    "request handles do not count up from 1");
     last_handle_ = r.handle;

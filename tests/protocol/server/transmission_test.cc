@@ -238,11 +238,10 @@ TEST_F(TransmissionTest, ExtendedPayloadAboveMaximum) {
   for (Command c : {Command::kWrite, Command::kBlockStatus, Command::kRead}) {
     SCOPED_TRACE(static_cast<int>(c));
     Start({true, true}, /*meta=*/true, o);
-    auto replies = Rejected(Concat(
-        {R(c, 1, 0, max + 1, kCmdFlagPayloadLen), Bytes(max + 1, 5)}));
+    auto replies = Rejected(
+        Concat({R(c, 1, 0, max + 1, kCmdFlagPayloadLen), Bytes(max + 1, 5)}));
     ASSERT_EQ(replies.size(), 1u);
-    EXPECT_EQ(ErrorOf(replies[0]),
-              c == Command::kWrite ? kEoverflow : kEinval);
+    EXPECT_EQ(ErrorOf(replies[0]), c == Command::kWrite ? kEoverflow : kEinval);
     FeedAll(*s_, R(Command::kRead, 2, 0, 8));
     EXPECT_EQ(TakeRequests(*s_).size(), 1u);
 
