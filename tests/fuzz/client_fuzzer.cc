@@ -82,6 +82,7 @@
 #include "protocol/client/options.h"
 #include "protocol/constants.h"
 #include "protocol/status.h"
+#include "tests/fuzz/fuzz_input.h"
 
 namespace {
 
@@ -90,6 +91,8 @@ using nbd::ClientPhase;
 using nbd::Command;
 using nbd::Cookie;
 using nbd::Option;
+using nbd::fuzz::Checksum;
+using nbd::fuzz::Input;
 
 constexpr size_t kMaxOps = 512;
 constexpr size_t kMaxBuffer = 4096;  // largest Read/Write buffer
@@ -108,61 +111,8 @@ bool Tracing() {
     if (Tracing()) std::fprintf(stderr, __VA_ARGS__); \
   } while (false)
 
-[[noreturn]] void Violation(const char* file, int line, const char* what) {
-  std::fprintf(stderr, "client_fuzzer: invariant violated at %s:%d: %s\n", file,
-               line, what);
-  std::fflush(stderr);
-  std::abort();
-}
-
-#define FUZZ_CHECK(cond)                               \
-  do {                                                 \
-    if (!(cond)) Violation(__FILE__, __LINE__, #cond); \
-  } while (false)
-
-#define FUZZ_CHECK_MSG(cond, msg)                      \
-  do {                                                 \
-    if (!(cond)) Violation(__FILE__, __LINE__, (msg)); \
-  } while (false)
-
-// Reads the script front to back. Reads past the end return zeros, so every
-// input is valid.
-class Input {
- public:
-  Input(const uint8_t* data, size_t size) : data_(data), size_(size) {}
-
-  bool empty() const { return pos_ >= size_; }
-
-  uint8_t U8() { return pos_ < size_ ? data_[pos_++] : 0; }
-  uint16_t U16() {
-    uint16_t hi = U8();
-    return static_cast<uint16_t>((hi << 8) | U8());
-  }
-  uint32_t U32() {
-    uint32_t hi = U16();
-    return (hi << 16) | U16();
-  }
-  uint64_t U64() {
-    uint64_t hi = U32();
-    return (hi << 32) | U32();
-  }
-  // Up to n bytes (fewer at the end of the input).
-  absl::Span<const uint8_t> Bytes(size_t n) {
-    n = std::min(n, size_ - std::min(pos_, size_));
-    absl::Span<const uint8_t> out(data_ + pos_, n);
-    pos_ += n;
-    return out;
-  }
-  std::string String(size_t n) {
-    absl::Span<const uint8_t> b = Bytes(n);
-    return std::string(b.begin(), b.end());
-  }
-
- private:
-  const uint8_t* data_;
-  size_t size_;
-  size_t pos_ = 0;
-};
+#define FUZZ_CHECK NBD_FUZZ_CHECK
+#define FUZZ_CHECK_MSG NBD_FUZZ_CHECK_MSG
 
 uint8_t GuardByte(size_t i) { return static_cast<uint8_t>(0xa5 ^ (i * 29)); }
 
@@ -180,12 +130,6 @@ struct Pending {
 
   uint8_t* data() { return mem.get() + kGuard; }
 };
-
-uint32_t Checksum(const uint8_t* p, size_t n) {
-  uint32_t h = 2166136261u;
-  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 16777619u;
-  return h;
-}
 
 bool IsTerminal(ClientPhase p) {
   return p == ClientPhase::kClosed || p == ClientPhase::kDead;
@@ -901,8 +845,8 @@ class Harness {
                        "TlsHandshakeDone accepted without STARTTLS");
         tls_done_ = true;
       } else if (wanted && !IsTerminal(client_->phase())) {
-        Violation(__FILE__, __LINE__,
-                  "TlsHandshakeDone refused after StartTls");
+        nbd::fuzz::Violation(__FILE__, __LINE__,
+                             "TlsHandshakeDone refused after StartTls");
       }
     } else {
       client_->TlsHandshakeFailed(absl::OkStatus());
