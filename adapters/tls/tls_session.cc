@@ -259,9 +259,13 @@ void TlsSession::FeedCiphertext(absl::Span<const uint8_t> bytes) {
     in_head_ = 0;
   }
   in_.insert(in_.end(), bytes.begin(), bytes.end());
+  if (!bytes.empty()) fresh_input_ = true;
 }
 
-void TlsSession::FeedEof() { eof_ = true; }
+void TlsSession::FeedEof() {
+  eof_ = true;
+  fresh_input_ = true;
+}
 
 bool TlsSession::wants_input() const {
   return failure_.ok() && !eof_ &&
@@ -400,6 +404,7 @@ absl::StatusOr<size_t> TlsSession::Decrypt(absl::Span<uint8_t> into) {
     const ssize_t n = gnutls_record_recv(S(session_), into.data(), into.size());
     if (n >= 0) return static_cast<size_t>(n);
     if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) {
+      fresh_input_ = false;
       return ErrnoStatus(EAGAIN, "TLS: waiting for ciphertext");
     }
     if (n == GNUTLS_E_PREMATURE_TERMINATION || n == GNUTLS_E_PULL_ERROR) {
@@ -418,6 +423,11 @@ absl::StatusOr<size_t> TlsSession::Decrypt(absl::Span<uint8_t> into) {
 
 size_t TlsSession::pending_plaintext() const {
   return handshake_done_ ? gnutls_record_check_pending(S(session_)) : 0;
+}
+
+bool TlsSession::can_decrypt() const {
+  return handshake_done_ && failure_.ok() &&
+         (fresh_input_ || pending_plaintext() > 0);
 }
 
 absl::Status TlsSession::CloseWrite() {

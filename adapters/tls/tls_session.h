@@ -34,42 +34,14 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "protocol/io.h"
+#include "protocol/tls_credentials.h"
 
 namespace nbd::tls {
 
 enum class Role { kClient, kServer };
 
-// What a session authenticates with, in libnbd's and nbdkit's terms. With
-// `psk_file` set the session uses PSK, otherwise X.509.
-struct TlsOptions {
-  // X.509 credentials directory. Client: `ca-cert.pem` (required when the
-  // directory is given; without a directory the system trust store is
-  // used), optional `client-cert.pem` + `client-key.pem` and `ca-crl.pem`.
-  // Server: `server-cert.pem` and `server-key.pem` (required), `ca-cert.pem`
-  // (required with require_client_certificate) and optional `ca-crl.pem`. Same
-  // layout as nbdkit's --tls-certificates and libnbd's
-  // nbd_set_tls_certificates.
-  std::string certificates_dir;
-  // PSK file as written by psktool: lines `username:hexkey`. A client uses
-  // the key of `username`; a server accepts every user in the file.
-  std::string psk_file;
-  // PSK user name (client). Empty is an error with a psk_file (the tools
-  // default it to the login name, as libnbd does).
-  std::string username;
-  // Client: verify the server's certificate chain, and its name against
-  // `hostname` when one is given (libnbd's tls-verify-peer, on by default).
-  // Ignored by a server and with PSK (the key authenticates both sides).
-  bool verify_peer = true;
-  // Server: require a client certificate and verify it against
-  // ca-cert.pem (nbdkit's --tls-verify-peer, off by default).
-  bool require_client_certificate = false;
-  // Client: the name the server certificate must carry (the URI's host, or
-  // libnbd's tls-hostname). Empty (a Unix socket with no tls-hostname): the
-  // chain is still verified, the name is not.
-  std::string hostname;
-  // GnuTLS priority string. PSK adds its key exchanges to it.
-  std::string priority = "NORMAL";
-};
+// What a session authenticates with (protocol/tls_credentials.h).
+using TlsOptions = ::nbd::TlsCredentials;
 
 // Ciphertext the session keeps before Encrypt() stops taking plaintext:
 // the caller must send some first. Bounds memory per connection.
@@ -128,6 +100,10 @@ class TlsSession {
   // Plaintext already decrypted and waiting (Decrypt() returns it without
   // new ciphertext).
   size_t pending_plaintext() const;
+  // Whether Decrypt() may make progress without new ciphertext: plaintext
+  // is waiting, or ciphertext (or the EOF) came after the last Decrypt()
+  // that said EAGAIN.
+  bool can_decrypt() const;
 
   // Queues close_notify (GnuTLS's bye with SHUT_WR). Encrypt() is refused
   // afterwards. Idempotent.
@@ -163,6 +139,7 @@ class TlsSession {
   bool handshake_done_ = false;
   bool write_closed_ = false;
   bool eof_ = false;
+  bool fresh_input_ = false;  // fed since Decrypt() last said EAGAIN
   absl::Status failure_;
   std::vector<uint8_t> in_;  // ciphertext received, from in_head_ on
   size_t in_head_ = 0;
