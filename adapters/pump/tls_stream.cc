@@ -38,6 +38,14 @@ bool TlsStream::Fill(Transport& raw, IoResult* r) {
     return false;
   }
   *r = raw.Recv(absl::MakeSpan(scratch_));
+  if (r->error != 0 && r->error != EAGAIN && shutdown_pending_) {
+    // After our close_notify a reset is the peer's way of closing too
+    // (qemu-nbd closes at once after NBD_CMD_DISC): an end of the stream,
+    // as libnbd counts GnuTLS's pull error then.
+    session_->FeedEof();
+    *r = IoResult{};
+    return true;
+  }
   if (r->error != 0) return false;
   if (r->bytes == 0) {
     session_->FeedEof();
@@ -95,6 +103,14 @@ IoResult TlsStream::Flush(Transport& raw) {
     session_->PeekCiphertext({&slice, 1});
     iovec v{const_cast<uint8_t*>(slice.data), slice.size};
     IoResult r = raw.Send({&v, 1});
+    if (r.error != 0 && r.error != EAGAIN && shutdown_pending_) {
+      // The peer is gone while we finish (NBD_CMD_DISC, close_notify):
+      // like shutdown(SHUT_WR) errors in plaintext, this is no failure;
+      // the peer's close decides how the connection ended (qemu-nbd closes
+      // right after DISC).
+      session_->ConsumeCiphertext(session_->pending_ciphertext()).IgnoreError();
+      break;
+    }
     if (r.error != 0) return r;
     session_->ConsumeCiphertext(r.bytes).IgnoreError();
     sent += r.bytes;
