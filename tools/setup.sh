@@ -18,6 +18,9 @@ PACKAGES=(
   libgmock-dev
   liburing-dev
   libbenchmark-dev
+  libgnutls28-dev
+  # certtool and psktool, which the TLS tests make credentials with.
+  gnutls-bin
   # clang 14 + libFuzzer runtime (--config=fuzz) and the formatter.
   clang
   libclang-rt-14-dev

@@ -33,7 +33,9 @@ absl::Status MakeNonBlocking(int fd) {
 
 BlockingClient::BlockingClient(int fd, ClientOptions options,
                                SyscallCounters* counters)
-    : client_(std::move(options)), transport_(fd, counters) {}
+    : client_(options), transport_(fd, counters) {
+  ConfigureTls(transport_, options);
+}
 
 BlockingClient::~BlockingClient() {
   transport_.Close();
@@ -121,9 +123,12 @@ absl::Status BlockingClient::RunUntil(Done done, absl::Duration timeout,
       transport_.Close();
       return why;
     }
-    pollfd pfd = {transport_.fd(), PollEventsFor(client_.wants()), 0};
+    pollfd pfd = {transport_.fd(),
+                  PollEventsFor(CombinedWants(client_.wants(), transport_)), 0};
     int ms = static_cast<int>(
         std::min<int64_t>(absl::ToInt64Milliseconds(left) + 1, 1 << 30));
+    // Input the TLS layer already holds needs no wait.
+    if (transport_.has_buffered_input()) ms = 0;
     ++transport_.counters()->poll;
     int r = ::poll(&pfd, 1, ms);
     if (r < 0 && errno != EINTR) {

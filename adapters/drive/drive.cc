@@ -55,7 +55,8 @@ void MakeNonBlocking(int fd) {
 
 template <typename Session>
 Drive<Session>::Drive(int fd, Options options, DriveOptions drive_options)
-    : core_(std::move(options)), transport_(fd, drive_options.counters) {
+    : core_(options), transport_(fd, drive_options.counters) {
+  ConfigureTls(transport_, options);
   deadline_.set_default_timeout(drive_options.disconnect_timeout);
   if (fd >= 0) MakeNonBlocking(fd);
 }
@@ -77,7 +78,7 @@ absl::StatusOr<std::unique_ptr<Drive<Session>>> Drive<Session>::Connect(
 
 template <typename Session>
 Direction Drive<Session>::direction() const {
-  return ended() ? Direction::kNone : core_.wants();
+  return ended() ? Direction::kNone : CombinedWants(core_.wants(), transport_);
 }
 
 template <typename Session>

@@ -26,9 +26,11 @@ uint32_t EpollEventsFor(Direction direction) {
 
 EpollConnection::EpollConnection(int fd, ClientOptions options,
                                  Callback on_event, SyscallCounters* counters)
-    : client_(std::move(options)),
+    : client_(options),
       transport_(fd, counters),
-      on_event_(std::move(on_event)) {}
+      on_event_(std::move(on_event)) {
+  ConfigureTls(transport_, options);
+}
 
 EpollConnection::~EpollConnection() {
   Finish();
@@ -39,7 +41,7 @@ absl::Status EpollConnection::Register(int epfd, epoll_data_t data) {
   epfd_ = epfd;
   data_ = data;
   epoll_event ev = {};
-  ev.events = EpollEventsFor(client_.wants());
+  ev.events = EpollEventsFor(CombinedWants(client_.wants(), transport_));
   ev.data = data_;
   ++transport_.counters()->epoll_ctl;
   if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, transport_.fd(), &ev) != 0) {
@@ -100,7 +102,7 @@ void EpollConnection::Step(bool readable) {
 }
 
 void EpollConnection::Rearm() {
-  uint32_t want = EpollEventsFor(client_.wants());
+  uint32_t want = EpollEventsFor(CombinedWants(client_.wants(), transport_));
   if (want == registered_ || epfd_ < 0) return;
   epoll_event ev = {};
   ev.events = want;

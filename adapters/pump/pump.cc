@@ -34,48 +34,133 @@ IoResult IoResult::FromSyscall(ssize_t r, int saved_errno) {
   return IoResult{0, saved_errno == 0 ? EIO : saved_errno};
 }
 
-SocketTransport::SocketTransport(int fd, SyscallCounters* counters)
-    : fd_(fd), counters_(counters != nullptr ? counters : &unused_) {}
+absl::Status Transport::StartTls() {
+  return ErrnoStatus(ENOTSUP,
+                     "the server agreed to TLS but this connection has no "
+                     "TLS configured");
+}
+
+absl::Status Transport::ContinueTls() {
+  return ErrnoStatus(EINVAL, "no TLS handshake in progress");
+}
+
+Direction CombinedWants(Direction core, const Transport& transport) {
+  return static_cast<Direction>(static_cast<int>(core) |
+                                static_cast<int>(transport.wants()));
+}
+
+SocketTransport::SocketTransport(int fd, SyscallCounters* counters) {
+  raw_.fd = fd;
+  raw_.counters = counters != nullptr ? counters : &unused_;
+}
 
 SocketTransport::~SocketTransport() { Close(); }
 
-IoResult SocketTransport::Recv(absl::Span<uint8_t> into) {
-  ++counters_->recv;
+IoResult SocketTransport::Raw::Recv(absl::Span<uint8_t> into) {
+  ++counters->recv;
   ssize_t r;
   do {
-    r = ::recv(fd_, into.data(), into.size(), 0);
+    r = ::recv(fd, into.data(), into.size(), 0);
   } while (r < 0 && errno == EINTR);
   return IoResult::FromSyscall(r, errno);
 }
 
-IoResult SocketTransport::Send(absl::Span<const iovec> gather) {
-  ++counters_->send;
+IoResult SocketTransport::Raw::Send(absl::Span<const iovec> gather) {
+  ++counters->send;
   msghdr msg = {};
   msg.msg_iov = const_cast<iovec*>(gather.data());
   msg.msg_iovlen = gather.size();
   ssize_t r;
   do {
-    r = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
+    r = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
   } while (r < 0 && errno == EINTR);
   return IoResult::FromSyscall(r, errno);
 }
 
-void SocketTransport::ShutdownWrite() {
-  if (fd_ < 0) return;
-  ++counters_->shutdown;
-  ::shutdown(fd_, SHUT_WR);  // failure only means the peer is gone already
+void SocketTransport::Raw::ShutdownWrite() {
+  if (fd < 0) return;
+  ++counters->shutdown;
+  ::shutdown(fd, SHUT_WR);  // failure only means the peer is gone already
 }
 
-void SocketTransport::Close() {
-  if (fd_ < 0) return;
-  ++counters_->close;
-  ::close(fd_);
-  fd_ = -1;
+void SocketTransport::Raw::Close() {
+  if (fd < 0) return;
+  ++counters->close;
+  ::close(fd);
+  fd = -1;
 }
+
+void SocketTransport::ConfigureTls(tls::Role role, tls::TlsOptions options) {
+  tls_ = std::make_unique<TlsStream>(role, std::move(options));
+}
+
+const tls::TlsSession* SocketTransport::tls_session() const {
+  return tls_ != nullptr ? tls_->session() : nullptr;
+}
+
+IoResult SocketTransport::Recv(absl::Span<uint8_t> into) {
+  return tls_active() ? tls_->Recv(raw_, into) : raw_.Recv(into);
+}
+
+IoResult SocketTransport::Send(absl::Span<const iovec> gather) {
+  return tls_active() ? tls_->Send(raw_, gather) : raw_.Send(gather);
+}
+
+void SocketTransport::ShutdownWrite() {
+  if (tls_active()) {
+    tls_->ShutdownWrite(raw_);
+  } else {
+    raw_.ShutdownWrite();
+  }
+}
+
+void SocketTransport::Close() { raw_.Close(); }
+
+absl::Status SocketTransport::StartTls() {
+  if (tls_ == nullptr) return Transport::StartTls();
+  return tls_->Start();
+}
+
+bool SocketTransport::tls_handshaking() const {
+  return tls_ != nullptr && tls_->handshaking();
+}
+
+absl::Status SocketTransport::ContinueTls() {
+  if (!tls_handshaking()) return Transport::ContinueTls();
+  return tls_->Continue(raw_);
+}
+
+bool SocketTransport::has_pending_output() const {
+  return tls_ != nullptr && tls_->has_pending_output();
+}
+
+IoResult SocketTransport::Flush() {
+  return tls_active() ? tls_->Flush(raw_) : IoResult{};
+}
+
+bool SocketTransport::has_buffered_input() const {
+  return tls_ != nullptr && tls_->has_buffered_input();
+}
+
+Direction SocketTransport::wants() const {
+  return tls_ != nullptr ? tls_->wants() : Direction::kNone;
+}
+
+absl::Status SocketTransport::last_error() const {
+  return tls_ != nullptr ? tls_->last_error() : absl::OkStatus();
+}
+
+void ConfigureTls(SocketTransport& transport, const ClientOptions& options) {
+  if (options.tls != TlsPolicy::kDisable) {
+    transport.ConfigureTls(tls::Role::kClient, options.tls_credentials);
+  }
+}
+
+void ConfigureTls(SocketTransport&, const ServerOptions&) {}
 
 int SocketTransport::Release() {
-  int fd = fd_;
-  fd_ = -1;
+  int fd = raw_.fd;
+  raw_.fd = -1;
   return fd;
 }
 
@@ -91,12 +176,25 @@ struct SessionTraits<Client> {
   static bool ShutsDownWrite(const ClientEvent& event) {
     return std::holds_alternative<ShutdownWrite>(event);
   }
+  static bool StartsTls(const ClientEvent& event) {
+    return std::holds_alternative<nbd::StartTls>(event);
+  }
+  static void TlsDone(Client& c) { c.TlsHandshakeDone().IgnoreError(); }
+  static void TlsFailed(Client& c, absl::Status why) {
+    c.TlsHandshakeFailed(std::move(why));
+  }
 };
 
 template <>
 struct SessionTraits<ServerSession> {
   using Event = ServerEvent;
   static bool ShutsDownWrite(const ServerEvent&) { return false; }
+  // The server core does not offer STARTTLS yet.
+  static bool StartsTls(const ServerEvent&) { return false; }
+  static void TlsDone(ServerSession&) {}
+  static void TlsFailed(ServerSession& s, absl::Status why) {
+    s.FeedTransportError(std::move(why));
+  }
 };
 
 template <typename Session>
@@ -146,6 +244,12 @@ void DrainEventsImpl(Session& session, Transport& transport,
     if (SessionTraits<Session>::ShutsDownWrite(*event)) {
       transport.ShutdownWrite();
     }
+    if (SessionTraits<Session>::StartsTls(*event)) {
+      // The handshake itself runs in PumpOnce (ContinueTls).
+      if (absl::Status s = transport.StartTls(); !s.ok()) {
+        SessionTraits<Session>::TlsFailed(session, std::move(s));
+      }
+    }
     sink(*event);
   }
 }
@@ -159,34 +263,73 @@ void GiveUpImpl(Session& session, Transport& transport, absl::Status why,
   DrainEventsImpl(session, transport, sink);
 }
 
+// A failed receive or send: the transport's own reason when it has one (a
+// TLS failure), else the errno.
+template <typename Session>
+bool TransportFailed(Session& session, const Transport& transport,
+                     const IoResult& r) {
+  if (r.error == 0 || r.error == EAGAIN) return false;
+  absl::Status why = transport.last_error();
+  if (why.ok()) return false;  // ApplyRecv/SendResult word it
+  session.FeedTransportError(std::move(why));
+  return true;
+}
+
 template <typename Session>
 bool PumpOnceImpl(Session& session, Transport& transport, bool maybe_readable,
                   SinkFor<Session> sink, size_t max_rounds) {
   bool progressed = false;
-  bool readable = maybe_readable;
+  bool readable = maybe_readable || transport.has_buffered_input();
   bool writable = true;
   for (size_t round = 0; round < max_rounds && !IsTerminal(session.phase());
        ++round) {
     bool moved = false;
+    if (transport.tls_handshaking()) {
+      absl::Status st = transport.ContinueTls();
+      if (st.ok()) {
+        SessionTraits<Session>::TlsDone(session);
+        moved = true;
+      } else if (StatusErrno(st) != EAGAIN) {
+        SessionTraits<Session>::TlsFailed(session, std::move(st));
+        moved = true;
+      }
+      DrainEventsImpl(session, transport, sink);
+      if (IsTerminal(session.phase())) break;
+    }
     if (writable && session.pending_output_bytes() > 0) {
       iovec gather[kMaxGatherSlices];
       size_t n = GatherOutputImpl(session, absl::MakeSpan(gather));
       size_t offered = 0;
       for (size_t i = 0; i < n; ++i) offered += gather[i].iov_len;
       IoResult r = transport.Send(absl::MakeConstSpan(gather, n));
-      ApplySendResultImpl(session, r);
+      if (!TransportFailed(session, transport, r)) {
+        ApplySendResultImpl(session, r);
+      }
       // A short send means the socket buffer is full: wait for POLLOUT.
-      writable = r.error == 0 && r.bytes == offered;
+      writable =
+          r.error == 0 && r.bytes == offered && !transport.has_pending_output();
       moved = moved || r.error != EAGAIN;
+      DrainEventsImpl(session, transport, sink);
+    } else if (writable && transport.has_pending_output()) {
+      IoResult r = transport.Flush();
+      if (!TransportFailed(session, transport, r)) {
+        ApplySendResultImpl(session, IoResult{0, r.error});
+      }
+      writable = r.error == 0;
+      moved = moved || r.bytes > 0;
       DrainEventsImpl(session, transport, sink);
     }
     if (readable && !IsTerminal(session.phase())) {
       absl::Span<uint8_t> into = session.RecvBuffer();
       if (!into.empty()) {
         IoResult r = transport.Recv(into);
-        ApplyRecvResultImpl(session, r);
-        // A short receive drained the socket; the poller reports more.
-        readable = r.error == 0 && r.bytes == into.size();
+        if (!TransportFailed(session, transport, r)) {
+          ApplyRecvResultImpl(session, r);
+        }
+        // A short receive drained the socket; the poller reports more
+        // (unless the transport holds input of its own).
+        readable = (r.error == 0 && r.bytes == into.size()) ||
+                   transport.has_buffered_input();
         moved = moved || r.error != EAGAIN;
         DrainEventsImpl(session, transport, sink);
       } else {

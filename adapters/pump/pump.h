@@ -26,12 +26,15 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "adapters/pump/tls_stream.h"
+#include "adapters/tls/tls_session.h"
 #include "protocol/client/client.h"
 #include "protocol/client/events.h"
 #include "protocol/server/events.h"
@@ -106,7 +109,30 @@ class Transport {
   virtual IoResult Send(absl::Span<const iovec> gather) = 0;
   virtual void ShutdownWrite() = 0;  // errors are ignored, as libnbd does
   virtual void Close() = 0;          // idempotent
+
+  // ---- TLS (a SocketTransport after ConfigureTls(); others have none) ----
+  // The core asked for TLS (a client's StartTls event): every byte from now
+  // on is TLS. ENOTSUP when no TLS is configured.
+  virtual absl::Status StartTls();
+  virtual bool tls_handshaking() const { return false; }
+  // Moves handshake bytes: OK once done, EAGAIN while waiting for the
+  // socket, else why it failed (the connection then dies with it).
+  virtual absl::Status ContinueTls();
+  // Ciphertext encrypted but not yet sent (Flush() sends it).
+  virtual bool has_pending_output() const { return false; }
+  virtual IoResult Flush() { return IoResult{}; }
+  // Received input the transport holds (decrypted or decryptable): Recv()
+  // makes progress without the socket becoming readable.
+  virtual bool has_buffered_input() const { return false; }
+  // Directions the transport itself needs on top of the core's.
+  virtual Direction wants() const { return Direction::kNone; }
+  // The reason behind the last failed Recv/Send, when the transport has a
+  // better one than its errno (a TLS failure).
+  virtual absl::Status last_error() const { return absl::OkStatus(); }
 };
+
+// The core's direction combined with what its transport needs.
+Direction CombinedWants(Direction core, const Transport& transport);
 
 // A non-blocking stream socket. Owns `fd` (closed by Close() or the
 // destructor). `counters` may be null.
@@ -117,22 +143,55 @@ class SocketTransport : public Transport {
   SocketTransport(const SocketTransport&) = delete;
   SocketTransport& operator=(const SocketTransport&) = delete;
 
-  int fd() const { return fd_; }
-  SyscallCounters* counters() const { return counters_; }
+  int fd() const { return raw_.fd; }
+  SyscallCounters* counters() const { return raw_.counters; }
+
+  // Makes TLS available: when the core asks for it (StartTls), the stream
+  // becomes a TLS session of `role` with `options`. Before any byte of TLS;
+  // the credentials are loaded then (their errors kill the connection).
+  void ConfigureTls(tls::Role role, tls::TlsOptions options);
+  // The TLS session once started (null before and without TLS).
+  const tls::TlsSession* tls_session() const;
 
   IoResult Recv(absl::Span<uint8_t> into) override;
   IoResult Send(absl::Span<const iovec> gather) override;
   void ShutdownWrite() override;
   void Close() override;
+  absl::Status StartTls() override;
+  bool tls_handshaking() const override;
+  absl::Status ContinueTls() override;
+  bool has_pending_output() const override;
+  IoResult Flush() override;
+  bool has_buffered_input() const override;
+  Direction wants() const override;
+  absl::Status last_error() const override;
   // Gives `fd` back without closing it (the caller owns it again) and
   // returns it; -1 if already closed or released. Makes no system call.
   int Release();
 
  private:
-  int fd_;
-  SyscallCounters* counters_;
+  // The socket's own system calls, under the TLS layer when there is one.
+  struct Raw : Transport {
+    int fd = -1;
+    SyscallCounters* counters = nullptr;
+    IoResult Recv(absl::Span<uint8_t> into) override;
+    IoResult Send(absl::Span<const iovec> gather) override;
+    void ShutdownWrite() override;
+    void Close() override;
+  };
+  bool tls_active() const { return tls_ != nullptr && tls_->started(); }
+
+  Raw raw_;
   SyscallCounters unused_;  // when the caller passes no counters
+  std::unique_ptr<TlsStream> tls_;
 };
+
+// Gives a connection's transport its TLS layer when the core may negotiate
+// TLS (a client whose options.tls is not kDisable), with the core's
+// tls_credentials. Call before the first byte moves. The server core does
+// not offer STARTTLS yet: its overload does nothing.
+void ConfigureTls(SocketTransport& transport, const ClientOptions& options);
+void ConfigureTls(SocketTransport& transport, const ServerOptions& options);
 
 // Most slices passed to one sendmsg (well below IOV_MAX).
 inline constexpr size_t kMaxGatherSlices = 64;

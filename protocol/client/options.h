@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "protocol/constants.h"
+#include "protocol/tls_credentials.h"
 
 namespace nbd {
 
@@ -38,6 +39,9 @@ struct ClientOptions {
   std::string export_name;
 
   TlsPolicy tls = TlsPolicy::kDisable;
+  // What the adapter's TLS layer authenticates with once STARTTLS is
+  // acknowledged (the core itself never reads it).
+  TlsCredentials tls_credentials;
   bool request_extended_headers = true;
   bool request_structured_replies = true;
   // Ask for base:allocation (plus `meta_contexts`) when structured replies

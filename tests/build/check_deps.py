@@ -7,7 +7,7 @@ Usage: check_deps.py WORKSPACE_DIR
 For each cc_library/cc_test/cc_binary (and nbd_cc_fuzz_test) in the
 workspace's BUILD files, the quoted #includes of its srcs and hdrs are mapped
 to the targets that own those headers (our own packages) or to the
-//third_party wrapper (absl/, gtest/, gmock/, liburing.h, benchmark/). It
+//third_party wrapper (absl/, gtest/, gmock/, liburing.h, benchmark/, gnutls/). It
 prints one line per missing dep (a header included without depending on its
 target) and per superfluous dep (a dep none of whose headers is included) and
 exits 1 if there is any. Header-less deps (e.g. a test's gtest_main, or
@@ -46,6 +46,7 @@ THIRD_PARTY = [
     ("gmock/", "//third_party:gtest"),
     ("liburing.h", "//third_party:liburing"),
     ("benchmark/", "//third_party:benchmark"),
+    ("gnutls/", "//third_party:gnutls"),
 ]
 # Deps that provide a main() or link flags rather than headers.
 HEADERLESS = {"//third_party:gtest_main", "//tests/fuzz:replay_main",
