@@ -63,6 +63,16 @@ absl::StatusOr<std::unique_ptr<BlockingClient>> BlockingClient::Connect(
     Connection connection, ClientOptions options, absl::Duration timeout,
     SyscallCounters* counters, EventObserver observer) {
   if (options.export_name.empty()) options.export_name = connection.export_name;
+  if (connection.uri.has_value()) {
+    bool require = false;
+    if (absl::Status s =
+            ApplyUriTls(*connection.uri, &require, &options.tls_credentials);
+        !s.ok()) {
+      ::close(connection.fd);
+      return s;
+    }
+    if (require) options.tls = TlsPolicy::kRequire;
+  }
   bool option_mode = options.option_mode;
   std::unique_ptr<BlockingClient> c(
       new BlockingClient(connection.fd, std::move(options), counters));

@@ -394,6 +394,7 @@ absl::StatusOr<Connection> ConnectUri(const NbdUri& uri,
   connection.fd = *fd;
   connection.export_name = uri.export_name;
   connection.description_for_errors = description;
+  connection.uri = uri;
   return connection;
 }
 

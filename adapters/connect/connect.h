@@ -155,10 +155,13 @@ struct Connection {
   std::optional<Subprocess> subprocess;
   std::string export_name;             // from the URI
   std::string description_for_errors;  // e.g. "nbd://example.com/disk"
+  // The URI connected to (ConnectUri only): the adapters apply its TLS
+  // settings (ApplyUriTls) over the caller's ClientOptions.
+  std::optional<NbdUri> uri;
 };
 
-// Connects to the endpoint `uri` names, after CheckUriSupported(uri) (so
-// nbds* URIs fail with kUnimplemented instead of falling back to plaintext):
+// Connects to the endpoint `uri` names, after CheckUriSupported(uri) (TLS
+// parameters that cannot be honoured are refused before connecting):
 // kTcp -> ConnectTcp(host or "localhost", port), kUnix -> ConnectUnix,
 // kVsock -> ConnectVsock. Error messages are prefixed with the URI.
 absl::StatusOr<Connection> ConnectUri(

@@ -2,9 +2,11 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdint>
+#include <cstdlib>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -486,11 +488,78 @@ absl::StatusOr<NbdUri> ParseNbdUri(std::string_view text_in) {
   return uri;
 }
 
-absl::Status CheckUriSupported(const NbdUri& uri) {
-  if (uri.tls) {
-    return WithErrno(
-        absl::UnimplementedError("TLS (nbds) is not supported yet"), ENOTSUP);
+namespace {
+
+absl::StatusOr<bool> UriBool(const std::string& key, const std::string& v) {
+  const std::string lower = absl::AsciiStrToLower(v);
+  if (lower == "true" || lower == "on" || lower == "yes" || lower == "1") {
+    return true;
   }
+  if (lower == "false" || lower == "off" || lower == "no" || lower == "0") {
+    return false;
+  }
+  return WithErrno(absl::InvalidArgumentError(absl::StrCat(
+                       "URI parameter ", key, "=", v, " is not a boolean")),
+                   EINVAL);
+}
+
+}  // namespace
+
+absl::Status CheckUriSupported(const NbdUri& uri) {
+  bool require = false;
+  TlsCredentials ignored;
+  return ApplyUriTls(uri, &require, &ignored);
+}
+
+absl::Status ApplyUriTls(const NbdUri& uri, bool* require,
+                         TlsCredentials* credentials) {
+  if (!uri.tls) return absl::OkStatus();
+  TlsCredentials c = *credentials;
+  std::string type;
+  for (const auto& [key, value] : uri.query_params) {
+    if (key == "tls-certificates") {
+      c.certificates_dir = value;
+    } else if (key == "tls-psk-file") {
+      c.psk_file = value;
+    } else if (key == "tls-verify-peer") {
+      absl::StatusOr<bool> b = UriBool(key, value);
+      if (!b.ok()) return b.status();
+      c.verify_peer = *b;
+    } else if (key == "tls-hostname") {
+      c.hostname = value;
+    } else if (key == "tls-priority") {
+      c.priority = value;
+    } else if (key == "tls-type") {
+      type = absl::AsciiStrToLower(value);
+      if (type != "x509" && type != "psk") {
+        return WithErrno(
+            absl::InvalidArgumentError(absl::StrCat(
+                "URI parameter tls-type=", value, " (expected x509 or psk)")),
+            EINVAL);
+      }
+    }
+  }
+  if (type == "psk" && c.psk_file.empty()) {
+    return WithErrno(absl::InvalidArgumentError(
+                         "URI parameter tls-type=psk needs tls-psk-file"),
+                     EINVAL);
+  }
+  if (type == "x509") c.psk_file.clear();
+  if (!uri.tls_username.empty()) c.username = uri.tls_username;
+  if (!c.psk_file.empty() && c.username.empty()) {
+    // libnbd's default PSK user: the login name.
+    char name[256];
+    if (getlogin_r(name, sizeof(name)) == 0) {
+      c.username = name;
+    } else if (const char* u = std::getenv("USER"); u != nullptr) {
+      c.username = u;
+    }
+  }
+  if (c.hostname.empty() && uri.transport == NbdUri::kTcp) {
+    c.hostname = uri.host.empty() ? "localhost" : uri.host;
+  }
+  *credentials = std::move(c);
+  *require = true;
   return absl::OkStatus();
 }
 

@@ -37,6 +37,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "protocol/constants.h"
+#include "protocol/tls_credentials.h"
 
 namespace nbd::adapters {
 
@@ -74,10 +75,9 @@ struct NbdUri {
   // The decoded userinfo (the TLS username), empty if absent.
   std::string tls_username;
 
-  // Every decoded query parameter except `socket`, in URI order. Parameters
-  // this library does not act on (`tls-type`, `tls-hostname`,
-  // `tls-verify-peer`, `tls-certificates`, `x-*`, anything unknown) are
-  // kept here and otherwise ignored.
+  // Every decoded query parameter except `socket`, in URI order. The tls-*
+  // ones are acted on by ApplyUriTls() for `nbds*` URIs; others (`x-*`,
+  // anything unknown) are kept here and otherwise ignored.
   std::vector<std::pair<std::string, std::string>> query_params;
 
   // The value of the first query parameter named `key`, or nullptr.
@@ -99,10 +99,21 @@ struct NbdUri {
 //     contain NUL and must be at most 4096 bytes (ENAMETOOLONG).
 absl::StatusOr<NbdUri> ParseNbdUri(std::string_view uri);
 
-// Whether this library can connect to `uri`: OK, or kUnimplemented with
-// "TLS (nbds) is not supported yet" for the `nbds*` schemes. ConnectUri()
-// calls it first, so a TLS URI never falls back to plaintext.
+// Whether this library can connect to `uri`: OK, or InvalidArgument
+// (EINVAL) for TLS query parameters it cannot honour (a tls-verify-peer
+// that is not a boolean, a tls-type other than x509/psk, or tls-type=psk
+// without tls-psk-file). ConnectUri() calls it first.
 absl::Status CheckUriSupported(const NbdUri& uri);
+
+// What an `nbds*` URI asks of TLS, applied over `credentials` (the
+// caller's settings): tls-certificates, tls-psk-file, tls-verify-peer,
+// tls-hostname, tls-priority; the userinfo as the PSK user name; for TCP
+// the URI's host as the name the certificate must carry unless
+// tls-hostname is given. Sets *require to true for `nbds*` schemes
+// (plaintext is then never used). A plain `nbd*` URI changes nothing.
+// Errors as CheckUriSupported.
+absl::Status ApplyUriTls(const NbdUri& uri, bool* require,
+                         TlsCredentials* credentials);
 
 // Formats `uri` in canonical form: scheme `nbd`/`nbds` for TCP; the port is
 // omitted when it is 10809; the `socket=` parameter comes first; everything

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/epoll.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <climits>
@@ -72,6 +73,17 @@ absl::StatusOr<std::unique_ptr<Drive<Session>>> Drive<Session>::Connect(
       ConnectUri(uri, drive_options.connect_timeout);
   if (!connection.ok()) return connection.status();
   options.export_name = std::move(connection->export_name);
+  if (connection->uri.has_value()) {
+    bool require = false;
+    if (absl::Status s =
+            ApplyUriTls(*connection->uri, &require, &options.tls_credentials);
+        !s.ok()) {
+      ::close(connection->fd);
+      return s;
+    }
+    if (require) options.tls = TlsPolicy::kRequire;
+  }
+
   return std::make_unique<Drive>(connection->fd, std::move(options),
                                  drive_options);
 }

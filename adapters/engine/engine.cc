@@ -122,6 +122,14 @@ absl::StatusOr<Export*> Engine::Open(std::string_view uri, size_t connections,
     }
     return internal::Named(parsed.status(), uri);
   }
+  // nbds URIs: TLS required, with the URI's settings over the caller's.
+  bool require_tls = false;
+  if (absl::Status s = adapters::ApplyUriTls(*parsed, &require_tls,
+                                             &options.tls_credentials);
+      !s.ok()) {
+    return internal::Named(s, uri);
+  }
+  if (require_tls) options.tls = TlsPolicy::kRequire;
   std::unique_ptr<Export> exp(new Export(this, std::string(uri)));
   for (size_t i = 0; i < connections; ++i) {
     // Its errors name the URI already.
@@ -130,6 +138,7 @@ absl::StatusOr<Export*> Engine::Open(std::string_view uri, size_t connections,
     if (!connection.ok()) return Abandon(std::move(exp), connection.status());
     ClientOptions o = options;
     if (o.export_name.empty()) o.export_name = connection->export_name;
+
     if (absl::Status s = Connect(*exp, connection->fd, std::move(o)); !s.ok()) {
       return Abandon(std::move(exp), internal::Named(s, uri));
     }

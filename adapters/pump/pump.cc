@@ -37,7 +37,8 @@ IoResult IoResult::FromSyscall(ssize_t r, int saved_errno) {
 absl::Status Transport::StartTls() {
   return ErrnoStatus(ENOTSUP,
                      "the server agreed to TLS but this connection has no "
-                     "TLS configured");
+                     "TLS layer (the io_uring adapter has none yet: use "
+                     "epoll or blocking)");
 }
 
 absl::Status Transport::ContinueTls() {

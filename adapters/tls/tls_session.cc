@@ -194,8 +194,9 @@ absl::StatusOr<std::unique_ptr<TlsSession>> TlsSession::Create(
       // Chain (and name, when known) are checked inside the handshake,
       // which fails on a mismatch: never skipped for a missing hostname
       // (the CVE-2024-7383 class).
+      // GnuTLS keeps the pointer, not a copy: the session's own string.
       gnutls_session_set_verify_cert(
-          s, options.hostname.empty() ? nullptr : options.hostname.c_str(), 0);
+          s, t->hostname_.empty() ? nullptr : t->hostname_.c_str(), 0);
     } else if (!client && options.require_client_certificate) {
       gnutls_certificate_server_set_request(s, GNUTLS_CERT_REQUIRE);
       gnutls_session_set_verify_cert(s, nullptr, 0);

@@ -7,7 +7,8 @@
 //  - a parsed URI keeps the documented bounds: the export name has no NUL
 //    and fits kMaxStringLength, a Unix URI has a non-empty socket path, a
 //    TCP port is non-zero, no `socket` key is left in query_params, and
-//    CheckUriSupported says Unimplemented exactly for TLS;
+//    CheckUriSupported accepts every plain URI and refuses only TLS
+//    parameters it cannot honour (EINVAL);
 //  - parse(format(parse(x))) == parse(x), and the formatted form is
 //    canonical: formatting it again gives the same text;
 //  - PercentDecode(PercentEncode(x, keep)) == x for any x and a `keep` set
@@ -52,8 +53,11 @@ void CheckParsed(const NbdUri& u) {
     NBD_FUZZ_CHECK_MSG(key != "socket", "`socket` left in query_params");
   }
   absl::Status supported = nbd::adapters::CheckUriSupported(u);
-  NBD_FUZZ_CHECK(supported.ok() != u.tls);
-  if (!supported.ok()) NBD_FUZZ_CHECK(absl::IsUnimplemented(supported));
+  if (!u.tls) NBD_FUZZ_CHECK(supported.ok());
+  if (!supported.ok()) {
+    NBD_FUZZ_CHECK(absl::IsInvalidArgument(supported));
+    NBD_FUZZ_CHECK(nbd::StatusErrno(supported) == EINVAL);
+  }
 }
 
 void FuzzParse(std::string_view text) {

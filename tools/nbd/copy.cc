@@ -11,7 +11,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "adapters/connect/uri.h"
 #include "protocol/status.h"
 #include "tools/nbd/args.h"
 #include "tools/nbd/buffer_pool.h"
@@ -22,6 +24,15 @@
 #include "tools/nbd/usage.h"
 
 namespace nbd::tool {
+
+namespace {
+
+bool IsTlsUri(const std::string& text) {
+  absl::StatusOr<adapters::NbdUri> uri = adapters::ParseNbdUri(text);
+  return uri.ok() && uri->tls;
+}
+
+}  // namespace
 namespace {
 
 // Extents are asked for in windows this large (one BLOCK_STATUS each), and
@@ -451,6 +462,9 @@ int CopyCommand(const std::vector<std::string>& args, const GlobalOptions& g) {
                         UsageFor("copy"));
     }
     o.adapter = *adapter;
+  } else if (IsTlsUri(o.source) || IsTlsUri(o.destination)) {
+    // The io_uring adapter has no TLS yet (docs/tls.md); epoll has.
+    o.adapter = Adapter::kEpoll;
   }
   if (o.source == "null:") {
     return UsageError("null: can only be a destination", UsageFor("copy"));

@@ -705,16 +705,22 @@ TEST(ConnectUriTest, EmptyHostMeansLocalhost) {
   EXPECT_TRUE(CloseConnection(*c).ok());
 }
 
-TEST(ConnectUriTest, TlsIsRefusedBeforeConnecting) {
-  // A live plaintext server: an nbds URI must still not connect to it.
+TEST(ConnectUriTest, TlsParametersAreCheckedBeforeConnecting) {
   std::unique_ptr<NbdkitServer> server = StartUnixOrDie();
   ASSERT_NE(server, nullptr);
+  absl::StatusOr<Connection> bad =
+      ConnectUri(absl::StrCat("nbds+unix:///?socket=", server->socket_path(),
+                              "&tls-verify-peer=maybe"));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(StatusErrno(bad.status()), EINVAL);
+  EXPECT_THAT(bad.status().message(), HasSubstr("tls-verify-peer=maybe"));
+  // A good one connects; the adapters then require TLS (c->uri->tls).
   absl::StatusOr<Connection> c =
       ConnectUri(absl::StrCat("nbds+unix:///?socket=", server->socket_path()));
-  ASSERT_FALSE(c.ok());
-  EXPECT_EQ(c.status().code(), absl::StatusCode::kUnimplemented);
-  EXPECT_THAT(c.status().message(),
-              HasSubstr("TLS (nbds) is not supported yet"));
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_TRUE(c->uri.has_value());
+  EXPECT_TRUE(c->uri->tls);
+  EXPECT_TRUE(CloseConnection(*c).ok());
 }
 
 TEST(ConnectUriTest, ErrorsNameTheUri) {

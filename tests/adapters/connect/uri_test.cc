@@ -10,6 +10,7 @@
 #include "gtest/gtest.h"
 #include "protocol/constants.h"
 #include "protocol/status.h"
+#include "protocol/tls_credentials.h"
 
 namespace nbd::adapters {
 namespace {
@@ -358,16 +359,73 @@ TEST(FormatNbdUriTest, RoundTripsArbitraryBytes) {
   EXPECT_EQ(ParseOk(FormatNbdUri(ipv6)), ipv6) << FormatNbdUri(ipv6);
 }
 
-// --- TLS is parsed but not supported ----------------------------------------
+// --- TLS parameters
+// -----------------------------------------------------------
 
-TEST(CheckUriSupportedTest, RefusesTls) {
+TEST(CheckUriSupportedTest, AcceptsTls) {
   for (const char* text :
        {"nbds://h/x", "nbds+tcp://h/x", "nbds+unix:///x?socket=/tmp/s",
-        "nbds+vsock://2/x"}) {
-    absl::Status status = CheckUriSupported(ParseOk(text));
-    EXPECT_EQ(status.code(), absl::StatusCode::kUnimplemented) << text;
-    EXPECT_EQ(status.message(), "TLS (nbds) is not supported yet") << text;
+        "nbds+vsock://2/x", "nbds://h/x?tls-type=x509&tls-verify-peer=false",
+        "nbds://h/x?tls-type=psk&tls-psk-file=/k"}) {
+    EXPECT_TRUE(CheckUriSupported(ParseOk(text)).ok()) << text;
   }
+}
+
+TEST(CheckUriSupportedTest, RefusesTlsParametersItCannotHonour) {
+  for (const char* text :
+       {"nbds://h/x?tls-verify-peer=maybe", "nbds://h/x?tls-type=gpg",
+        "nbds://h/x?tls-type=psk"}) {
+    absl::Status status = CheckUriSupported(ParseOk(text));
+    EXPECT_EQ(StatusErrno(status), EINVAL) << text;
+    EXPECT_THAT(std::string(status.message()), HasSubstr("tls-")) << text;
+  }
+}
+
+TEST(ApplyUriTlsTest, NbdsRequiresTlsWithTheUrisSettings) {
+  TlsCredentials c;
+  c.certificates_dir = "/from/options";
+  c.priority = "NORMAL:-VERS-TLS1.2";
+  bool require = false;
+  ASSERT_TRUE(ApplyUriTls(ParseOk("nbds://alice@example.com/x?"
+                                  "tls-psk-file=/k.psk&tls-verify-peer=no"),
+                          &require, &c)
+                  .ok());
+  EXPECT_TRUE(require);
+  EXPECT_EQ(c.psk_file, "/k.psk");
+  EXPECT_EQ(c.username, "alice");
+  EXPECT_FALSE(c.verify_peer);
+  EXPECT_EQ(c.hostname, "example.com");  // the certificate name to check
+  EXPECT_EQ(c.certificates_dir, "/from/options");  // not named: kept
+  EXPECT_EQ(c.priority, "NORMAL:-VERS-TLS1.2");
+
+  TlsCredentials d;
+  require = false;
+  ASSERT_TRUE(ApplyUriTls(ParseOk("nbds+unix:///x?socket=/s&"
+                                  "tls-certificates=/pki&tls-hostname=srv&"
+                                  "tls-priority=SECURE256"),
+                          &require, &d)
+                  .ok());
+  EXPECT_TRUE(require);
+  EXPECT_EQ(d.certificates_dir, "/pki");
+  EXPECT_EQ(d.hostname, "srv");
+  EXPECT_EQ(d.priority, "SECURE256");
+  EXPECT_TRUE(d.verify_peer);
+
+  TlsCredentials e;
+  require = false;
+  ASSERT_TRUE(
+      ApplyUriTls(ParseOk("nbds+unix:///x?socket=/s"), &require, &e).ok());
+  EXPECT_TRUE(e.hostname.empty());  // Unix: chain only, unless tls-hostname
+}
+
+TEST(ApplyUriTlsTest, PlainUrisChangeNothing) {
+  TlsCredentials c;
+  bool require = false;
+  ASSERT_TRUE(
+      ApplyUriTls(ParseOk("nbd://h/x?tls-certificates=/pki"), &require, &c)
+          .ok());
+  EXPECT_FALSE(require);
+  EXPECT_TRUE(c.certificates_dir.empty());
 }
 
 TEST(CheckUriSupportedTest, AcceptsPlaintext) {

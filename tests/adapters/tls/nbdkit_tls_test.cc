@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/time/time.h"
@@ -136,6 +137,51 @@ TEST_F(NbdkitTlsTest, AllowUsesTlsWhenOffered) {
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_TRUE((*c)->client().tls_negotiated());
   RoundTrip(**c);
+}
+
+absl::StatusOr<std::unique_ptr<adapters::BlockingClient>> ConnectUri(
+    const std::string& uri) {
+  auto connection = adapters::ConnectUri(uri);
+  if (!connection.ok()) return connection.status();
+  return adapters::BlockingClient::Connect(std::move(*connection),
+                                           ClientOptions{}, absl::Seconds(10));
+}
+
+TEST_F(NbdkitTlsTest, NbdsUris) {
+  auto x509 = ServerProcess::StartNbdkit(
+      {"--tls=require", "--tls-certificates=" + creds->good(), "memory", "1M"});
+  ASSERT_TRUE(x509.ok()) << x509.status();
+  auto c = ConnectUri("nbds+unix:///?socket=" + (*x509)->socket_path() +
+                      "&tls-certificates=" + creds->good());
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE((*c)->client().tls_negotiated());
+  RoundTrip(**c);
+
+  auto psk = ServerProcess::StartNbdkit(
+      {"--tls=require", "--tls-psk=" + creds->good_psk(), "memory", "1M"});
+  ASSERT_TRUE(psk.ok()) << psk.status();
+  c = ConnectUri("nbds+unix://bob@/?socket=" + (*psk)->socket_path() +
+                 "&tls-psk-file=" + creds->good_psk());
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE((*c)->client().tls_negotiated());
+  RoundTrip(**c);
+
+  // The CA is checked through the URI too.
+  c = ConnectUri("nbds+unix:///?socket=" + (*x509)->socket_path() +
+                 "&tls-certificates=" + creds->other_ca());
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(StatusErrno(c.status()), EACCES) << c.status();
+}
+
+// An nbds URI never falls back to plaintext: a server without TLS refuses
+// STARTTLS and the connection ends with an error that says so.
+TEST_F(NbdkitTlsTest, NbdsAgainstAPlaintextServerFails) {
+  auto server = ServerProcess::StartNbdkit({"memory", "1M"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto c = ConnectUri("nbds+unix:///?socket=" + (*server)->socket_path() +
+                      "&tls-certificates=" + creds->good());
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("TLS"));
 }
 
 }  // namespace
