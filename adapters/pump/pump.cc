@@ -122,6 +122,10 @@ absl::Status SocketTransport::StartTls() {
   return tls_->Start();
 }
 
+bool SocketTransport::tls_secure() const {
+  return tls_ != nullptr && tls_->secure();
+}
+
 bool SocketTransport::tls_handshaking() const {
   return tls_ != nullptr && tls_->handshaking();
 }
@@ -157,7 +161,11 @@ void ConfigureTls(SocketTransport& transport, const ClientOptions& options) {
   }
 }
 
-void ConfigureTls(SocketTransport&, const ServerOptions&) {}
+void ConfigureTls(SocketTransport& transport, const ServerOptions& options) {
+  if (options.tls != ServerTlsMode::kOff) {
+    transport.ConfigureTls(tls::Role::kServer, options.tls_credentials);
+  }
+}
 
 int SocketTransport::Release() {
   int fd = raw_.fd;
@@ -174,7 +182,7 @@ struct SessionTraits;
 template <>
 struct SessionTraits<Client> {
   using Event = ClientEvent;
-  static bool ShutsDownWrite(const ClientEvent& event) {
+  static bool ShutsDownWrite(const ClientEvent& event, const Transport&) {
     return std::holds_alternative<ShutdownWrite>(event);
   }
   static bool StartsTls(const ClientEvent& event) {
@@ -189,12 +197,22 @@ struct SessionTraits<Client> {
 template <>
 struct SessionTraits<ServerSession> {
   using Event = ServerEvent;
-  static bool ShutsDownWrite(const ServerEvent&) { return false; }
-  // The server core does not offer STARTTLS yet.
-  static bool StartsTls(const ServerEvent&) { return false; }
-  static void TlsDone(ServerSession&) {}
+  // A clean end over TLS says so with close_notify (the spec: shut down TLS
+  // before closing); plaintext needs nothing before close().
+  static bool ShutsDownWrite(const ServerEvent& event,
+                             const Transport& transport) {
+    return transport.tls_secure() &&
+           std::holds_alternative<ServerClosed>(event);
+  }
+  static bool StartsTls(const ServerEvent& event) {
+    return std::holds_alternative<ServerStartTls>(event);
+  }
+  static void TlsDone(ServerSession& s) { s.TlsHandshakeDone().IgnoreError(); }
   static void TlsFailed(ServerSession& s, absl::Status why) {
-    s.FeedTransportError(std::move(why));
+    if (s.phase() == ServerPhase::kHandshake) {
+      s.TlsHandshakeFailed(why);  // no-op unless the handshake is pending
+    }
+    s.FeedTransportError(std::move(why));  // no-op once dead
   }
 };
 
@@ -242,7 +260,7 @@ template <typename Session>
 void DrainEventsImpl(Session& session, Transport& transport,
                      SinkFor<Session> sink) {
   while (auto event = session.PollEvent()) {
-    if (SessionTraits<Session>::ShutsDownWrite(*event)) {
+    if (SessionTraits<Session>::ShutsDownWrite(*event, transport)) {
       transport.ShutdownWrite();
     }
     if (SessionTraits<Session>::StartsTls(*event)) {
@@ -297,6 +315,11 @@ bool PumpOnceImpl(Session& session, Transport& transport, bool maybe_readable,
       DrainEventsImpl(session, transport, sink);
       if (IsTerminal(session.phase())) break;
     }
+    // The handshake may have read past its last message (a peer's first
+    // record often travels with its Finished), and a receive the core had no
+    // room for leaves decryptable input: both are input the socket will
+    // never signal again.
+    if (transport.has_buffered_input()) readable = true;
     if (writable && session.pending_output_bytes() > 0) {
       iovec gather[kMaxGatherSlices];
       size_t n = GatherOutputImpl(session, absl::MakeSpan(gather));

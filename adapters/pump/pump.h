@@ -10,9 +10,11 @@
 //     an error is FeedTransportError(errno status).
 //   - send: one sendmsg of the PeekOutput() gather list (MSG_NOSIGNAL), then
 //     ConsumeOutput(n).
-//   - events: a client's ShutdownWrite -> shutdown(SHUT_WR); every event
-//     (ShutdownWrite included) is then handed to the adapter's sink, in
-//     order. A server session raises no transport event: it ends with
+//   - events: a client's ShutdownWrite -> shutdown(SHUT_WR) (with TLS,
+//     close_notify first); StartTls / ServerStartTls -> the transport's TLS
+//     layer starts (its handshake runs in PumpOnce); a server's
+//     ServerClosed over TLS -> close_notify. Every event is then handed to
+//     the adapter's sink, in order. A server session ends with
 //     ServerClosed or ServerDead, after which the caller closes the socket.
 // Readiness-based adapters call PumpOnce(); completion-based ones (io_uring)
 // issue the system calls themselves and call ApplyRecvResult /
@@ -111,10 +113,13 @@ class Transport {
   virtual void Close() = 0;          // idempotent
 
   // ---- TLS (a SocketTransport after ConfigureTls(); others have none) ----
-  // The core asked for TLS (a client's StartTls event): every byte from now
-  // on is TLS. ENOTSUP when no TLS is configured.
+  // The core asked for TLS (a client's StartTls event, a server's
+  // ServerStartTls): every byte from now on is TLS. ENOTSUP when no TLS is
+  // configured.
   virtual absl::Status StartTls();
   virtual bool tls_handshaking() const { return false; }
+  // The TLS handshake is done: the stream is encrypted.
+  virtual bool tls_secure() const { return false; }
   // Moves handshake bytes: OK once done, EAGAIN while waiting for the
   // socket, else why it failed (the connection then dies with it).
   virtual absl::Status ContinueTls();
@@ -159,6 +164,7 @@ class SocketTransport : public Transport {
   void Close() override;
   absl::Status StartTls() override;
   bool tls_handshaking() const override;
+  bool tls_secure() const override;
   absl::Status ContinueTls() override;
   bool has_pending_output() const override;
   IoResult Flush() override;
@@ -187,9 +193,8 @@ class SocketTransport : public Transport {
 };
 
 // Gives a connection's transport its TLS layer when the core may negotiate
-// TLS (a client whose options.tls is not kDisable), with the core's
-// tls_credentials. Call before the first byte moves. The server core does
-// not offer STARTTLS yet: its overload does nothing.
+// TLS (a client whose options.tls is not kDisable, a server whose is not
+// kOff), with the core's tls_credentials. Call before the first byte moves.
 void ConfigureTls(SocketTransport& transport, const ClientOptions& options);
 void ConfigureTls(SocketTransport& transport, const ServerOptions& options);
 

@@ -1,8 +1,10 @@
 #include "adapters/pump/tls_stream.h"
 
 #include <cerrno>
+#include <cstring>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "adapters/pump/pump.h"
 #include "protocol/status.h"
 
@@ -63,12 +65,14 @@ absl::Status TlsStream::Continue(Transport& raw) {
     if (st.ok()) return st;
     if (!Again(st)) return st;  // the alert, if any, was flushed above
     if (w.error != 0 && w.error != EAGAIN) {
-      return ErrnoStatus(w.error, "TLS handshake: send failed");
+      return ErrnoStatus(w.error, absl::StrCat("TLS handshake: send failed: ",
+                                               std::strerror(w.error)));
     }
     IoResult r;
     if (!Fill(raw, &r)) {
       if (r.error == EAGAIN) return ErrnoStatus(EAGAIN, "TLS handshake");
-      return ErrnoStatus(r.error, "TLS handshake: recv failed");
+      return ErrnoStatus(r.error, absl::StrCat("TLS handshake: recv failed: ",
+                                               std::strerror(r.error)));
     }
   }
 }

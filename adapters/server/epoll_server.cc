@@ -214,10 +214,14 @@ EpollServer::~EpollServer() {
 }
 
 std::string EpollServer::uri() const {
+  // nbds: the client must insist on TLS (libnbd's meaning), which a server
+  // offering it (--tls=on) serves as well as one requiring it.
+  const char* scheme =
+      options_.session.tls != ServerTlsMode::kOff ? "nbds" : "nbd";
   if (!options_.unix_path.empty()) {
-    return absl::StrCat("nbd+unix:///?socket=", options_.unix_path);
+    return absl::StrCat(scheme, "+unix:///?socket=", options_.unix_path);
   }
-  return absl::StrCat("nbd://", options_.tcp_address, ":", port_, "/");
+  return absl::StrCat(scheme, "://", options_.tcp_address, ":", port_, "/");
 }
 
 absl::Status EpollServer::Start() {

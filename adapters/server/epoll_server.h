@@ -124,7 +124,8 @@ class EpollServer {
 
   const std::string& unix_path() const { return options_.unix_path; }
   uint16_t port() const { return port_; }
-  // nbd+unix:///?socket=PATH or nbd://ADDRESS:PORT/ (default export).
+  // nbd+unix:///?socket=PATH or nbd://ADDRESS:PORT/ (default export);
+  // nbds+unix / nbds once session.tls offers TLS.
   std::string uri() const;
   uint64_t connections_accepted() const { return accepted_.load(); }
   size_t open_connections() const { return open_.load(); }

@@ -24,7 +24,9 @@ ServerConnection::ServerConnection(int fd, ServerOptions options,
       transport_(fd, counters),
       session_(WithTrace(std::move(options), on_trace != nullptr)),
       backends_(std::move(backends)),
-      on_trace_(std::move(on_trace)) {}
+      on_trace_(std::move(on_trace)) {
+  adapters::ConfigureTls(transport_, session_.options());
+}
 
 ServerConnection::~ServerConnection() = default;  // transport_ closes fd_
 

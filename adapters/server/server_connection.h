@@ -43,7 +43,11 @@ class ServerConnection {
 
   int fd() const { return fd_; }
   ServerSession& session() { return session_; }
-  Direction wants() const { return session_.wants(); }
+  // The session's direction plus what its TLS layer needs (the handshake,
+  // ciphertext still to send).
+  Direction wants() const {
+    return adapters::CombinedWants(session_.wants(), transport_);
+  }
   // Not yet in transmission (the handshake timeout applies).
   bool handshaking() const { return !session_.export_index().has_value(); }
   // The most unsent output the session held, checked after every answered

@@ -4,6 +4,8 @@
 //
 // Order guarantees:
 //  - TransmissionStarted comes once, before the first ServerRequest.
+//  - ServerStartTls comes at most once, in the handshake, before
+//    TransmissionStarted.
 //  - Every ServerRequest is for a request the session has validated; the
 //    embedder must answer each exactly once (ReplyOk/ReplyError/ReplyRead/
 //    ReplyReadError/ReplyBlockStatus). Requests the session rejects itself
@@ -59,6 +61,17 @@ struct ServerRequest {
   absl::Span<const uint8_t> payload;
 };
 
+// NBD_OPT_STARTTLS was acknowledged and the acknowledgement (with every
+// byte queued before it) has been consumed: every byte from now on, both
+// ways, is TLS. The session reads nothing until the embedder has run the
+// TLS handshake and called ServerSession::TlsHandshakeDone() (or
+// TlsHandshakeFailed()). Bytes the client sent after its STARTTLS and
+// before the handshake are not the session's: they belong to the TLS layer,
+// which rejects anything that is not a TLS record.
+struct ServerStartTls {
+  bool operator==(const ServerStartTls&) const = default;
+};
+
 // The last byte of the reply to `handle` was consumed.
 struct ReplySent {
   RequestHandle handle = 0;
@@ -93,8 +106,9 @@ struct ServerTrace {
   bool operator==(const ServerTrace&) const = default;
 };
 
-using ServerEvent = std::variant<TransmissionStarted, ServerRequest, ReplySent,
-                                 ServerTrace, ServerClosed, ServerDead>;
+using ServerEvent =
+    std::variant<TransmissionStarted, ServerRequest, ReplySent, ServerStartTls,
+                 ServerTrace, ServerClosed, ServerDead>;
 
 }  // namespace nbd
 

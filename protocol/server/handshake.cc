@@ -36,8 +36,18 @@ void ServerSession::Impl::OnClientFlags() {
     // The spec: a server MUST drop a client that sets unknown flags.
     return Fail(ProtocolError(flags.status().message()));
   }
+  client_fixed_ = (*flags & kClientFlagFixedNewstyle) != 0;
   client_no_zeroes_ = (*flags & kClientFlagNoZeroes) != 0;
   if (tracing()) TraceLine(absl::StrFormat("<- client flags 0x%x", *flags));
+  if (opts_.tls == ServerTlsMode::kRequire && !client_fixed_) {
+    // The spec allows TLS only after fixed newstyle both ways, and a
+    // non-fixed client can only enter transmission with EXPORT_NAME, which
+    // TLS-required refuses by disconnecting: nothing could succeed.
+    return Fail(ErrnoStatus(
+        EACCES,
+        "TLS is required, but the client did not set "
+        "NBD_FLAG_C_FIXED_NEWSTYLE, without which it cannot start TLS"));
+  }
   Expect(Unit::kOptionHeader, kOptionRequestHeaderSize);
 }
 
@@ -113,6 +123,18 @@ void ServerSession::Impl::HandleOption(uint32_t option,
     }
     on_ok();
   };
+  if (tls_required() && option != static_cast<uint32_t>(Option::kStartTls) &&
+      option != static_cast<uint32_t>(Option::kAbort)) {
+    if (option == static_cast<uint32_t>(Option::kExportName)) {
+      // No error reply exists for EXPORT_NAME: the spec says to disconnect.
+      return Fail(ErrnoStatus(
+          EACCES, "NBD_OPT_EXPORT_NAME before STARTTLS: this server requires "
+                  "TLS"));
+    }
+    return SendOptionError(option, OptionReplyType::kErrTlsReqd,
+                           "this server requires TLS: send NBD_OPT_STARTTLS "
+                           "first");
+  }
   switch (static_cast<Option>(option)) {
     case Option::kExportName:
       return HandleExportName(data);
@@ -123,10 +145,7 @@ void ServerSession::Impl::HandleOption(uint32_t option,
     case Option::kList:
       return HandleList(data);
     case Option::kStartTls:
-      return bare([&] {
-        SendOptionError(option, OptionReplyType::kErrUnsup,
-                        "TLS is not supported by this server");
-      });
+      return HandleStartTls(data);
     case Option::kInfo:
     case Option::kGo:
       return HandleInfoOrGo(static_cast<Option>(option), data);
@@ -159,6 +178,34 @@ void ServerSession::Impl::HandleOption(uint32_t option,
   }
   SendOptionError(option, OptionReplyType::kErrUnsup,
                   absl::StrFormat("option %d is not supported", option));
+}
+
+void ServerSession::Impl::HandleStartTls(absl::Span<const uint8_t> data) {
+  const uint32_t opt = static_cast<uint32_t>(Option::kStartTls);
+  if (opts_.tls == ServerTlsMode::kOff || !client_fixed_) {
+    // NOTLS (the spec makes it the only mode for a non-fixed client).
+    return SendOptionError(opt, OptionReplyType::kErrUnsup,
+                           "TLS is not enabled on this server");
+  }
+  if (!data.empty()) {
+    return SendOptionError(opt, OptionReplyType::kErrInvalid,
+                           "NBD_OPT_STARTTLS takes no data");
+  }
+  if (tls_ != Tls::kPlain) {
+    return SendOptionError(opt, OptionReplyType::kErrInvalid,
+                           "TLS is already negotiated");
+  }
+  SendOptionReply(opt, OptionReplyType::kAck);
+  // Input stops here (input_paused()): whatever the client sent after the
+  // option is TLS or an attack, and is not the session's to read.
+  tls_ = Tls::kAckQueued;
+  if (out_.empty() && !closing_) OnStartTlsAckSent();
+}
+
+void ServerSession::Impl::OnStartTlsAckSent() {
+  tls_ = Tls::kHandshaking;
+  if (tracing()) TraceLine("STARTTLS acknowledged: the TLS layer starts now");
+  events_.push_back(ServerStartTls{});
 }
 
 void ServerSession::Impl::HandleExportName(absl::Span<const uint8_t> data) {

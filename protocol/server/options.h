@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "protocol/constants.h"
+#include "protocol/tls_credentials.h"
 
 namespace nbd {
 
@@ -41,6 +42,23 @@ struct ExportInfo {
 // The NBD transmission flags a session advertises for `e`.
 uint16_t TransmissionFlags(const ExportInfo& e, bool structured_replies);
 
+// Whether the session offers TLS (NBD_OPT_STARTTLS), in nbdkit's --tls terms
+// and the spec's server modes.
+enum class ServerTlsMode {
+  // NOTLS: STARTTLS is answered NBD_REP_ERR_UNSUP; everything is plaintext.
+  kOff,
+  // SELECTIVETLS with no TLS-only export (nbdkit --tls=on): a client may
+  // upgrade with STARTTLS or stay in plaintext.
+  kOn,
+  // FORCEDTLS (nbdkit --tls=require): before STARTTLS every option but
+  // STARTTLS and ABORT is answered NBD_REP_ERR_TLS_REQD, and
+  // NBD_OPT_EXPORT_NAME (which has no error reply) drops the connection. A
+  // client that does not speak fixed newstyle cannot do STARTTLS and is
+  // dropped after its flags.
+  kRequire,
+};
+const char* ServerTlsModeName(ServerTlsMode mode);
+
 struct ServerOptions {
   // Exports by name. A client asking for "" gets `exports[default_export]`
   // unless an export is really named "". Must not be empty.
@@ -50,6 +68,16 @@ struct ServerOptions {
   bool allow_list = true;                // NBD_OPT_LIST (else ERR_POLICY)
   bool allow_structured_replies = true;  // else ERR_UNSUP
   bool allow_extended_headers = true;    // else ERR_UNSUP
+
+  // ---- TLS -------------------------------------------------------------
+  // With kOn or kRequire the session acknowledges NBD_OPT_STARTTLS, raises
+  // ServerStartTls once the acknowledgement has left its output, and waits
+  // for TlsHandshakeDone() (server.h). The session itself never touches
+  // TLS: `tls_credentials` is carried for the adapter's TLS layer
+  // (adapters/tls; server side: certificates_dir with server-cert.pem and
+  // server-key.pem, or psk_file, and require_client_certificate).
+  ServerTlsMode tls = ServerTlsMode::kOff;
+  TlsCredentials tls_credentials;
 
   // ---- Bounds on what the client controls -------------------------------
   // Largest option payload read into memory. Longer options are skipped

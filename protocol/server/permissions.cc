@@ -37,6 +37,11 @@ constexpr Row kTable[] = {
     {ServerCall::kCommitRecv, "CommitRecv", kLive},
     // Output: n is checked against what is pending (nothing once dead).
     {ServerCall::kConsumeOutput, "ConsumeOutput", kAny},
+    // TLS starts and ends inside the handshake (and then only after a
+    // ServerStartTls, which the session checks itself).
+    {ServerCall::kTlsHandshakeDone, "TlsHandshakeDone", Bit(P::kHandshake)},
+    {ServerCall::kTlsHandshakeFailed, "TlsHandshakeFailed",
+     Bit(P::kHandshake)},
     // Replies answer requests, which exist from transmission on. After the
     // end a reply is accepted and dropped (FailedPrecondition, ENOTCONN, the
     // handle released): an asynchronous backend cannot know it came late.

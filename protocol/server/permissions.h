@@ -29,6 +29,8 @@ enum class ServerCall {
   kRecvBuffer,
   kCommitRecv,
   kConsumeOutput,
+  kTlsHandshakeDone,
+  kTlsHandshakeFailed,
   kReplyOk,
   kReplyError,
   kReplyRead,

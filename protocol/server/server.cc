@@ -19,6 +19,18 @@ constexpr size_t kPoolSize = 8;
 
 }  // namespace
 
+const char* ServerTlsModeName(ServerTlsMode mode) {
+  switch (mode) {
+    case ServerTlsMode::kOff:
+      return "off";
+    case ServerTlsMode::kOn:
+      return "on";
+    case ServerTlsMode::kRequire:
+      return "require";
+  }
+  return "unknown";
+}
+
 const char* ServerPhaseName(ServerPhase phase) {
   switch (phase) {
     case ServerPhase::kHandshake:
@@ -173,6 +185,7 @@ bool ServerSession::Impl::at_boundary() const {
 
 bool ServerSession::Impl::input_paused() const {
   if (!at_boundary()) return false;
+  if (tls_ == Tls::kAckQueued || tls_ == Tls::kHandshaking) return true;
   // The footprint, not just the bytes: a flood of small error replies
   // costs several times its bytes in queue bookkeeping.
   if (out_.footprint() > opts_.output_high_water) return true;
@@ -330,8 +343,49 @@ absl::Status ServerSession::ConsumeOutput(size_t n) {
       s.events_.push_back(ReplySent{tag.id});
     }
   });
+  if (s.tls_ == Impl::Tls::kAckQueued && s.out_.empty() && !s.terminal() &&
+      !s.closing_) {
+    s.OnStartTlsAckSent();
+  }
   s.MaybeClose();
   return absl::OkStatus();
+}
+
+absl::Status ServerSession::TlsHandshakeDone() {
+  Impl& s = *impl_;
+  if (absl::Status st = s.Check(ServerCall::kTlsHandshakeDone); !st.ok()) {
+    return st;
+  }
+  if (s.tls_ != Impl::Tls::kHandshaking) {
+    return PreconditionStatus(
+        EINVAL, "TlsHandshakeDone: no TLS handshake is pending (the session "
+                "raises ServerStartTls first)");
+  }
+  s.tls_ = Impl::Tls::kSecure;
+  // The spec: STARTTLS voids everything negotiated before it.
+  s.structured_ = false;
+  s.extended_ = false;
+  s.meta_base_allocation_ = false;
+  s.meta_export_name_.reset();
+  if (s.tracing()) {
+    s.TraceLine("TLS: handshake done; options negotiated before STARTTLS are "
+                "void");
+  }
+  return absl::OkStatus();
+}
+
+void ServerSession::TlsHandshakeFailed(absl::Status why) {
+  Impl& s = *impl_;
+  if (!s.Allowed(ServerCall::kTlsHandshakeFailed) ||
+      s.tls_ != Impl::Tls::kHandshaking) {
+    return;
+  }
+  if (why.ok()) why = ErrnoStatus(EPROTO, "TLS handshake failed");
+  s.Fail(std::move(why));
+}
+
+bool ServerSession::tls_negotiated() const {
+  return impl_->tls_ == Impl::Tls::kSecure;
 }
 
 std::optional<ServerEvent> ServerSession::PollEvent() {

@@ -25,8 +25,9 @@
 // ---- Phases ----------------------------------------------------------------
 //   kHandshake     greeting sent, options being answered by the session
 //                  itself (GO, INFO, EXPORT_NAME, LIST, ABORT,
-//                  STRUCTURED_REPLY, EXTENDED_HEADERS, LIST/SET_META_CONTEXT;
-//                  STARTTLS and unknown options get NBD_REP_ERR_UNSUP).
+//                  STRUCTURED_REPLY, EXTENDED_HEADERS, LIST/SET_META_CONTEXT,
+//                  and STARTTLS unless ServerOptions::tls is kOff; unknown
+//                  options get NBD_REP_ERR_UNSUP).
 //   kTransmission  requests flow; Reply*() allowed.
 //   kClosing       NBD_CMD_DISC, NBD_OPT_ABORT or EOF at a boundary was
 //                  received: no more input; outstanding requests are still
@@ -38,6 +39,18 @@
 // outside its phases fails with FailedPrecondition (errno EINVAL), its
 // message naming the call and the phase, and changes nothing; void calls
 // then do nothing. See docs/protocol-core.md for the table.
+//
+// ---- TLS ------------------------------------------------------------------
+//  With ServerOptions::tls kOn or kRequire, an NBD_OPT_STARTTLS (no data,
+//  not yet under TLS) is acknowledged and input stops at the end of it.
+//  Once the embedder has consumed the acknowledgement, the session raises
+//  ServerStartTls and wants() is kNone: the embedder runs the TLS handshake
+//  on the transport (adapters/tls), then calls TlsHandshakeDone(), and from
+//  then on moves the session's plaintext through TLS. Everything negotiated
+//  before STARTTLS (structured replies, extended headers, the meta-context
+//  selection) is void afterwards, as the spec requires; a second STARTTLS
+//  gets NBD_REP_ERR_INVALID. Under kRequire every other option before TLS
+//  gets NBD_REP_ERR_TLS_REQD (EXPORT_NAME drops the connection).
 //
 // ---- Protocol trace ------------------------------------------------------
 //  With ServerOptions::trace, the session queues a ServerTrace event per
@@ -133,6 +146,8 @@ class ServerSession {
   bool structured_replies() const;
   bool extended_headers() const;
   bool block_status_negotiated() const;  // base:allocation selected
+  // TlsHandshakeDone() was called: the connection runs over TLS.
+  bool tls_negotiated() const;
   const ServerOptions& options() const;
 
   // ---- Input ----------------------------------------------------------------
@@ -160,6 +175,17 @@ class ServerSession {
   // ---- Events ---------------------------------------------------------------
   std::optional<ServerEvent> PollEvent();
   bool has_events() const;
+
+  // ---- TLS (kHandshake, after ServerStartTls) -----------------------------
+  // The TLS handshake succeeded: the session reads the next option (now
+  // through TLS) with everything negotiated before STARTTLS forgotten.
+  // Without a pending ServerStartTls: FailedPrecondition (EINVAL), nothing
+  // changes.
+  absl::Status TlsHandshakeDone();
+  // The TLS handshake failed: the session dies with `why` (a spec MUST:
+  // after the acknowledgement there is no way back to plaintext). Without
+  // a pending ServerStartTls it does nothing.
+  void TlsHandshakeFailed(absl::Status why);
 
   // ---- Replies (kTransmission / kClosing) ---------------------------------
   // Success without data: any command but a non-empty READ or BLOCK_STATUS.

@@ -37,6 +37,7 @@ struct Formatter {
                                           ? absl::StrCat("handle=", e.handle)
                                           : it->second);
   }
+  std::string operator()(const ServerStartTls&) { return "StartTls"; }
   std::string operator()(const ServerTrace& e) { return "Trace " + e.message; }
   std::string operator()(const ServerClosed&) { return "Closed"; }
   std::string operator()(const ServerDead& e) {

@@ -123,9 +123,11 @@ TEST(Visit, ExhaustiveWithoutCatchAll) {
         [](const ReplySent&) { return 3; },
         [](const ServerTrace&) { return 4; },
         [](const ServerClosed&) { return 5; },
-        [](const ServerDead&) { return 6; });
+        [](const ServerDead&) { return 6; },
+        [](const ServerStartTls&) { return 7; });
   };
   EXPECT_EQ(kind(ServerTrace{"t"}), 4);
+  EXPECT_EQ(kind(ServerStartTls{}), 7);
   EXPECT_EQ(kind(ServerClosed{}), 5);
 }
 

@@ -177,10 +177,11 @@ const OptionSpec& OptionsFor(absl::string_view command) {
        {{"--json", "--random"},
         {"--op", "--bs", "--qd", "--seconds", "--connections", "--adapter"}}},
       {"serve",
-       {{"--read-only"},
+       {{"--read-only", "--tls-verify-peer"},
         {"--memory", "--file", "--null", "--socket", "--port", "--name",
          "--description", "--max-connections", "--handshake-timeout",
-         "--max-queued-replies"}}},
+         "--max-queued-replies", "--tls", "--tls-certificates",
+         "--tls-psk"}}},
       {"demo", {{}, {"--size"}}},
   };
   static const OptionSpec kNone;

@@ -1,6 +1,8 @@
 // `nbd serve`: the embedded epoll server in the foreground until SIGINT or
 // SIGTERM, with the server's bounds (EpollServerOptions) as options:
-// --max-connections, --handshake-timeout, --max-queued-replies. With --debug,
+// --max-connections, --handshake-timeout, --max-queued-replies, and TLS with
+// nbdkit's --tls, --tls-certificates, --tls-psk, --tls-verify-peer. With
+// --debug,
 // every connection's protocol trace goes to stderr as "nbd: debug: [conn N]:
 // <line>" (N counts accepted connections from 1).
 #include <signal.h>
@@ -27,6 +29,7 @@
 #include "adapters/server/file_backend.h"
 #include "adapters/server/memory_backend.h"
 #include "adapters/server/null_backend.h"
+#include "adapters/tls/tls_session.h"
 #include "protocol/status.h"
 #include "tools/nbd/args.h"
 #include "tools/nbd/command.h"
@@ -151,6 +154,54 @@ absl::Status ParseBounds(const ParsedArgs& a, EpollServerOptions* o) {
   return absl::OkStatus();
 }
 
+// --tls, --tls-certificates, --tls-psk and --tls-verify-peer (nbdkit's
+// spelling) into `session`, or a usage error. The credentials are loaded
+// once here, so a bad directory or key file fails at startup rather than on
+// every connection.
+absl::Status ParseTls(const ParsedArgs& a, ServerOptions* session) {
+  const std::string* mode = a.Value("--tls");
+  const std::string* certs = a.Value("--tls-certificates");
+  const std::string* psk = a.Value("--tls-psk");
+  const bool verify = a.Has("--tls-verify-peer");
+  if (mode == nullptr || *mode == "off") {
+    if (certs != nullptr || psk != nullptr || verify) {
+      return absl::InvalidArgumentError(
+          "serve: TLS credentials need --tls=on or --tls=require");
+    }
+    return absl::OkStatus();
+  }
+  if (*mode == "on") {
+    session->tls = ServerTlsMode::kOn;
+  } else if (*mode == "require") {
+    session->tls = ServerTlsMode::kRequire;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "serve: invalid --tls '", *mode, "' (off, on or require)"));
+  }
+  if ((certs == nullptr) == (psk == nullptr)) {
+    return absl::InvalidArgumentError(
+        "serve: --tls needs exactly one of --tls-certificates DIR, "
+        "--tls-psk FILE");
+  }
+  if (verify && certs == nullptr) {
+    return absl::InvalidArgumentError(
+        "serve: --tls-verify-peer checks client certificates: it needs "
+        "--tls-certificates");
+  }
+  TlsCredentials& c = session->tls_credentials;
+  if (certs != nullptr) c.certificates_dir = *certs;
+  if (psk != nullptr) c.psk_file = *psk;
+  c.require_client_certificate = verify;
+  absl::StatusOr<std::unique_ptr<tls::TlsSession>> probe =
+      tls::TlsSession::Create(tls::Role::kServer, c);
+  if (!probe.ok()) {
+    return absl::Status(
+        absl::StatusCode::kUnavailable,
+        absl::StrCat("serve: TLS credentials: ", StatusText(probe.status())));
+  }
+  return absl::OkStatus();
+}
+
 // Raises the soft open-file limit towards the hard one so that
 // `connections` fit (EpollServer::Create lowers max_connections to what the
 // limit allows; this makes that rare).
@@ -199,6 +250,12 @@ int ServeCommand(const std::vector<std::string>& args, const GlobalOptions& g) {
   if (absl::Status s = ParseBounds(*parsed, &options); !s.ok()) {
     return UsageError(s.message(), UsageFor("serve"));
   }
+  if (absl::Status s = ParseTls(*parsed, &options.session); !s.ok()) {
+    if (s.code() == absl::StatusCode::kInvalidArgument) {
+      return UsageError(s.message(), UsageFor("serve"));
+    }
+    return Fail(s.message());
+  }
   std::string what;
   absl::StatusOr<std::shared_ptr<Backend>> backend =
       MakeBackend(*parsed, &what);
@@ -238,6 +295,7 @@ int ServeCommand(const std::vector<std::string>& args, const GlobalOptions& g) {
   const size_t wanted_connections = options.max_connections;
   const absl::Duration hs_timeout = options.handshake_timeout;
   const size_t queued_bound = options.session.output_high_water;
+  const ServerTlsMode tls_mode = options.session.tls;
   RaiseDescriptorLimit(wanted_connections);
   absl::StatusOr<std::unique_ptr<EpollServer>> server =
       EpollServer::Create(std::move(options));
@@ -257,6 +315,9 @@ int ServeCommand(const std::vector<std::string>& args, const GlobalOptions& g) {
   std::printf("%s\n", (*server)->uri().c_str());
   std::fflush(stdout);
   Debug(g, absl::StrCat("serving ", what, " at ", (*server)->uri()));
+  if (tls_mode != ServerTlsMode::kOff) {
+    Debug(g, absl::StrCat("TLS ", ServerTlsModeName(tls_mode)));
+  }
   Debug(g, absl::StrFormat(
                "bounds: %d connections, handshake timeout %s, %d bytes of "
                "queued replies per connection",

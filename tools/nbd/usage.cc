@@ -32,6 +32,8 @@ const char kServeUsage[] =
     "NAME]\n"
     "                 [--max-connections N] [--handshake-timeout SECONDS]\n"
     "                 [--max-queued-replies SIZE]\n"
+    "                 [--tls=off|on|require (--tls-certificates DIR |\n"
+    "                  --tls-psk FILE) [--tls-verify-peer]]\n"
     "  SIZE: bytes, or with a suffix K, M, G, T (1M = 1048576)\n"
     "  --max-connections: open connections at most; more are closed at\n"
     "    once (default 1024, lowered to fit the open-file limit)\n"
@@ -39,6 +41,10 @@ const char kServeUsage[] =
     "    long (default 10; 0: never)\n"
     "  --max-queued-replies: stop reading from a client whose unsent\n"
     "    replies exceed SIZE until they drain (default 16M)\n"
+    "  --tls: offer TLS (on) or insist on it (require), as nbdkit does;\n"
+    "    DIR holds server-cert.pem, server-key.pem (and ca-cert.pem for\n"
+    "    --tls-verify-peer, which requires client certificates); FILE is a\n"
+    "    psktool key file (username:hexkey lines)\n"
     "  with --debug, each connection's protocol trace goes to stderr\n";
 const char kDemoUsage[] = "usage: nbd demo [--size SIZE]\n";
 const char kCopyUsage[] =

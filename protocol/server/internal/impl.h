@@ -75,6 +75,13 @@ class ServerSession::Impl {
   void OnOptionData();
   void HandleOption(uint32_t option, absl::Span<const uint8_t> data);
   void HandleExportName(absl::Span<const uint8_t> data);
+  void HandleStartTls(absl::Span<const uint8_t> data);
+  // After the STARTTLS acknowledgement has been consumed.
+  void OnStartTlsAckSent();
+  // kRequire and TLS not up yet.
+  bool tls_required() const {
+    return opts_.tls == ServerTlsMode::kRequire && tls_ != Tls::kSecure;
+  }
   void HandleInfoOrGo(Option option, absl::Span<const uint8_t> data);
   void HandleList(absl::Span<const uint8_t> data);
   void HandleMetaContext(Option option, absl::Span<const uint8_t> data);
@@ -169,6 +176,12 @@ class ServerSession::Impl {
   absl::Status dead_reason_;
 
   // Handshake.
+  // Where STARTTLS stands: acknowledged and queued, acknowledgement sent
+  // (ServerStartTls raised, input stopped until the handshake is done),
+  // done.
+  enum class Tls { kPlain, kAckQueued, kHandshaking, kSecure };
+  Tls tls_ = Tls::kPlain;
+  bool client_fixed_ = false;
   bool client_no_zeroes_ = false;
   uint32_t options_seen_ = 0;
   OptionRequestHeader option_;  // the option being received
