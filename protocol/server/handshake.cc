@@ -182,14 +182,14 @@ void ServerSession::Impl::HandleOption(uint32_t option,
 
 void ServerSession::Impl::HandleStartTls(absl::Span<const uint8_t> data) {
   const uint32_t opt = static_cast<uint32_t>(Option::kStartTls);
+  if (!data.empty()) {
+    return SendOptionError(opt, OptionReplyType::kErrInvalid,
+                           "NBD_OPT_STARTTLS takes no data");
+  }
   if (opts_.tls == ServerTlsMode::kOff || !client_fixed_) {
     // NOTLS (the spec makes it the only mode for a non-fixed client).
     return SendOptionError(opt, OptionReplyType::kErrUnsup,
                            "TLS is not enabled on this server");
-  }
-  if (!data.empty()) {
-    return SendOptionError(opt, OptionReplyType::kErrInvalid,
-                           "NBD_OPT_STARTTLS takes no data");
   }
   if (tls_ != Tls::kPlain) {
     return SendOptionError(opt, OptionReplyType::kErrInvalid,

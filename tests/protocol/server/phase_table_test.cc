@@ -37,6 +37,8 @@ constexpr Expected kExpected[] = {
     {ServerCall::kRecvBuffer, "yy---"},
     {ServerCall::kCommitRecv, "yyy--"},
     {ServerCall::kConsumeOutput, "yyyyy"},
+    {ServerCall::kTlsHandshakeDone, "y----"},
+    {ServerCall::kTlsHandshakeFailed, "y----"},
     {ServerCall::kReplyOk, "-yyyy"},
     {ServerCall::kReplyError, "-yyyy"},
     {ServerCall::kReplyRead, "-yyyy"},
@@ -166,6 +168,11 @@ Outcome Make(ServerCall call, ServerSession& s, const Handles& h) {
       return st(s.CommitRecv(0));
     case ServerCall::kConsumeOutput:
       return st(s.ConsumeOutput(0));
+    case ServerCall::kTlsHandshakeDone:
+      return st(s.TlsHandshakeDone());
+    case ServerCall::kTlsHandshakeFailed:
+      s.TlsHandshakeFailed(absl::UnavailableError("handshake"));
+      return {false, absl::OkStatus(), false};
     case ServerCall::kReplyOk:
       return st(s.ReplyOk(h.ok));
     case ServerCall::kReplyError:
@@ -208,7 +215,20 @@ TEST(ServerPermissionTable, EveryCallInEveryPhase) {
 
       const Outcome out = Make(call, s, session.handles);
 
-      if (call == ServerCall::kRecvBuffer) {
+      const bool tls_call = call == ServerCall::kTlsHandshakeDone ||
+                            call == ServerCall::kTlsHandshakeFailed;
+      if (tls_call && allowed) {
+        // Allowed in the handshake, but only after a ServerStartTls, which
+        // no setup here has (tls_test.cc covers that path): refused by the
+        // session's own check, with nothing changed.
+        if (out.has_status) {
+          EXPECT_TRUE(absl::IsFailedPrecondition(out.status)) << out.status;
+          EXPECT_EQ(StatusErrno(out.status), EINVAL) << out.status;
+          EXPECT_THAT(std::string(out.status.message()),
+                      testing::HasSubstr("no TLS handshake is pending"));
+        }
+        EXPECT_EQ(Observe(s), before);
+      } else if (call == ServerCall::kRecvBuffer) {
         EXPECT_EQ(out.span_empty, !allowed);
       } else if (!out.has_status) {
         // The void calls that are allowed all change the phase.
