@@ -128,8 +128,9 @@ void ServerSession::Impl::HandleOption(uint32_t option,
     if (option == static_cast<uint32_t>(Option::kExportName)) {
       // No error reply exists for EXPORT_NAME: the spec says to disconnect.
       return Fail(ErrnoStatus(
-          EACCES, "NBD_OPT_EXPORT_NAME before STARTTLS: this server requires "
-                  "TLS"));
+          EACCES,
+          "NBD_OPT_EXPORT_NAME before STARTTLS: this server requires "
+          "TLS"));
     }
     return SendOptionError(option, OptionReplyType::kErrTlsReqd,
                            "this server requires TLS: send NBD_OPT_STARTTLS "

@@ -40,8 +40,7 @@ constexpr Row kTable[] = {
     // TLS starts and ends inside the handshake (and then only after a
     // ServerStartTls, which the session checks itself).
     {ServerCall::kTlsHandshakeDone, "TlsHandshakeDone", Bit(P::kHandshake)},
-    {ServerCall::kTlsHandshakeFailed, "TlsHandshakeFailed",
-     Bit(P::kHandshake)},
+    {ServerCall::kTlsHandshakeFailed, "TlsHandshakeFailed", Bit(P::kHandshake)},
     // Replies answer requests, which exist from transmission on. After the
     // end a reply is accepted and dropped (FailedPrecondition, ENOTCONN, the
     // handle released): an asynchronous backend cannot know it came late.

@@ -358,8 +358,9 @@ absl::Status ServerSession::TlsHandshakeDone() {
   }
   if (s.tls_ != Impl::Tls::kHandshaking) {
     return PreconditionStatus(
-        EINVAL, "TlsHandshakeDone: no TLS handshake is pending (the session "
-                "raises ServerStartTls first)");
+        EINVAL,
+        "TlsHandshakeDone: no TLS handshake is pending (the session "
+        "raises ServerStartTls first)");
   }
   s.tls_ = Impl::Tls::kSecure;
   // The spec: STARTTLS voids everything negotiated before it.
@@ -368,8 +369,9 @@ absl::Status ServerSession::TlsHandshakeDone() {
   s.meta_base_allocation_ = false;
   s.meta_export_name_.reset();
   if (s.tracing()) {
-    s.TraceLine("TLS: handshake done; options negotiated before STARTTLS are "
-                "void");
+    s.TraceLine(
+        "TLS: handshake done; options negotiated before STARTTLS are "
+        "void");
   }
   return absl::OkStatus();
 }

@@ -180,8 +180,7 @@ const OptionSpec& OptionsFor(absl::string_view command) {
        {{"--read-only", "--tls-verify-peer"},
         {"--memory", "--file", "--null", "--socket", "--port", "--name",
          "--description", "--max-connections", "--handshake-timeout",
-         "--max-queued-replies", "--tls", "--tls-certificates",
-         "--tls-psk"}}},
+         "--max-queued-replies", "--tls", "--tls-certificates", "--tls-psk"}}},
       {"demo", {{}, {"--size"}}},
   };
   static const OptionSpec kNone;

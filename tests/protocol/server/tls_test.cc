@@ -64,8 +64,8 @@ TEST(ServerTls, AcknowledgementPausesInputUntilTheHandshakeIsDone) {
   // STARTTLS and, in the same bytes, a GO: the GO was sent in plaintext
   // after STARTTLS, so it is not the session's to read (an injection, as
   // in CVE-2021-3716).
-  const Bytes starttls = Concat({Flags(kClientFlagFixedNewstyle),
-                                 Opt(Option::kStartTls)});
+  const Bytes starttls =
+      Concat({Flags(kClientFlagFixedNewstyle), Opt(Option::kStartTls)});
   const Bytes go = Opt(Option::kGo, GoData("disk"));
   absl::StatusOr<size_t> used = s.Feed(Concat({starttls, go}));
   ASSERT_TRUE(used.ok()) << used.status();
@@ -100,11 +100,11 @@ TEST(ServerTls, AcknowledgementPausesInputUntilTheHandshakeIsDone) {
 TEST(ServerTls, NothingNegotiatedBeforeStartTlsSurvivesIt) {
   ServerSession s(WithTls(ServerTlsMode::kOn));
   TakeOutput(s);
-  FeedAll(s, Concat({Flags(kClientFlagFixedNewstyle),
-                     Opt(Option::kExtendedHeaders),
-                     Opt(Option::kSetMetaContext,
-                         MetaData("disk", {"base:allocation"})),
-                     Opt(Option::kStartTls)}));
+  FeedAll(
+      s, Concat({Flags(kClientFlagFixedNewstyle), Opt(Option::kExtendedHeaders),
+                 Opt(Option::kSetMetaContext,
+                     MetaData("disk", {"base:allocation"})),
+                 Opt(Option::kStartTls)}));
   ASSERT_TRUE(s.extended_headers());
   ASSERT_TRUE(s.block_status_negotiated());
   TakeOutput(s);
@@ -131,10 +131,9 @@ TEST(ServerTls, NothingNegotiatedBeforeStartTlsSurvivesIt) {
 TEST(ServerTls, SecondStartTlsAndStartTlsWithDataAreInvalid) {
   ServerSession s(WithTls(ServerTlsMode::kRequire));
   TakeOutput(s);
-  auto first = ParseOptReplies(
-      FeedAll(s, Concat({Flags(kClientFlagFixedNewstyle),
-                         Opt(Option::kStartTls, Str("x")),
-                         Opt(Option::kStartTls)})));
+  auto first = ParseOptReplies(FeedAll(
+      s, Concat({Flags(kClientFlagFixedNewstyle),
+                 Opt(Option::kStartTls, Str("x")), Opt(Option::kStartTls)})));
   ASSERT_EQ(first.size(), 2u);
   EXPECT_EQ(first[0].header.type, T(OptionReplyType::kErrInvalid));
   EXPECT_EQ(first[1].header.type, T(OptionReplyType::kAck));
@@ -148,11 +147,11 @@ TEST(ServerTls, SecondStartTlsAndStartTlsWithDataAreInvalid) {
 TEST(ServerTls, RequireRefusesEveryOtherOptionBeforeTls) {
   ServerSession s(WithTls(ServerTlsMode::kRequire));
   TakeOutput(s);
-  auto replies = ParseOptReplies(FeedAll(
-      s, Concat({Flags(kClientFlagFixedNewstyle), Opt(Option::kList),
-                 Opt(Option::kInfo, GoData("disk")),
-                 Opt(Option::kGo, GoData("disk")),
-                 Opt(Option::kStructuredReply), Opt(99u)})));
+  auto replies = ParseOptReplies(
+      FeedAll(s, Concat({Flags(kClientFlagFixedNewstyle), Opt(Option::kList),
+                         Opt(Option::kInfo, GoData("disk")),
+                         Opt(Option::kGo, GoData("disk")),
+                         Opt(Option::kStructuredReply), Opt(99u)})));
   ASSERT_EQ(replies.size(), 5u);
   for (const OptReply& r : replies) {
     EXPECT_EQ(r.header.type, T(OptionReplyType::kErrTlsReqd));
@@ -165,8 +164,8 @@ TEST(ServerTls, RequireRefusesEveryOtherOptionBeforeTls) {
   FeedAll(s, Opt(Option::kStartTls));
   TakeOutput(s);
   ASSERT_TRUE(s.TlsHandshakeDone().ok());
-  auto after = ParseOptReplies(FeedAll(
-      s, Concat({Opt(Option::kList), Opt(Option::kStructuredReply)})));
+  auto after = ParseOptReplies(
+      FeedAll(s, Concat({Opt(Option::kList), Opt(Option::kStructuredReply)})));
   for (const OptReply& r : after) {
     EXPECT_NE(r.header.type, T(OptionReplyType::kErrTlsReqd));
   }
@@ -258,8 +257,10 @@ TEST(ServerTls, EofWhileTheAcknowledgementIsQueuedClosesWithoutStartTls) {
 TEST(ServerTls, PauseHoldsUnderEverySplit) {
   ServerScenario s(WithTls(ServerTlsMode::kRequire));
   s.Expect(ServerSends().Greeting())
-      .Send(ClientBytes().Flags().Opt(Option::kStartTls).OptInfoRequest(
-          Option::kGo, "disk"))
+      .Send(ClientBytes()
+                .Flags()
+                .Opt(Option::kStartTls)
+                .OptInfoRequest(Option::kGo, "disk"))
       .Expect(std::move(ServerSends().RepAck(Option::kStartTls).Nothing()))
       .Snapshot()
       .Call("TlsHandshakeDone",
@@ -271,8 +272,8 @@ TEST(ServerTls, PauseHoldsUnderEverySplit) {
   ServerRunResult r = RunAllModes(s);
   // Before the call: StartTls once, the GO left untaken (the runner logs
   // each retry), still in the handshake. After it: the GO is served.
-  const auto call = std::find(r.log.begin(), r.log.end(),
-                              "call TlsHandshakeDone -> ok");
+  const auto call =
+      std::find(r.log.begin(), r.log.end(), "call TlsHandshakeDone -> ok");
   ASSERT_NE(call, r.log.end()) << ::testing::PrintToString(r.log);
   const std::vector<std::string> before(r.log.begin(), call);
   ASSERT_FALSE(before.empty());
