@@ -1,5 +1,7 @@
 #include "adapters/io_uring/uring_driver.h"
 
+#include <fcntl.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -21,9 +23,11 @@ uint64_t Encode(size_t index, uint64_t op) {
 
 UringConnection::UringConnection(int fd, ClientOptions options,
                                  Callback on_event, SyscallCounters* counters)
-    : client_(std::move(options)),
+    : client_(options),
       transport_(fd, counters),
-      on_event_(std::move(on_event)) {}
+      on_event_(std::move(on_event)) {
+  ConfigureTls(transport_, options);
+}
 
 absl::Status UringConnection::Disconnect(uint32_t flags) {
   absl::Status s = client_.Disconnect(flags);
@@ -62,7 +66,7 @@ UringDriver::~UringDriver() {
       ++seen;
       if (!Owns(cqe)) continue;
       UringConnection& c = *connections_[(cqe->user_data & ~kOurs) >> 2];
-      ((cqe->user_data & 3) == kRecv ? c.recv_busy_ : c.send_busy_) = false;
+      *BusyFlag(c, cqe->user_data & 3) = false;
       --in_flight_io_;
     }
     io_uring_cq_advance(ring_, seen);
@@ -107,12 +111,84 @@ size_t UringDriver::connection_count() const {
   return n;
 }
 
+bool* UringDriver::BusyFlag(UringConnection& c, uint64_t op) {
+  switch (op) {
+    case kRecv:
+      return &c.recv_busy_;
+    case kSend:
+      return &c.send_busy_;
+    case kPollIn:
+      return &c.poll_in_busy_;
+    default:
+      return &c.poll_out_busy_;
+  }
+}
+
+bool UringDriver::PumpTls(UringConnection& c, bool readable) {
+  return PumpOnce(c.client_, c.transport_, readable, [&c](ClientEvent& e) {
+    c.deadline_.OnEvent(e);
+    c.on_event_(e);
+  });
+}
+
+int UringDriver::PrepareTls(size_t index, UringConnection& c) {
+  // Plaintext operations issued before STARTTLS was acknowledged finish
+  // first; the bytes after the acknowledgement are the TLS layer's.
+  if (c.recv_busy_ || c.send_busy_) return 0;
+  if (!c.tls_nonblocking_) {
+    c.tls_nonblocking_ = true;
+    const int fd = c.transport_.fd();
+    const int flags = ::fcntl(fd, F_GETFL);
+    if (flags >= 0 && (flags & O_NONBLOCK) == 0) {
+      ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+    }
+  }
+  // Move what can move without waiting: output the caller queued (unless a
+  // send already hit a full socket and POLLOUT is awaited), input the TLS
+  // layer holds, and the first handshake flight.
+  const bool output =
+      c.client_.pending_output_bytes() > 0 || c.transport_.has_pending_output();
+  const bool idle = !c.poll_in_busy_ && !c.poll_out_busy_;
+  if ((output && !c.poll_out_busy_) || c.transport_.has_buffered_input() ||
+      (idle && c.transport_.tls_handshaking())) {
+    if (PumpTls(c, /*readable=*/false)) moved_in_prepare_ = true;
+    AfterProgress(c);
+    if (c.finished_ || IsTerminal(c.client_.phase())) return 0;
+  }
+  const Direction d = CombinedWants(c.client_.wants(), c.transport_);
+  int prepared = 0;
+  const auto arm = [&](uint64_t op, unsigned mask, bool* busy) {
+    io_uring_sqe* sqe = io_uring_get_sqe(ring_);
+    if (sqe == nullptr) return false;
+    io_uring_prep_poll_add(sqe, c.transport_.fd(), mask);
+    io_uring_sqe_set_data64(sqe, Encode(index, op));
+    *busy = true;
+    ++in_flight_io_;
+    ++prepared;
+    return true;
+  };
+  if ((d == Direction::kRead || d == Direction::kBoth) && !c.poll_in_busy_) {
+    if (!arm(kPollIn, POLLIN, &c.poll_in_busy_)) return -1;
+  }
+  if ((d == Direction::kWrite || d == Direction::kBoth) && !c.poll_out_busy_) {
+    if (!arm(kPollOut, POLLOUT, &c.poll_out_busy_)) return -1;
+  }
+  return prepared;
+}
+
 int UringDriver::Prepare() {
   int prepared = 0;
+  moved_in_prepare_ = false;
   for (size_t i = 0; i < connections_.size(); ++i) {
     if (connections_[i] == nullptr) continue;
     UringConnection& c = *connections_[i];
     if (c.finished_ || IsTerminal(c.client_.phase())) continue;
+    if (TlsMode(c)) {
+      const int n = PrepareTls(i, c);
+      if (n < 0) break;  // SQ full: the rest waits a round
+      prepared += n;
+      continue;
+    }
     if (!c.recv_busy_) {
       absl::Span<uint8_t> into = c.client_.RecvBuffer();
       if (!into.empty()) {
@@ -149,9 +225,18 @@ int UringDriver::Prepare() {
 
 void UringDriver::OnCompletion(const io_uring_cqe* cqe) {
   UringConnection& c = *connections_[(cqe->user_data & ~kOurs) >> 2];
-  bool is_recv = (cqe->user_data & 3) == kRecv;
-  (is_recv ? c.recv_busy_ : c.send_busy_) = false;
+  const uint64_t op = cqe->user_data & 3;
+  *BusyFlag(c, op) = false;
   --in_flight_io_;
+  if (op == kPollIn || op == kPollOut) {
+    // Readiness for the TLS pump (an error or hang-up shows up as the
+    // receive's or send's own result). After the end it says nothing.
+    if (!IsTerminal(c.client_.phase())) {
+      PumpTls(c, /*readable=*/op == kPollIn);
+    }
+    return AfterProgress(c);
+  }
+  const bool is_recv = op == kRecv;
   IoResult r = IoResult::FromSyscall(cqe->res < 0 ? -1 : cqe->res,
                                      cqe->res < 0 ? -cqe->res : 0);
   // EINTR/ECANCELED (we never cancel; the embedder might): nothing moved,

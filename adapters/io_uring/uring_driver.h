@@ -5,7 +5,8 @@
 //   UringConnection* c = driver.Add(fd, options, on_event);
 //   loop:
 //     driver.Prepare();                       // SQEs for all connections
-//     io_uring_submit_and_wait(&ring, 1);     // one syscall per iteration
+//     io_uring_submit_and_wait(&ring,         // one syscall per iteration
+//                              driver.moved_in_prepare() ? 0 : 1);
 //     for each cqe: if (UringDriver::Owns(cqe)) driver.OnCompletion(cqe);
 //     driver.CheckDeadlines(absl::Now());
 //
@@ -13,6 +14,13 @@
 // hands out (for a READ payload: the caller's own buffer) and one
 // IORING_OP_SENDMSG sends the PeekOutput() gather list (MSG_NOSIGNAL). Each
 // connection has at most one receive and one send in flight.
+//
+// TLS (ClientOptions::tls, nbds URIs): ciphertext needs the TLS layer of the
+// shared pump between the socket and the core, so once the server has
+// acknowledged STARTTLS a connection switches to readiness: IORING_OP_POLL_ADD
+// (one per direction at most) says when the socket is ready, and the pump
+// (PumpOnce, as in the epoll adapter) moves the bytes with non-blocking
+// recv/send. Plaintext connections are unaffected.
 //
 // Buffer safety, which is why the rules below are strict:
 //  - While a receive is in flight the driver calls no input method of the
@@ -84,7 +92,9 @@ class UringConnection {
   }
   // Closed or dead, nothing in flight, fd closed.
   bool finished() const { return finished_; }
-  bool in_flight_io() const { return recv_busy_ || send_busy_; }
+  bool in_flight_io() const {
+    return recv_busy_ || send_busy_ || poll_in_busy_ || poll_out_busy_;
+  }
 
  private:
   friend class UringDriver;
@@ -92,10 +102,18 @@ class UringConnection {
                   SyscallCounters* counters);
 
   Client client_;
-  SocketTransport transport_;  // shutdown/close only; I/O goes via the ring
+  // Plaintext: shutdown/close only, I/O goes via the ring. With TLS: the
+  // TLS layer and its socket calls.
+  SocketTransport transport_;
   Callback on_event_;
   bool recv_busy_ = false;
   bool send_busy_ = false;
+  // Once TLS has started, bytes move through the TLS layer of transport_
+  // (synchronous non-blocking recv/send, as in the epoll adapter) and the
+  // ring only reports readiness: one POLL_ADD per direction at most.
+  bool poll_in_busy_ = false;
+  bool poll_out_busy_ = false;
+  bool tls_nonblocking_ = false;  // O_NONBLOCK set for the TLS pump
   iovec iov_[kMaxGatherSlices];
   msghdr msg_ = {};
   bool forced_shutdown_ = false;  // SHUT_RDWR to flush out in-flight I/O
@@ -128,8 +146,13 @@ class UringDriver {
   size_t connection_count() const;
 
   // Prepares (does not submit) a receive and/or a send for every connection
-  // that can start one. Returns the number of SQEs prepared.
+  // that can start one. Returns the number of SQEs prepared. For a TLS
+  // connection it may also move bytes itself and deliver events (its
+  // output goes out at once); moved_in_prepare() then says so, and the
+  // caller must not block waiting for completions this round: what it is
+  // waiting for may already have happened.
   int Prepare();
+  bool moved_in_prepare() const { return moved_in_prepare_; }
 
   // Ours: bit 63 set. liburing's own timeout CQE (LIBURING_UDATA_TIMEOUT,
   // all bits set, from submit-and-wait with a timeout on kernels without
@@ -155,8 +178,17 @@ class UringDriver {
   SyscallCounters* counters() const { return counters_; }
 
  private:
-  enum Op : uint64_t { kRecv = 0, kSend = 1 };
+  enum Op : uint64_t { kRecv = 0, kSend = 1, kPollIn = 2, kPollOut = 3 };
   void AfterProgress(UringConnection& c);
+  // The TLS path of Prepare(): pumps what can move now and arms the polls
+  // the connection needs. Returns the SQEs prepared (or -1: SQ full).
+  int PrepareTls(size_t index, UringConnection& c);
+  // Returns whether bytes moved or the phase changed.
+  bool PumpTls(UringConnection& c, bool readable);
+  static bool TlsMode(const UringConnection& c) {
+    return c.transport_.tls_handshaking() || c.transport_.tls_secure();
+  }
+  bool* BusyFlag(UringConnection& c, uint64_t op);
 
   io_uring* ring_;
   SyscallCounters* counters_;
@@ -165,6 +197,7 @@ class UringDriver {
   // reused by Add.
   std::vector<std::unique_ptr<UringConnection>> connections_;
   size_t in_flight_io_ = 0;
+  bool moved_in_prepare_ = false;
 };
 
 }  // namespace nbd::adapters

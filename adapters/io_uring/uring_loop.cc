@@ -59,6 +59,9 @@ absl::Status UringLoop::RunOnce(absl::Duration timeout) {
   if (auto d = driver_->next_deadline()) {
     timeout = std::min(timeout, *d - absl::Now());
   }
+  // A TLS connection may have moved bytes and delivered events inside
+  // Prepare(): what the caller waits for may have happened already.
+  if (driver_->moved_in_prepare()) timeout = absl::ZeroDuration();
   timeout = std::max(timeout, absl::ZeroDuration());
   // Completions already queued need no system call to be seen.
   if (prepared > 0 || io_uring_cq_ready(&ring_) == 0) {

@@ -36,9 +36,9 @@ IoResult IoResult::FromSyscall(ssize_t r, int saved_errno) {
 
 absl::Status Transport::StartTls() {
   return ErrnoStatus(ENOTSUP,
-                     "the server agreed to TLS but this connection has no "
-                     "TLS layer (the io_uring adapter has none yet: use "
-                     "epoll or blocking)");
+                     "the server agreed to TLS but this connection's "
+                     "transport has no TLS layer (SocketTransport::"
+                     "ConfigureTls)");
 }
 
 absl::Status Transport::ContinueTls() {

@@ -463,7 +463,9 @@ int CopyCommand(const std::vector<std::string>& args, const GlobalOptions& g) {
     }
     o.adapter = *adapter;
   } else if (IsTlsUri(o.source) || IsTlsUri(o.destination)) {
-    // The io_uring adapter has no TLS yet (docs/tls.md); epoll has.
+    // Over TLS the io_uring adapter only reports readiness and the TLS
+    // layer makes the socket calls (docs/tls.md), so it has nothing over
+    // epoll there.
     o.adapter = Adapter::kEpoll;
   }
   if (o.source == "null:") {

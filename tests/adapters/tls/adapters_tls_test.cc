@@ -49,11 +49,16 @@ ClientOptions Require() {
 // Connects over TLS, writes and reads back 256 KiB in 4 commands at once
 // (epoll, io_uring) or in turn (blocking), and disconnects: closed, not
 // dead, whether the server answers our close_notify or just closes.
+// Far beyond the test's own timeout on purpose: a loop that waits for a
+// completion that never comes (as io_uring did when TLS delivered the
+// handshake inside Prepare()) hangs the test instead of finishing late.
+constexpr absl::Duration kNoStall = absl::Hours(1);
+
 void ReadWriteDisconnect(const ServerProcess& server, AdapterKind kind) {
   auto fd = adapters::ConnectUnix(server.socket_path());
   ASSERT_TRUE(fd.ok()) << fd.status();
   auto h = Harness::Create(kind, nullptr);
-  ASSERT_TRUE(h->Connect(*fd, Require(), absl::Seconds(10)).ok());
+  ASSERT_TRUE(h->Connect(*fd, Require(), kNoStall).ok());
   EXPECT_TRUE(h->client().tls_negotiated());
   std::vector<std::vector<uint8_t>> data(4), back(4);
   std::vector<Op> ops;
@@ -61,7 +66,7 @@ void ReadWriteDisconnect(const ServerProcess& server, AdapterKind kind) {
     data[i].assign(64 * 1024, static_cast<uint8_t>(i + 1));
     ops.push_back(WriteOp(i * 65536, data[i]));
   }
-  ASSERT_TRUE(h->Run(ops, absl::Seconds(10)).ok());
+  ASSERT_TRUE(h->Run(ops, kNoStall).ok());
   for (const Op& op : ops) EXPECT_TRUE(op.status.ok()) << op.status;
   ops.clear();
   for (size_t i = 0; i < 4; ++i) {
@@ -70,13 +75,13 @@ void ReadWriteDisconnect(const ServerProcess& server, AdapterKind kind) {
   }
   // (qemu-nbd drops commands still in flight when NBD_CMD_DISC comes, so
   // the reads finish first.)
-  ASSERT_TRUE(h->Run(ops, absl::Seconds(10)).ok());
+  ASSERT_TRUE(h->Run(ops, kNoStall).ok());
   for (size_t i = 0; i < 4; ++i) {
     EXPECT_TRUE(ops[i].status.ok()) << ops[i].status;
     EXPECT_TRUE(back[i] == data[i]) << i;
   }
   std::vector<Op> none;
-  absl::Status end = h->RunThenDisconnect(none, absl::Seconds(10));
+  absl::Status end = h->RunThenDisconnect(none, kNoStall);
   ASSERT_TRUE(end.ok()) << end;
   EXPECT_EQ(h->client().phase(), ClientPhase::kClosed)
       << h->client().dead_reason();
@@ -84,7 +89,6 @@ void ReadWriteDisconnect(const ServerProcess& server, AdapterKind kind) {
 
 TEST_P(AdaptersTlsTest, NbdkitX509) {
   if (!HaveProgram("nbdkit")) GTEST_SKIP() << "nbdkit not installed";
-  if (GetParam() == AdapterKind::kIoUring) GTEST_SKIP() << "not yet";
   auto server = ServerProcess::StartNbdkit(
       {"--tls=require", "--tls-certificates=" + creds->good(), "memory", "1M"});
   ASSERT_TRUE(server.ok()) << server.status();
@@ -93,7 +97,6 @@ TEST_P(AdaptersTlsTest, NbdkitX509) {
 
 TEST_P(AdaptersTlsTest, QemuNbdX509) {
   if (!HaveProgram("qemu-nbd")) GTEST_SKIP() << "qemu-nbd not installed";
-  if (GetParam() == AdapterKind::kIoUring) GTEST_SKIP() << "not yet";
   auto dir = MakeTempDir();
   ASSERT_TRUE(dir.ok());
   const std::string image = *dir + "/disk.raw";
