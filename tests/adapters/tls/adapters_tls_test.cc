@@ -1,6 +1,8 @@
-// TLS through every adapter of the engine (blocking, epoll, io_uring)
-// against nbdkit --tls=require and qemu-nbd with tls-creds-x509 (which
-// closes without close_notify after NBD_CMD_DISC: still a clean close).
+// TLS through every adapter of the engine (blocking, epoll, io_uring):
+// against nbdkit --tls=require (X.509 and PSK), qemu-nbd with tls-creds-x509
+// and tls-creds-psk (which closes without close_notify after NBD_CMD_DISC:
+// still a clean close), the engine's own server, and allow mode against a
+// plaintext nbdkit.
 #include <cerrno>
 #include <cstdint>
 #include <cstdlib>
@@ -10,6 +12,8 @@
 
 #include "absl/time/time.h"
 #include "adapters/connect/connect.h"
+#include "adapters/server/epoll_server.h"
+#include "adapters/server/memory_backend.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "protocol/client/client.h"
@@ -46,6 +50,14 @@ ClientOptions Require() {
   return o;
 }
 
+ClientOptions RequirePsk() {
+  ClientOptions o;
+  o.tls = TlsPolicy::kRequire;
+  o.tls_credentials.psk_file = creds->good_psk();
+  o.tls_credentials.username = "alice";
+  return o;
+}
+
 // Connects over TLS, writes and reads back 256 KiB in 4 commands at once
 // (epoll, io_uring) or in turn (blocking), and disconnects: closed, not
 // dead, whether the server answers our close_notify or just closes.
@@ -54,12 +66,15 @@ ClientOptions Require() {
 // handshake inside Prepare()) hangs the test instead of finishing late.
 constexpr absl::Duration kNoStall = absl::Hours(1);
 
-void ReadWriteDisconnect(const ServerProcess& server, AdapterKind kind) {
-  auto fd = adapters::ConnectUnix(server.socket_path());
+void ReadWriteDisconnect(const std::string& socket, AdapterKind kind,
+                         const ClientOptions& options = Require(),
+                         bool expect_tls = true) {
+  auto fd = adapters::ConnectUnix(socket);
   ASSERT_TRUE(fd.ok()) << fd.status();
   auto h = Harness::Create(kind, nullptr);
-  ASSERT_TRUE(h->Connect(*fd, Require(), kNoStall).ok());
-  EXPECT_TRUE(h->client().tls_negotiated());
+  absl::Status connected = h->Connect(*fd, options, kNoStall);
+  ASSERT_TRUE(connected.ok()) << connected;
+  EXPECT_EQ(h->client().tls_negotiated(), expect_tls);
   std::vector<std::vector<uint8_t>> data(4), back(4);
   std::vector<Op> ops;
   for (size_t i = 0; i < 4; ++i) {
@@ -92,7 +107,27 @@ TEST_P(AdaptersTlsTest, NbdkitX509) {
   auto server = ServerProcess::StartNbdkit(
       {"--tls=require", "--tls-certificates=" + creds->good(), "memory", "1M"});
   ASSERT_TRUE(server.ok()) << server.status();
-  ReadWriteDisconnect(**server, GetParam());
+  ReadWriteDisconnect((*server)->socket_path(), GetParam());
+}
+
+TEST_P(AdaptersTlsTest, NbdkitPsk) {
+  if (!HaveProgram("nbdkit")) GTEST_SKIP() << "nbdkit not installed";
+  auto server = ServerProcess::StartNbdkit(
+      {"--tls=require", "--tls-psk=" + creds->good_psk(), "memory", "1M"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  ReadWriteDisconnect((*server)->socket_path(), GetParam(), RequirePsk());
+}
+
+// Allow mode against a server without TLS: plaintext, through every
+// adapter (the TLS layer is configured but never started).
+TEST_P(AdaptersTlsTest, AllowFallsBackToPlaintext) {
+  if (!HaveProgram("nbdkit")) GTEST_SKIP() << "nbdkit not installed";
+  auto server = ServerProcess::StartNbdkit({"memory", "1M"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  ClientOptions allow = Require();
+  allow.tls = TlsPolicy::kAllow;
+  ReadWriteDisconnect((*server)->socket_path(), GetParam(), allow,
+                      /*expect_tls=*/false);
 }
 
 TEST_P(AdaptersTlsTest, QemuNbdX509) {
@@ -108,7 +143,40 @@ TEST_P(AdaptersTlsTest, QemuNbdX509) {
            creds->good(),
        "--tls-creds", "tls0"});
   ASSERT_TRUE(server.ok()) << server.status();
-  ReadWriteDisconnect(**server, GetParam());
+  ReadWriteDisconnect((*server)->socket_path(), GetParam());
+  std::system(("rm -rf " + *dir).c_str());
+}
+
+TEST_P(AdaptersTlsTest, QemuNbdPsk) {
+  if (!HaveProgram("qemu-nbd")) GTEST_SKIP() << "qemu-nbd not installed";
+  auto dir = MakeTempDir();
+  ASSERT_TRUE(dir.ok());
+  const std::string image = *dir + "/disk.raw";
+  ASSERT_EQ(std::system(("truncate -s 1M " + image).c_str()), 0);
+  // tls-creds-psk reads DIR/keys.psk, which is where good_psk() lives.
+  auto server = ServerProcess::StartQemuNbd(
+      image, "raw",
+      {"--object", "tls-creds-psk,id=tls0,endpoint=server,dir=" + creds->root(),
+       "--tls-creds", "tls0"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  ReadWriteDisconnect((*server)->socket_path(), GetParam(), RequirePsk());
+  std::system(("rm -rf " + *dir).c_str());
+}
+
+// The engine's own server (the only TLS peer here with extended headers).
+TEST_P(AdaptersTlsTest, EngineServerX509) {
+  auto dir = MakeTempDir();
+  ASSERT_TRUE(dir.ok());
+  EpollServerOptions o;
+  o.unix_path = *dir + "/sock";
+  o.exports.push_back({"", "", std::make_shared<MemoryBackend>(1 << 20)});
+  o.session.tls = ServerTlsMode::kRequire;
+  o.session.tls_credentials.certificates_dir = creds->good();
+  auto server = EpollServer::Create(std::move(o));
+  ASSERT_TRUE(server.ok()) << server.status();
+  ASSERT_TRUE((*server)->Start().ok());
+  ReadWriteDisconnect((*server)->unix_path(), GetParam());
+  server->reset();
   std::system(("rm -rf " + *dir).c_str());
 }
 
