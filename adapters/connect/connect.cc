@@ -370,9 +370,12 @@ absl::StatusOr<int> AdoptFd(int fd) {
   return fd;
 }
 
-absl::StatusOr<Connection> ConnectUri(const NbdUri& uri,
-                                      absl::Duration timeout) {
+absl::StatusOr<Connection> ConnectUri(const NbdUri& uri, absl::Duration timeout,
+                                      const UriPolicy& policy) {
   const std::string description = FormatNbdUri(uri);
+  if (absl::Status s = CheckUriPolicy(uri, policy); !s.ok()) {
+    return Prefixed(s, description);
+  }
   if (absl::Status s = CheckUriSupported(uri); !s.ok()) {
     return Prefixed(s, description);
   }
@@ -399,10 +402,11 @@ absl::StatusOr<Connection> ConnectUri(const NbdUri& uri,
 }
 
 absl::StatusOr<Connection> ConnectUri(std::string_view uri,
-                                      absl::Duration timeout) {
+                                      absl::Duration timeout,
+                                      const UriPolicy& policy) {
   absl::StatusOr<NbdUri> parsed = ParseNbdUri(uri);
   if (!parsed.ok()) return parsed.status();
-  return ConnectUri(*parsed, timeout);
+  return ConnectUri(*parsed, timeout, policy);
 }
 
 absl::Status CloseConnection(Connection& connection, absl::Duration grace) {

@@ -160,16 +160,22 @@ struct Connection {
   std::optional<NbdUri> uri;
 };
 
-// Connects to the endpoint `uri` names, after CheckUriSupported(uri) (TLS
-// parameters that cannot be honoured are refused before connecting):
+// Connects to the endpoint `uri` names, after CheckUriPolicy(uri, policy)
+// (EPERM: the policy forbids what the URI asks) and CheckUriSupported(uri)
+// (TLS parameters that cannot be honoured), both before connecting:
 // kTcp -> ConnectTcp(host or "localhost", port), kUnix -> ConnectUnix,
-// kVsock -> ConnectVsock. Error messages are prefixed with the URI.
+// kVsock -> ConnectVsock. Error messages are prefixed with the URI. The
+// default policy is libnbd's: a URI may not name local files
+// (tls-certificates, tls-psk-file); pass UriPolicy::Trusted() for URIs
+// the program's own user gave.
 absl::StatusOr<Connection> ConnectUri(
-    const NbdUri& uri, absl::Duration timeout = kDefaultConnectTimeout);
+    const NbdUri& uri, absl::Duration timeout = kDefaultConnectTimeout,
+    const UriPolicy& policy = UriPolicy());
 
 // ParseNbdUri + ConnectUri.
 absl::StatusOr<Connection> ConnectUri(
-    std::string_view uri, absl::Duration timeout = kDefaultConnectTimeout);
+    std::string_view uri, absl::Duration timeout = kDefaultConnectTimeout,
+    const UriPolicy& policy = UriPolicy());
 
 // Closes `connection.fd` (sets it to -1), then stops and reaps its
 // subprocess, if any, with StopSubprocess(grace). Returns the stop status.

@@ -505,6 +505,44 @@ absl::StatusOr<bool> UriBool(const std::string& key, const std::string& v) {
 
 }  // namespace
 
+absl::Status CheckUriPolicy(const NbdUri& uri, const UriPolicy& policy) {
+  const auto refuse = [](std::string what) {
+    return WithErrno(absl::PermissionDeniedError(std::move(what)), EPERM);
+  };
+  uint32_t bit = UriPolicy::kTcp;
+  const char* name = "TCP";
+  if (uri.transport == NbdUri::kUnix) {
+    bit = UriPolicy::kUnix;
+    name = "Unix socket";
+  } else if (uri.transport == NbdUri::kVsock) {
+    bit = UriPolicy::kVsock;
+    name = "vsock";
+  }
+  if ((policy.transports & bit) == 0) {
+    return refuse(
+        absl::StrCat("URI: the ", name,
+                     " transport is not allowed (UriPolicy::transports)"));
+  }
+  if (uri.tls && policy.tls == UriPolicy::Tls::kDisable) {
+    return refuse("URI: TLS (an nbds scheme) is not allowed (UriPolicy::tls)");
+  }
+  if (!uri.tls && policy.tls == UriPolicy::Tls::kRequire) {
+    return refuse(
+        "URI: a URI without TLS (an nbd scheme) is not allowed "
+        "(UriPolicy::tls requires nbds)");
+  }
+  if (!policy.local_files) {
+    for (const auto& [key, value] : uri.query_params) {
+      if (key == "tls-certificates" || key == "tls-psk-file") {
+        return refuse(absl::StrCat("URI: ", key,
+                                   " names a local file, which is not allowed "
+                                   "(UriPolicy::local_files)"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckUriSupported(const NbdUri& uri) {
   bool require = false;
   TlsCredentials ignored;

@@ -99,6 +99,40 @@ struct NbdUri {
 //     contain NUL and must be at most 4096 bytes (ENAMETOOLONG).
 absl::StatusOr<NbdUri> ParseNbdUri(std::string_view uri);
 
+// What a URI may ask for, for URIs that come from untrusted input (a
+// config file, a web form, another program): libnbd's
+// nbd_set_uri_allow_transports, nbd_set_uri_allow_tls and
+// nbd_set_uri_allow_local_file, checked by CheckUriPolicy() before anything
+// is connected or read. The defaults are libnbd's: every transport, nbd and
+// nbds both, and no local files. A program whose URIs come from its own
+// user (a command line, like nbdinfo's) can allow local files.
+struct UriPolicy {
+  enum TransportBit : uint32_t { kTcp = 1, kUnix = 2, kVsock = 4 };
+  // Bits of TransportBit (libnbd: LIBNBD_ALLOW_TRANSPORT_TCP, _UNIX,
+  // _VSOCK).
+  uint32_t transports = kTcp | kUnix | kVsock;
+  // As libnbd's LIBNBD_TLS_* values for nbd_set_uri_allow_tls: kAllow:
+  // nbd* and nbds* schemes; kRequire: only nbds* (the URI must ask for
+  // TLS); kDisable: only nbd* (a URI may not turn TLS on).
+  enum class Tls { kDisable, kAllow, kRequire };
+  Tls tls = Tls::kAllow;
+  // Whether tls-certificates and tls-psk-file may name files (libnbd's
+  // knob covers tls-psk-file only; a certificates directory is a local
+  // file too, so both are refused here).
+  bool local_files = false;
+
+  // Everything allowed: for URIs the program's own user typed.
+  static UriPolicy Trusted() {
+    UriPolicy p;
+    p.local_files = true;
+    return p;
+  }
+};
+
+// OK if `policy` allows everything `uri` asks for; else PermissionDenied
+// (errno EPERM) saying what and which knob allows it.
+absl::Status CheckUriPolicy(const NbdUri& uri, const UriPolicy& policy);
+
 // Whether this library can connect to `uri`: OK, or InvalidArgument
 // (EINVAL) for TLS query parameters it cannot honour (a tls-verify-peer
 // that is not a boolean, a tls-type other than x509/psk, or tls-type=psk

@@ -70,7 +70,7 @@ absl::StatusOr<std::unique_ptr<Drive<Session>>> Drive<Session>::Connect(
     std::string_view uri, ClientOptions options,
     DriveOptions drive_options) requires std::same_as<Session, Client> {
   absl::StatusOr<Connection> connection =
-      ConnectUri(uri, drive_options.connect_timeout);
+      ConnectUri(uri, drive_options.connect_timeout, drive_options.uri_policy);
   if (!connection.ok()) return connection.status();
   options.export_name = std::move(connection->export_name);
   if (connection->uri.has_value()) {

@@ -119,6 +119,9 @@ struct DriveOptions {
   SyscallCounters* counters = nullptr;
   // ClientDrive::Connect() only: bounds each connect() (ConnectUri).
   absl::Duration connect_timeout = kDefaultConnectTimeout;
+  // What a URI given to Connect() may ask for (adapters/connect/uri.h;
+  // libnbd's defaults: no local files).
+  UriPolicy uri_policy = UriPolicy();
 };
 
 namespace drive_internal {

@@ -122,6 +122,10 @@ absl::StatusOr<Export*> Engine::Open(std::string_view uri, size_t connections,
     }
     return internal::Named(parsed.status(), uri);
   }
+  if (absl::Status s = adapters::CheckUriPolicy(*parsed, options_.uri_policy);
+      !s.ok()) {
+    return internal::Named(s, uri);
+  }
   // nbds URIs: TLS required, with the URI's settings over the caller's.
   bool require_tls = false;
   if (absl::Status s = adapters::ApplyUriTls(*parsed, &require_tls,
@@ -134,7 +138,7 @@ absl::StatusOr<Export*> Engine::Open(std::string_view uri, size_t connections,
   for (size_t i = 0; i < connections; ++i) {
     // Its errors name the URI already.
     absl::StatusOr<adapters::Connection> connection =
-        adapters::ConnectUri(*parsed, options_.timeout);
+        adapters::ConnectUri(*parsed, options_.timeout, options_.uri_policy);
     if (!connection.ok()) return Abandon(std::move(exp), connection.status());
     ClientOptions o = options;
     if (o.export_name.empty()) o.export_name = connection->export_name;

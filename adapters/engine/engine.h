@@ -121,6 +121,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "adapters/connect/uri.h"
 #include "adapters/pump/pump.h"
 #include "protocol/client/client.h"
 #include "protocol/client/events.h"
@@ -394,6 +395,10 @@ struct EngineOptions {
   // Engine; several engines may share one); otherwise the Engine keeps its
   // own. counters() reads whichever is used.
   adapters::SyscallCounters* counters = nullptr;
+  // What the URIs given to Open() may ask for (adapters/connect/uri.h).
+  // The default is libnbd's: no local files (tls-certificates,
+  // tls-psk-file); UriPolicy::Trusted() for URIs from the program's user.
+  adapters::UriPolicy uri_policy = adapters::UriPolicy();
 };
 
 class Engine {

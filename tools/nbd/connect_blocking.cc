@@ -13,7 +13,7 @@ absl::StatusOr<std::unique_ptr<adapters::BlockingClient>> ConnectBlocking(
     const std::string& uri, ClientOptions options, const GlobalOptions& g) {
   Debug(g, absl::StrCat("connecting to ", uri));
   absl::StatusOr<adapters::Connection> conn =
-      adapters::ConnectUri(uri, g.timeout);
+      adapters::ConnectUri(uri, g.timeout, adapters::UriPolicy::Trusted());
   if (!conn.ok()) return conn.status();
   Debug(g, absl::StrCat("connected; handshake (export \"", conn->export_name,
                         "\"", options.option_mode ? ", option mode" : "", ")"));

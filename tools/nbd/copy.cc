@@ -142,7 +142,9 @@ absl::Status Copier::Open() {
       Engine::Create({.adapter = o_.adapter,
                       .timeout = o_.timeout,
                       .debug = DebugLog(o_.debug),
-                      .recv_readahead = ReadaheadFor(o_.request_size)});
+                      .recv_readahead = ReadaheadFor(o_.request_size),
+                      // The user's own command line, as with nbdcopy.
+                      .uri_policy = adapters::UriPolicy::Trusted()});
   if (!engine.ok()) return engine.status();
   engine_ = std::move(*engine);
   stats_.adapter = engine_->adapter();

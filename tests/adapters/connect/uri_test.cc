@@ -437,6 +437,73 @@ TEST(CheckUriSupportedTest, AcceptsPlaintext) {
 
 // --- Percent-encoding helpers -----------------------------------------------
 
+NbdUri Parsed(const std::string& text) {
+  absl::StatusOr<NbdUri> u = ParseNbdUri(text);
+  EXPECT_TRUE(u.ok()) << u.status();
+  return u.ok() ? *u : NbdUri{};
+}
+
+void ExpectRefused(const absl::Status& s, const std::string& knob) {
+  EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied) << s;
+  EXPECT_EQ(StatusErrno(s), EPERM) << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr(knob));
+}
+
+TEST(CheckUriPolicyTest, DefaultsAreLibnbds) {
+  const UriPolicy d;
+  EXPECT_TRUE(CheckUriPolicy(Parsed("nbd://h/x"), d).ok());
+  EXPECT_TRUE(CheckUriPolicy(Parsed("nbds+unix:///?socket=/s"), d).ok());
+  EXPECT_TRUE(CheckUriPolicy(Parsed("nbd+vsock://2"), d).ok());
+  // Parameters that read no file are fine.
+  EXPECT_TRUE(CheckUriPolicy(Parsed("nbds://h/?tls-verify-peer=false&"
+                                    "tls-hostname=x&tls-priority=NORMAL"),
+                             d)
+                  .ok());
+  // Files are not, by default.
+  ExpectRefused(CheckUriPolicy(Parsed("nbds://h/?tls-psk-file=/etc/shadow"), d),
+                "UriPolicy::local_files");
+  ExpectRefused(
+      CheckUriPolicy(Parsed("nbds://h/?tls-certificates=/root/.pki"), d),
+      "tls-certificates");
+  EXPECT_TRUE(
+      CheckUriPolicy(Parsed("nbds://h/?tls-psk-file=/k"), UriPolicy::Trusted())
+          .ok());
+}
+
+TEST(CheckUriPolicyTest, TransportsAndTls) {
+  UriPolicy tcp_only;
+  tcp_only.transports = UriPolicy::kTcp;
+  EXPECT_TRUE(CheckUriPolicy(Parsed("nbd://h"), tcp_only).ok());
+  ExpectRefused(CheckUriPolicy(Parsed("nbd+unix:///?socket=/s"), tcp_only),
+                "Unix socket transport");
+  ExpectRefused(CheckUriPolicy(Parsed("nbd+vsock://3"), tcp_only),
+                "vsock transport");
+  UriPolicy no_tls;
+  no_tls.tls = UriPolicy::Tls::kDisable;
+  EXPECT_TRUE(CheckUriPolicy(Parsed("nbd://h"), no_tls).ok());
+  ExpectRefused(CheckUriPolicy(Parsed("nbds://h"), no_tls), "UriPolicy::tls");
+  UriPolicy tls_only;
+  tls_only.tls = UriPolicy::Tls::kRequire;
+  EXPECT_TRUE(CheckUriPolicy(Parsed("nbds://h"), tls_only).ok());
+  ExpectRefused(CheckUriPolicy(Parsed("nbd+unix:///?socket=/s"), tls_only),
+                "requires nbds");
+}
+
+// ConnectUri checks the policy before it touches the network: nothing
+// listens on this socket, yet the error is the policy's.
+TEST(CheckUriPolicyTest, ConnectUriRefusesBeforeConnecting) {
+  absl::StatusOr<Connection> c = ConnectUri(
+      "nbds+unix:///?socket=/nonexistent/sock&tls-psk-file=/etc/passwd");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(StatusErrno(c.status()), EPERM) << c.status();
+  UriPolicy no_unix;
+  no_unix.transports = UriPolicy::kTcp | UriPolicy::kVsock;
+  c = ConnectUri("nbd+unix:///?socket=/nonexistent/sock",
+                 kDefaultConnectTimeout, no_unix);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(StatusErrno(c.status()), EPERM) << c.status();
+}
+
 TEST(PercentTest, EncodeKeepsUnreservedAndRequestedBytes) {
   EXPECT_EQ(PercentEncode("aZ09-._~"), "aZ09-._~");
   EXPECT_EQ(PercentEncode("a b/c"), "a%20b%2Fc");

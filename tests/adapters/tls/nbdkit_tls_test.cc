@@ -139,9 +139,12 @@ TEST_F(NbdkitTlsTest, AllowUsesTlsWhenOffered) {
   RoundTrip(**c);
 }
 
+// These URIs name local credentials, which the default UriPolicy refuses
+// (libnbd's default too): the test is their user.
 absl::StatusOr<std::unique_ptr<adapters::BlockingClient>> ConnectUri(
     const std::string& uri) {
-  auto connection = adapters::ConnectUri(uri);
+  auto connection = adapters::ConnectUri(uri, adapters::kDefaultConnectTimeout,
+                                         adapters::UriPolicy::Trusted());
   if (!connection.ok()) return connection.status();
   return adapters::BlockingClient::Connect(std::move(*connection),
                                            ClientOptions{}, absl::Seconds(10));
@@ -165,6 +168,16 @@ TEST_F(NbdkitTlsTest, NbdsUris) {
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_TRUE((*c)->client().tls_negotiated());
   RoundTrip(**c);
+
+  // The default policy refuses the same URI before connecting: a URI from
+  // untrusted input must not make the program read files of its choice.
+  auto refused =
+      adapters::ConnectUri("nbds+unix:///?socket=" + (*x509)->socket_path() +
+                           "&tls-certificates=" + creds->good());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(StatusErrno(refused.status()), EPERM) << refused.status();
+  EXPECT_THAT(std::string(refused.status().message()),
+              HasSubstr("UriPolicy::local_files"));
 
   // The CA is checked through the URI too.
   c = ConnectUri("nbds+unix:///?socket=" + (*x509)->socket_path() +
