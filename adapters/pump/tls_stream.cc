@@ -12,7 +12,7 @@ namespace nbd::adapters {
 namespace {
 
 // One receive of ciphertext: a maximal TLS record and its header.
-constexpr size_t kScratchBytes = 16384 + 512;
+constexpr size_t kRecvBytes = 16384 + 512;
 
 bool Again(const absl::Status& s) { return StatusErrno(s) == EAGAIN; }
 
@@ -24,7 +24,6 @@ absl::Status TlsStream::Start() {
       tls::TlsSession::Create(role_, options_);
   if (!s.ok()) return s.status();
   session_ = std::move(*s);
-  scratch_.resize(kScratchBytes);
   return absl::OkStatus();
 }
 
@@ -39,7 +38,9 @@ bool TlsStream::Fill(Transport& raw, IoResult* r) {
     *r = IoResult{0, EAGAIN};
     return false;
   }
-  *r = raw.Recv(absl::MakeSpan(scratch_));
+  // Straight into the session's buffer: no copy of the ciphertext.
+  *r = raw.Recv(session_->CiphertextBuffer(kRecvBytes));
+  session_->CommitCiphertext(r->error == 0 ? r->bytes : 0);
   if (r->error != 0 && r->error != EAGAIN && shutdown_pending_) {
     // After our close_notify a reset is the peer's way of closing too
     // (qemu-nbd closes at once after NBD_CMD_DISC): an end of the stream,
@@ -49,11 +50,7 @@ bool TlsStream::Fill(Transport& raw, IoResult* r) {
     return true;
   }
   if (r->error != 0) return false;
-  if (r->bytes == 0) {
-    session_->FeedEof();
-  } else {
-    session_->FeedCiphertext(absl::MakeConstSpan(scratch_.data(), r->bytes));
-  }
+  if (r->bytes == 0) session_->FeedEof();
   return true;
 }
 

@@ -69,7 +69,6 @@ class TlsStream {
   tls::Role role_;
   tls::TlsOptions options_;
   std::unique_ptr<tls::TlsSession> session_;
-  std::vector<uint8_t> scratch_;  // one receive of ciphertext
   bool shutdown_pending_ = false;
   bool shut_down_ = false;
   absl::Status last_error_;

@@ -226,7 +226,7 @@ TlsSession::~TlsSession() {
 
 long TlsSession::Pull(void* self, void* data, size_t size) {  // NOLINT
   TlsSession* t = static_cast<TlsSession*>(self);
-  const size_t avail = t->in_.size() - t->in_head_;
+  const size_t avail = t->in_tail_ - t->in_head_;
   if (avail == 0) {
     if (t->eof_) return 0;
     gnutls_transport_set_errno(S(t->session_), EAGAIN);
@@ -235,16 +235,16 @@ long TlsSession::Pull(void* self, void* data, size_t size) {  // NOLINT
   const size_t n = std::min(avail, size);
   std::memcpy(data, t->in_.data() + t->in_head_, n);
   t->in_head_ += n;
-  if (t->in_head_ == t->in_.size()) {
-    t->in_.clear();
-    t->in_head_ = 0;
-  }
+  if (t->in_head_ == t->in_tail_) t->in_head_ = t->in_tail_ = 0;
   return static_cast<long>(n);  // NOLINT
 }
 
 long TlsSession::Push(void* self, const void* data, size_t size) {  // NOLINT
   TlsSession* t = static_cast<TlsSession*>(self);
   const uint8_t* p = static_cast<const uint8_t*>(data);
+  // Copied: GnuTLS hands over one record (at most 16 KiB) at a time, and
+  // queueing them lets one sendmsg take many; sending each from GnuTLS's
+  // buffer at once would save this copy but cost a system call per record.
   t->out_.insert(t->out_.end(), p, p + size);
   return static_cast<long>(size);  // NOLINT
 }
@@ -255,12 +255,31 @@ absl::Status TlsSession::Fail(absl::Status why) {
 }
 
 void TlsSession::FeedCiphertext(absl::Span<const uint8_t> bytes) {
-  if (in_head_ > 0 && in_head_ >= in_.size() / 2) {
-    in_.erase(in_.begin(), in_.begin() + static_cast<ptrdiff_t>(in_head_));
-    in_head_ = 0;
+  absl::Span<uint8_t> into = CiphertextBuffer(bytes.size());
+  if (!bytes.empty()) std::memcpy(into.data(), bytes.data(), bytes.size());
+  CommitCiphertext(bytes.size());
+}
+
+absl::Span<uint8_t> TlsSession::CiphertextBuffer(size_t size) {
+  if (in_tail_ + size > in_.size()) {
+    // Move the unread bytes to the front first (they are few: GnuTLS pulls
+    // whole records as soon as they are complete), then grow if that is
+    // not enough. Not value-initialized beyond what is needed: a receive
+    // overwrites it.
+    if (in_head_ > 0) {
+      std::memmove(in_.data(), in_.data() + in_head_, in_tail_ - in_head_);
+      in_tail_ -= in_head_;
+      in_head_ = 0;
+    }
+    if (in_tail_ + size > in_.size()) in_.resize(in_tail_ + size);
   }
-  in_.insert(in_.end(), bytes.begin(), bytes.end());
-  if (!bytes.empty()) fresh_input_ = true;
+  return absl::MakeSpan(in_.data() + in_tail_, size);
+}
+
+void TlsSession::CommitCiphertext(size_t n) {
+  n = std::min(n, in_.size() - in_tail_);
+  in_tail_ += n;
+  if (n > 0) fresh_input_ = true;
 }
 
 void TlsSession::FeedEof() {
@@ -269,8 +288,7 @@ void TlsSession::FeedEof() {
 }
 
 bool TlsSession::wants_input() const {
-  return failure_.ok() && !eof_ &&
-         in_.size() - in_head_ < kMaxBufferedCiphertext;
+  return failure_.ok() && !eof_ && in_tail_ - in_head_ < kMaxBufferedCiphertext;
 }
 
 size_t TlsSession::PeekCiphertext(absl::Span<IoSlice> out) const {
@@ -310,7 +328,7 @@ absl::Status TlsSession::Handshake() {
   }
   if (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED ||
       (!gnutls_error_is_fatal(rc) && rc != GNUTLS_E_PREMATURE_TERMINATION)) {
-    if (eof_ && in_head_ == in_.size()) {
+    if (eof_ && in_head_ == in_tail_) {
       return Fail(ErrnoStatus(
           EPROTO, "TLS handshake failed: the peer closed the connection"));
     }

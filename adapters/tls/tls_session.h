@@ -67,6 +67,12 @@ class TlsSession {
   // Bytes received from the peer; all are kept until the handshake or
   // Decrypt() uses them. Receive only while wants_input() is true.
   void FeedCiphertext(absl::Span<const uint8_t> bytes);
+  // The same without a copy: a span of `size` bytes at the end of the
+  // session's ciphertext buffer to receive into, valid until the next call
+  // on the session; then CommitCiphertext(n) with the n <= size bytes
+  // received (more is clamped to the span).
+  absl::Span<uint8_t> CiphertextBuffer(size_t size);
+  void CommitCiphertext(size_t n);
   // The peer closed its write side (recv returned 0).
   void FeedEof();
   bool wants_input() const;
@@ -141,8 +147,9 @@ class TlsSession {
   bool eof_ = false;
   bool fresh_input_ = false;  // fed since Decrypt() last said EAGAIN
   absl::Status failure_;
-  std::vector<uint8_t> in_;  // ciphertext received, from in_head_ on
+  std::vector<uint8_t> in_;  // ciphertext received: [in_head_, in_tail_)
   size_t in_head_ = 0;
+  size_t in_tail_ = 0;
   std::vector<uint8_t> out_;  // ciphertext to send, from out_head_ on
   size_t out_head_ = 0;
 };
