@@ -20,6 +20,7 @@
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "tests/testing/servers.h"
+#include "tests/testing/tls_certs.h"
 #include "tests/tools/run_tool.h"
 
 namespace nbd::test {
@@ -170,6 +171,61 @@ TEST(NbdCopyBenchTest, EmbeddedServer) {
   ExpectCopyRoundTrips(uri, *dir);
   ExpectBenchWorks(uri);
   EXPECT_NE(serve.Signal(SIGTERM, kEnds), -1);
+  std::filesystem::remove_all(*dir);
+}
+
+// `nbd serve --tls=require` (X.509 and PSK) with `nbd copy` through every
+// adapter and `nbd bench`; a plaintext URI gets the server's refusal and a
+// hint to use nbds.
+TEST(NbdCopyBenchTest, EmbeddedServerOverTls) {
+  auto dir = MakeTempDir();
+  ASSERT_TRUE(dir.ok());
+  auto creds = TlsCredentials::Make();
+  ASSERT_TRUE(creds.ok()) << creds.status();
+  const std::string sock = *dir + "/nbd.sock";
+  Child serve({NbdBinary(), "serve", "--socket", sock, "--memory", "4M",
+               "--tls=require", "--tls-certificates", (*creds)->good()});
+  ASSERT_TRUE(WaitForUnixSocket(sock, kEnds));
+  const std::string uri =
+      "nbds+unix:///?socket=" + sock + "&tls-certificates=" + (*creds)->good();
+  ExpectCopyRoundTrips(uri, *dir);
+  ExpectBenchWorks(uri);
+
+  RunResult plain = RunNbd({"info", "nbd+unix:///?socket=" + sock}, kEnds);
+  EXPECT_EQ(plain.exit_code, 1);
+  EXPECT_TRUE(absl::StrContains(plain.err, "NBD_REP_ERR_TLS_REQD"))
+      << plain.err;
+  EXPECT_TRUE(absl::StrContains(plain.err, "use an nbds")) << plain.err;
+  EXPECT_NE(serve.Signal(SIGTERM, kEnds), -1);
+
+  const std::string psk_sock = *dir + "/psk.sock";
+  Child psk({NbdBinary(), "serve", "--socket", psk_sock, "--memory", "4M",
+             "--tls=require", "--tls-psk", (*creds)->good_psk()});
+  ASSERT_TRUE(WaitForUnixSocket(psk_sock, kEnds));
+  const std::string psk_uri = "nbds+unix://alice@/?socket=" + psk_sock +
+                              "&tls-psk-file=" + (*creds)->good_psk();
+  const std::string in = *dir + "/in", out = *dir + "/out";
+  WriteFile(in, TestData(5));
+  RunResult up = RunNbd({"copy", in, psk_uri}, kEnds);
+  ASSERT_EQ(up.exit_code, 0) << up.err;
+  RunResult down = RunNbd({"copy", psk_uri, out}, kEnds);
+  ASSERT_EQ(down.exit_code, 0) << down.err;
+  EXPECT_TRUE(ReadFile(out) == TestData(5));
+  EXPECT_NE(psk.Signal(SIGTERM, kEnds), -1);
+  std::filesystem::remove_all(*dir);
+}
+
+// A credentials problem is found at startup: exit 1 with one line, not a
+// failure at every connection.
+TEST(NbdCopyBenchTest, ServeWithMissingCredentialsFailsAtStartup) {
+  auto dir = MakeTempDir();
+  ASSERT_TRUE(dir.ok());
+  RunResult r =
+      RunNbd({"serve", "--socket", *dir + "/s", "--memory", "1M",
+              "--tls=require", "--tls-certificates", *dir + "/nothing-here"},
+             kEnds);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, "TLS credentials")) << r.err;
   std::filesystem::remove_all(*dir);
 }
 

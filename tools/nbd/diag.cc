@@ -14,10 +14,24 @@ std::string OneLine(absl::string_view text) {
   return absl::StrReplaceAll(text, {{"\r\n", " "}, {"\n", " "}, {"\r", " "}});
 }
 
+// What a user can do about an error whose cause is not obvious from the
+// protocol's words: a plaintext URI against a server that requires TLS.
+std::string WithHint(absl::string_view message) {
+  std::string out = OneLine(message);
+  if (absl::StrContains(message, "NBD_REP_ERR_TLS_REQD") &&
+      !absl::StrContains(message, "nbds")) {
+    absl::StrAppend(&out,
+                    " (the server requires TLS: use an nbds:// or "
+                    "nbds+unix:// URI with tls-certificates=DIR or "
+                    "tls-psk-file=FILE)");
+  }
+  return out;
+}
+
 }  // namespace
 
 int Fail(absl::string_view message) {
-  std::fprintf(stderr, "nbd: %s\n", OneLine(message).c_str());
+  std::fprintf(stderr, "nbd: %s\n", WithHint(message).c_str());
   std::fflush(stderr);
   return kExitError;
 }

@@ -12,7 +12,8 @@
 namespace nbd::tool {
 
 // Prints "nbd: MESSAGE" as one line on stderr (newlines in MESSAGE become
-// spaces) and returns kExitError.
+// spaces) and returns kExitError. A server's NBD_REP_ERR_TLS_REQD to a
+// plaintext URI gets a hint: use an nbds URI.
 int Fail(absl::string_view message);
 
 // "COMMAND URI: REASON" for a failed operation on `uri`; the URI is left
