@@ -15,6 +15,7 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -351,6 +352,52 @@ TEST_F(ServerTlsTest, PlaintextInjectedAfterStartTlsIsNeverServed) {
   // The server is unharmed.
   auto ok = Connect(Certs(creds->good()));
   ASSERT_TRUE(ok.ok()) << ok.status();
+}
+
+// The mirror for the client: a fake server acknowledges STARTTLS and sends,
+// in the same write, a plaintext NBD_REP_ACK as if for the client's next
+// option. The client hands the bytes after the acknowledgement to TLS,
+// which rejects them: the connection dies with a TLS error and never
+// reaches transmission.
+TEST_F(ServerTlsTest, ClientRejectsPlaintextInjectedAfterTheAcknowledgement) {
+  const int listener = socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", socket_.c_str());
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)),
+            0);
+  ASSERT_EQ(listen(listener, 1), 0);
+  std::thread fake([listener] {
+    const int fd = accept(listener, nullptr, nullptr);
+    if (fd < 0) return;
+    auto append = [](Bytes* out, absl::Span<const uint8_t> b) {
+      out->insert(out->end(), b.begin(), b.end());
+    };
+    Bytes greeting;
+    append(&greeting,
+           EncodeNewstyleGreeting({kFlagFixedNewstyle | kFlagNoZeroes}));
+    send(fd, greeting.data(), greeting.size(), MSG_NOSIGNAL);
+    uint8_t in[kClientFlagsSize + kOptionRequestHeaderSize];
+    recv(fd, in, sizeof(in), MSG_WAITALL);  // flags + STARTTLS
+    Bytes reply;
+    append(&reply, EncodeOptionReplyHeader(
+                       {static_cast<uint32_t>(Option::kStartTls),
+                        static_cast<uint32_t>(OptionReplyType::kAck), 0}));
+    append(&reply, EncodeOptionReplyHeader(
+                       {static_cast<uint32_t>(Option::kGo),
+                        static_cast<uint32_t>(OptionReplyType::kAck), 0}));
+    send(fd, reply.data(), reply.size(), MSG_NOSIGNAL);
+    uint8_t sink[4096];
+    while (recv(fd, sink, sizeof(sink), 0) > 0) {
+    }
+    close(fd);
+  });
+  auto c = Connect(Certs(creds->good()));
+  fake.join();
+  close(listener);
+  ASSERT_FALSE(c.ok()) << "a connection over injected plaintext";
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("TLS"))
+      << c.status();
 }
 
 }  // namespace
