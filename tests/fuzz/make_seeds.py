@@ -332,6 +332,24 @@ def server_seeds():
         s_request(CMD_READ) + s_deliver() + s_poll()
     seeds["end-settle"] = s_config(0x07, misc=0x0C) + s_handshake() + \
         s_every_command() + s_deliver() + s_poll()
+    # STARTTLS (M_OTHER 1) under ServerOptions::tls on / require; the
+    # harness answers ServerStartTls with TlsHandshakeDone (or, with misc
+    # bit 6, TlsHandshakeFailed). Under require a GO before STARTTLS is
+    # refused with ERR_TLS_REQD.
+    starttls = s_msg(M_FLAGS, u8(3)) + s_msg(M_OTHER, u8(1)) + \
+        s_deliver() + s_output() + s_poll()
+    after_tls = s_msg(M_EH, u8(0)) + \
+        s_msg(M_SET_META, u8(0), u8(1), u8(0)) + \
+        s_msg(M_GO, u8(0), u8(2), u8(3), u8(1)) + s_deliver() + drain
+    for name, misc in (("on", 0x10), ("require", 0x20)):
+        seeds["tls-" + name] = s_config(0x07, misc=misc) + starttls + \
+            after_tls + s_every_command(1) + s_deliver() + s_poll() + \
+            natural + drain + disc
+    seeds["tls-require-refused"] = s_config(0x07, misc=0x20) + \
+        s_msg(M_FLAGS, u8(3)) + s_msg(M_GO, u8(0), u8(2), u8(3), u8(1)) + \
+        s_deliver() + drain + s_msg(M_OTHER, u8(1)) + s_deliver() + drain + \
+        s_msg(M_OTHER, u8(1)) + s_deliver() + drain + after_tls + disc
+    seeds["tls-fails"] = s_config(0x07, misc=0x50) + starttls + after_tls
     seeds["bad-commit"] = s_config(0x07) + u8(S_BAD_COMMIT) + \
         s_handshake() + u8(S_BAD_COMMIT) + s_output(0x80) + disc
     seeds["lent-release"] = s_config(0x8F) + s_handshake() + \

@@ -30,7 +30,9 @@
 //     u8 max_in_flight: 0 the default, else n % 8 + 1
 //     u8 bits 0-1 export name ("disk", "", "Disk", 64 x 'n'),
 //            bits 2-3 final action (0 EOF, 1 transport error, 2 none, 3 EOF
-//            after answering everything)
+//            after answering everything), bits 4-5 ServerOptions::tls
+//            (off, on, require, off), bit 6: the harness's TLS handshake
+//            fails (TlsHandshakeFailed) instead of succeeding
 //   then up to kMaxOps operations, an opcode byte (% kNumOps) and arguments:
 //     0 Raw        u8 len, len bytes queued for the session
 //     1 Message    u8 kind, arguments (see Message()): a well-formed client
@@ -159,6 +161,7 @@ class Harness {
     o.allow_list = bits & 0x04;
     o.report_reply_sent = bits & 0x08;
     o.trace = bits & 0x10;
+    o.tls = TlsModeFor(misc);
     lend_ = (bits & 0x80) && o.report_reply_sent;
     if (bits & 0x40) {
       o.max_option_length = 256;
@@ -206,6 +209,7 @@ class Harness {
       o.default_export = 1;
     }
     final_action_ = (misc >> 2) & 3;
+    tls_fails_ = misc & 0x40;
     opts_ = o;
     session_ = std::make_unique<ServerSession>(std::move(o));
   }
@@ -714,6 +718,43 @@ class Harness {
     }
   }
 
+  static nbd::ServerTlsMode TlsModeFor(uint8_t misc) {
+    static const nbd::ServerTlsMode kModes[] = {
+        nbd::ServerTlsMode::kOff, nbd::ServerTlsMode::kOn,
+        nbd::ServerTlsMode::kRequire, nbd::ServerTlsMode::kOff};
+    return kModes[(misc >> 4) & 3];
+  }
+
+  // ServerStartTls: the harness plays the TLS layer. The bytes after the
+  // acknowledgement (still queued) are then read as the plaintext inside
+  // TLS, which is what the session sees from a real TLS layer.
+  void OnStartTls() {
+    FUZZ_TRACE("  event ServerStartTls\n");
+    FUZZ_CHECK_MSG(opts_.tls != nbd::ServerTlsMode::kOff,
+                   "ServerStartTls with TLS off");
+    FUZZ_CHECK_MSG(!started_, "ServerStartTls after TransmissionStarted");
+    FUZZ_CHECK_MSG(!start_tls_seen_, "ServerStartTls twice");
+    start_tls_seen_ = true;
+    FUZZ_CHECK(session_->phase() == ServerPhase::kHandshake);
+    FUZZ_CHECK_MSG(session_->wants() == nbd::Direction::kNone,
+                   "the session wants I/O during the TLS pause");
+    FUZZ_CHECK(session_->RecvBuffer().empty());
+    if (tls_fails_) {
+      session_->TlsHandshakeFailed(
+          nbd::ErrnoStatus(EACCES, "fuzz: TLS handshake failed"));
+      FUZZ_CHECK(session_->phase() == ServerPhase::kDead);
+      return;
+    }
+    const absl::Status st = session_->TlsHandshakeDone();
+    FUZZ_CHECK_MSG(st.ok(), st.ToString().c_str());
+    FUZZ_CHECK(session_->tls_negotiated());
+    FUZZ_CHECK(!session_->structured_replies());
+    FUZZ_CHECK(!session_->extended_headers());
+    FUZZ_CHECK(!session_->block_status_negotiated());
+    FUZZ_CHECK_MSG(!session_->TlsHandshakeDone().ok(),
+                   "a second TlsHandshakeDone accepted");
+  }
+
   void OnEvent(const nbd::ServerEvent& e) {
     std::visit(
         [&](const auto& ev) {
@@ -725,6 +766,9 @@ class Harness {
             started_ = true;
             FUZZ_CHECK(ev.export_index < opts_.exports.size());
             FUZZ_CHECK(session_->export_index() == ev.export_index);
+            FUZZ_CHECK_MSG(opts_.tls != nbd::ServerTlsMode::kRequire ||
+                               session_->tls_negotiated(),
+                           "transmission without TLS under kRequire");
             FUZZ_CHECK(ev.structured_replies == session_->structured_replies());
             FUZZ_CHECK(ev.extended_headers == session_->extended_headers());
             if (ev.extended_headers) FUZZ_CHECK(ev.structured_replies);
@@ -743,6 +787,8 @@ class Harness {
             FUZZ_CHECK_MSG(replied_.erase(ev.handle) == 1,
                            "ReplySent for a handle not replied to, or twice");
             sent_replies_.insert(ev.handle);
+          } else if constexpr (std::is_same_v<T, nbd::ServerStartTls>) {
+            OnStartTls();
           } else if constexpr (std::is_same_v<T, nbd::ServerTrace>) {
             FUZZ_CHECK(opts_.trace);
             FUZZ_CHECK(!ev.message.empty());
@@ -1212,6 +1258,8 @@ class Harness {
           {nbd::kFlagFixedNewstyle | nbd::kFlagNoZeroes});
 
   bool started_ = false;
+  bool start_tls_seen_ = false;
+  bool tls_fails_ = false;
   std::optional<size_t> export_;
   RequestHandle last_handle_ = 0;
   std::map<RequestHandle, Outstanding> outstanding_;
