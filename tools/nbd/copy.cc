@@ -24,15 +24,6 @@
 #include "tools/nbd/usage.h"
 
 namespace nbd::tool {
-
-namespace {
-
-bool IsTlsUri(const std::string& text) {
-  absl::StatusOr<adapters::NbdUri> uri = adapters::ParseNbdUri(text);
-  return uri.ok() && uri->tls;
-}
-
-}  // namespace
 namespace {
 
 // Extents are asked for in windows this large (one BLOCK_STATUS each), and
@@ -464,11 +455,6 @@ int CopyCommand(const std::vector<std::string>& args, const GlobalOptions& g) {
                         UsageFor("copy"));
     }
     o.adapter = *adapter;
-  } else if (IsTlsUri(o.source) || IsTlsUri(o.destination)) {
-    // Over TLS the io_uring adapter only reports readiness and the TLS
-    // layer makes the socket calls (docs/tls.md), so it has nothing over
-    // epoll there.
-    o.adapter = Adapter::kEpoll;
   }
   if (o.source == "null:") {
     return UsageError("null: can only be a destination", UsageFor("copy"));
