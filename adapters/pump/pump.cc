@@ -209,10 +209,7 @@ struct SessionTraits<ServerSession> {
   }
   static void TlsDone(ServerSession& s) { s.TlsHandshakeDone().IgnoreError(); }
   static void TlsFailed(ServerSession& s, absl::Status why) {
-    if (s.phase() == ServerPhase::kHandshake) {
-      s.TlsHandshakeFailed(why);  // no-op unless the handshake is pending
-    }
-    s.FeedTransportError(std::move(why));  // no-op once dead
+    s.FeedTransportError(std::move(why));  // the same end as TlsHandshakeFailed
   }
 };
 

@@ -199,8 +199,9 @@ void ServerSession::Impl::HandleStartTls(absl::Span<const uint8_t> data) {
   SendOptionReply(opt, OptionReplyType::kAck);
   // Input stops here (input_paused()): whatever the client sent after the
   // option is TLS or an attack, and is not the session's to read.
+  // ServerStartTls follows once the acknowledgement has been consumed
+  // (ConsumeOutput), so the embedder never starts TLS under it.
   tls_ = Tls::kAckQueued;
-  if (out_.empty() && !closing_) OnStartTlsAckSent();
 }
 
 void ServerSession::Impl::OnStartTlsAckSent() {

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -60,6 +61,18 @@ bool HaveProgram(const std::string& program) {
     if (::access(candidate.c_str(), X_OK) == 0) return true;
   }
   return false;
+}
+
+CommandResult RunShell(const std::string& command) {
+  CommandResult r;
+  FILE* f = ::popen((command + " 2>&1").c_str(), "r");
+  if (f == nullptr) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), f)) > 0) r.output.append(buf, n);
+  const int status = ::pclose(f);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
 }
 
 absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::StartNbdkit(

@@ -28,6 +28,14 @@ absl::StatusOr<std::string> MakeTempDir();
 // Whether `program` is found in $PATH (tests skip when a server is missing).
 bool HaveProgram(const std::string& program);
 
+// Runs `command` with /bin/sh and returns its exit code (-1 if it did not
+// exit normally) and its stdout and stderr together.
+struct CommandResult {
+  int exit_code = -1;
+  std::string output;
+};
+CommandResult RunShell(const std::string& command);
+
 class ServerProcess {
  public:
   // `nbdkit -f --exit-with-parent --unix SOCK [flags...] ARGS...`: `args` is

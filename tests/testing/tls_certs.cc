@@ -159,4 +159,12 @@ TlsCredentials::~TlsCredentials() {
   }
 }
 
+absl::StatusOr<const TlsCredentials*> SharedTlsCredentials() {
+  // Destroyed at exit, which removes the directory tree.
+  static const absl::StatusOr<std::unique_ptr<TlsCredentials>> made =
+      TlsCredentials::Make();
+  if (!made.ok()) return made.status();
+  return made->get();
+}
+
 }  // namespace nbd::test

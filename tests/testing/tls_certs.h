@@ -49,6 +49,12 @@ class TlsCredentials {
   std::string root_;
 };
 
+// One set of credentials for the whole test binary, made on first use and
+// removed when the binary exits: what a suite's SetUpTestSuite() takes
+// instead of making (and deleting) its own. The error of Make() if that
+// failed (every later call returns it too).
+absl::StatusOr<const TlsCredentials*> SharedTlsCredentials();
+
 }  // namespace nbd::test
 
 #endif  // NBD_TESTS_TESTING_TLS_CERTS_H_

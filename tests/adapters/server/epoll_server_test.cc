@@ -25,26 +25,13 @@
 #include "gtest/gtest.h"
 #include "protocol/constants.h"
 #include "protocol/endian.h"
+#include "tests/testing/servers.h"
 
 namespace nbd {
 namespace {
 
-struct CommandResult {
-  int exit_code = -1;
-  std::string output;  // stdout and stderr
-};
-
-CommandResult Shell(const std::string& command) {
-  CommandResult r;
-  FILE* f = popen((command + " 2>&1").c_str(), "r");
-  if (f == nullptr) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), f)) > 0) r.output.append(buf, n);
-  const int status = pclose(f);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using test::CommandResult;
+using test::RunShell;
 
 bool Have(const std::string& tool) {
   return access(("/usr/bin/" + tool).c_str(), X_OK) == 0;
@@ -75,7 +62,7 @@ class EpollServerTest : public ::testing::Test {
   }
   void TearDown() override {
     server_.reset();
-    Shell("rm -rf " + dir_);
+    RunShell("rm -rf " + dir_);
   }
 
   void StartServer(std::vector<ServedExport> exports, bool tcp = false) {
@@ -118,7 +105,7 @@ class EpollServerTest : public ::testing::Test {
 TEST_F(EpollServerTest, NbdinfoJson) {
   if (!Have("nbdinfo")) GTEST_SKIP() << "nbdinfo not installed";
   StartMemory();
-  CommandResult r = Shell("nbdinfo --json " + Uri("mem"));
+  CommandResult r = RunShell("nbdinfo --json " + Uri("mem"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const std::string compact = Compact(r.output);
   auto has = [&](const std::string& what) {
@@ -144,11 +131,11 @@ TEST_F(EpollServerTest, NbdinfoJson) {
 TEST_F(EpollServerTest, NbdinfoListAndMap) {
   if (!Have("nbdinfo")) GTEST_SKIP() << "nbdinfo not installed";
   StartMemory();
-  CommandResult r = Shell("nbdinfo --list " + Uri());
+  CommandResult r = RunShell("nbdinfo --list " + Uri());
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("export=\"mem\""), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("export=\"null\""), std::string::npos) << r.output;
-  r = Shell("nbdinfo --map " + Uri("null"));
+  r = RunShell("nbdinfo --map " + Uri("null"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(Compact(r.output).find("010737418243hole,zero"), std::string::npos)
       << r.output;
@@ -165,9 +152,9 @@ TEST_F(EpollServerTest, NbdcopyRoundTrip) {
   }
   const std::string src = dir_ + "/src", dst = dir_ + "/dst";
   std::ofstream(src, std::ios::binary).write(data.data(), data.size());
-  CommandResult r = Shell("nbdcopy " + src + " " + Uri("mem"));
+  CommandResult r = RunShell("nbdcopy " + src + " " + Uri("mem"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  r = Shell("nbdcopy " + Uri("mem") + " " + dst);
+  r = RunShell("nbdcopy " + Uri("mem") + " " + dst);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   std::string back = ReadFile(dst);
   ASSERT_EQ(back.size(), 64u << 20);
@@ -179,7 +166,7 @@ TEST_F(EpollServerTest, NbdcopyRoundTrip) {
 TEST_F(EpollServerTest, NbdshScript) {
   // nbdsh runs on the system Python, which has the libnbd bindings.
   if (!Have("nbdsh") ||
-      Shell("/usr/bin/python3 -c 'import nbd'").exit_code != 0) {
+      RunShell("/usr/bin/python3 -c 'import nbd'").exit_code != 0) {
     GTEST_SKIP() << "nbdsh not installed (python3-libnbd)";
   }
   StartMemory();
@@ -223,8 +210,8 @@ print("nbdsh script OK")
   s.replace(s.find("SOCKET"), 6, socket_);
   const std::string path = dir_ + "/script.py";
   std::ofstream(path) << s;
-  CommandResult r = Shell("env PATH=/usr/bin:/bin nbdsh -c \"exec(open('" +
-                          path + "').read())\"");
+  CommandResult r = RunShell("env PATH=/usr/bin:/bin nbdsh -c \"exec(open('" +
+                             path + "').read())\"");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("nbdsh script OK"), std::string::npos) << r.output;
 }
@@ -243,11 +230,11 @@ TEST_F(EpollServerTest, FileBackendThroughNbdcopy) {
   for (size_t i = 0; i < (1 << 20); ++i) data[i] = char(rng());
   const std::string src = dir_ + "/src";
   std::ofstream(src, std::ios::binary).write(data.data(), data.size());
-  CommandResult r = Shell("nbdcopy " + src + " " + Uri());
+  CommandResult r = RunShell("nbdcopy " + src + " " + Uri());
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(ReadFile(image), data);
   if (Have("nbdinfo")) {
-    r = Shell("nbdinfo --map " + Uri());
+    r = RunShell("nbdinfo --map " + Uri());
     ASSERT_EQ(r.exit_code, 0) << r.output;
     EXPECT_NE(r.output.find("data"), std::string::npos) << r.output;
   }
@@ -258,7 +245,7 @@ TEST_F(EpollServerTest, Tcp) {
   StartServer({{"", "null", std::make_shared<NullBackend>(12345)}},
               /*tcp=*/true);
   ASSERT_NE(server_->port(), 0);
-  CommandResult r = Shell("nbdinfo --size " + server_->uri());
+  CommandResult r = RunShell("nbdinfo --size " + server_->uri());
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(r.output, "12345\n");
 }

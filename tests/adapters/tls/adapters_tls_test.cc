@@ -28,18 +28,14 @@ namespace {
 
 using ::testing::HasSubstr;
 
-TlsCredentials* creds = nullptr;
+const TlsCredentials* creds = nullptr;
 
 class AdaptersTlsTest : public ::testing::TestWithParam<AdapterKind> {
  protected:
   static void SetUpTestSuite() {
-    auto c = TlsCredentials::Make();
+    auto c = SharedTlsCredentials();
     ASSERT_TRUE(c.ok()) << c.status();
-    creds = c->release();
-  }
-  static void TearDownTestSuite() {
-    delete creds;
-    creds = nullptr;
+    creds = *c;
   }
 };
 
@@ -130,37 +126,34 @@ TEST_P(AdaptersTlsTest, AllowFallsBackToPlaintext) {
                       /*expect_tls=*/false);
 }
 
-TEST_P(AdaptersTlsTest, QemuNbdX509) {
-  if (!HaveProgram("qemu-nbd")) GTEST_SKIP() << "qemu-nbd not installed";
+// qemu-nbd on a 1 MiB raw image with the TLS credentials object `object`
+// (id tls0), then ReadWriteDisconnect with `options`.
+void QemuNbdRoundTrip(const std::string& object, AdapterKind kind,
+                      const ClientOptions& options) {
   auto dir = MakeTempDir();
   ASSERT_TRUE(dir.ok());
   const std::string image = *dir + "/disk.raw";
   ASSERT_EQ(std::system(("truncate -s 1M " + image).c_str()), 0);
   auto server = ServerProcess::StartQemuNbd(
-      image, "raw",
-      {"--object",
-       "tls-creds-x509,id=tls0,endpoint=server,verify-peer=off,dir=" +
-           creds->good(),
-       "--tls-creds", "tls0"});
+      image, "raw", {"--object", object, "--tls-creds", "tls0"});
   ASSERT_TRUE(server.ok()) << server.status();
-  ReadWriteDisconnect((*server)->socket_path(), GetParam());
+  ReadWriteDisconnect((*server)->socket_path(), kind, options);
   std::system(("rm -rf " + *dir).c_str());
+}
+
+TEST_P(AdaptersTlsTest, QemuNbdX509) {
+  if (!HaveProgram("qemu-nbd")) GTEST_SKIP() << "qemu-nbd not installed";
+  QemuNbdRoundTrip(
+      "tls-creds-x509,id=tls0,endpoint=server,verify-peer=off,dir=" +
+          creds->good(),
+      GetParam(), Require());
 }
 
 TEST_P(AdaptersTlsTest, QemuNbdPsk) {
   if (!HaveProgram("qemu-nbd")) GTEST_SKIP() << "qemu-nbd not installed";
-  auto dir = MakeTempDir();
-  ASSERT_TRUE(dir.ok());
-  const std::string image = *dir + "/disk.raw";
-  ASSERT_EQ(std::system(("truncate -s 1M " + image).c_str()), 0);
   // tls-creds-psk reads DIR/keys.psk, which is where good_psk() lives.
-  auto server = ServerProcess::StartQemuNbd(
-      image, "raw",
-      {"--object", "tls-creds-psk,id=tls0,endpoint=server,dir=" + creds->root(),
-       "--tls-creds", "tls0"});
-  ASSERT_TRUE(server.ok()) << server.status();
-  ReadWriteDisconnect((*server)->socket_path(), GetParam(), RequirePsk());
-  std::system(("rm -rf " + *dir).c_str());
+  QemuNbdRoundTrip("tls-creds-psk,id=tls0,endpoint=server,dir=" + creds->root(),
+                   GetParam(), RequirePsk());
 }
 
 // The engine's own server (the only TLS peer here with extended headers).

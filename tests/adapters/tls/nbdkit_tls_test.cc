@@ -26,18 +26,14 @@ namespace {
 using test::ServerProcess;
 using ::testing::HasSubstr;
 
-test::TlsCredentials* creds = nullptr;
+const test::TlsCredentials* creds = nullptr;
 
 class NbdkitTlsTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    auto c = test::TlsCredentials::Make();
+    auto c = test::SharedTlsCredentials();
     ASSERT_TRUE(c.ok()) << c.status();
-    creds = c->release();
-  }
-  static void TearDownTestSuite() {
-    delete creds;
-    creds = nullptr;
+    creds = *c;
   }
   void SetUp() override {
     if (!test::HaveProgram("nbdkit")) GTEST_SKIP() << "nbdkit not installed";

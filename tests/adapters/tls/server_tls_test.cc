@@ -41,24 +41,10 @@ namespace {
 
 using ::testing::HasSubstr;
 
-test::TlsCredentials* creds = nullptr;
+const test::TlsCredentials* creds = nullptr;
 
-struct CommandResult {
-  int exit_code = -1;
-  std::string output;  // stdout and stderr
-};
-
-CommandResult Shell(const std::string& command) {
-  CommandResult r;
-  FILE* f = popen((command + " 2>&1").c_str(), "r");
-  if (f == nullptr) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), f)) > 0) r.output.append(buf, n);
-  const int status = pclose(f);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using test::CommandResult;
+using test::RunShell;
 
 std::vector<uint8_t> Pattern(size_t n, uint8_t seed) {
   std::vector<uint8_t> v(n);
@@ -69,13 +55,9 @@ std::vector<uint8_t> Pattern(size_t n, uint8_t seed) {
 class ServerTlsTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    auto c = test::TlsCredentials::Make();
+    auto c = test::SharedTlsCredentials();
     ASSERT_TRUE(c.ok()) << c.status();
-    creds = c->release();
-  }
-  static void TearDownTestSuite() {
-    delete creds;
-    creds = nullptr;
+    creds = *c;
   }
   void SetUp() override {
     auto dir = test::MakeTempDir();
@@ -85,7 +67,7 @@ class ServerTlsTest : public ::testing::Test {
   }
   void TearDown() override {
     server_.reset();
-    Shell("rm -rf " + dir_);
+    RunShell("rm -rf " + dir_);
   }
 
   // Serves 64 MiB of memory as "" with `mode` and `credentials`.
@@ -139,7 +121,7 @@ class ServerTlsTest : public ::testing::Test {
   // A credentials directory that trusts CA A but has no client certificate.
   std::string CaOnlyDir() {
     const std::string d = dir_ + "/ca-only";
-    Shell("mkdir -p " + d + " && cp " + creds->good() + "/ca-cert.pem " + d);
+    RunShell("mkdir -p " + d + " && cp " + creds->good() + "/ca-cert.pem " + d);
     return d;
   }
 
@@ -187,18 +169,18 @@ TEST_F(ServerTlsTest, EngineClientWithPsk) {
 TEST_F(ServerTlsTest, NbdinfoSeesTls) {
   if (!test::HaveProgram("nbdinfo")) GTEST_SKIP() << "nbdinfo not installed";
   StartX509();
-  CommandResult r = Shell("nbdinfo " + X509Uri(creds->good()));
+  CommandResult r = RunShell("nbdinfo " + X509Uri(creds->good()));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("with TLS"));
   EXPECT_THAT(r.output, HasSubstr("67108864"));
-  r = Shell("nbdinfo " + PskUri());
+  r = RunShell("nbdinfo " + PskUri());
   EXPECT_NE(r.exit_code, 0) << "a PSK client against an X.509 server";
 }
 
 TEST_F(ServerTlsTest, NbdinfoWithPsk) {
   if (!test::HaveProgram("nbdinfo")) GTEST_SKIP() << "nbdinfo not installed";
   StartPsk();
-  CommandResult r = Shell("nbdinfo " + PskUri());
+  CommandResult r = RunShell("nbdinfo " + PskUri());
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("with TLS"));
 }
@@ -210,9 +192,9 @@ TEST_F(ServerTlsTest, NbdcopyBothWays) {
   const std::vector<uint8_t> data = Pattern(3 << 20, 9);
   std::ofstream(in, std::ios::binary)
       .write(reinterpret_cast<const char*>(data.data()), data.size());
-  CommandResult r = Shell("nbdcopy " + in + " " + X509Uri(creds->good()));
+  CommandResult r = RunShell("nbdcopy " + in + " " + X509Uri(creds->good()));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  r = Shell("nbdcopy " + X509Uri(creds->good()) + " " + out);
+  r = RunShell("nbdcopy " + X509Uri(creds->good()) + " " + out);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   std::ifstream back(out, std::ios::binary);
   std::vector<uint8_t> got(data.size());
@@ -223,7 +205,7 @@ TEST_F(ServerTlsTest, NbdcopyBothWays) {
 
 TEST_F(ServerTlsTest, NbdshScript) {
   if (!test::HaveProgram("nbdsh") ||
-      Shell("/usr/bin/python3 -c 'import nbd'").exit_code != 0) {
+      RunShell("/usr/bin/python3 -c 'import nbd'").exit_code != 0) {
     GTEST_SKIP() << "nbdsh not installed (python3-libnbd)";
   }
   StartPsk();
@@ -245,8 +227,8 @@ print("nbdsh tls OK")
 )PY");
   const std::string path = dir_ + "/script.py";
   std::ofstream(path) << script;
-  CommandResult r = Shell("env PATH=/usr/bin:/bin nbdsh -c \"exec(open('" +
-                          path + "').read())\"");
+  CommandResult r = RunShell("env PATH=/usr/bin:/bin nbdsh -c \"exec(open('" +
+                             path + "').read())\"");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("nbdsh tls OK"));
 }
@@ -260,7 +242,7 @@ TEST_F(ServerTlsTest, RequireRefusesAPlaintextClientWithTheReason) {
   EXPECT_THAT(std::string(c.status().message()), HasSubstr("TLS"))
       << c.status();
   if (test::HaveProgram("nbdinfo")) {
-    CommandResult r = Shell("nbdinfo 'nbd+unix:///?socket=" + socket_ + "'");
+    CommandResult r = RunShell("nbdinfo 'nbd+unix:///?socket=" + socket_ + "'");
     EXPECT_NE(r.exit_code, 0) << r.output;
   }
 }

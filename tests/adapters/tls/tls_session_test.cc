@@ -25,18 +25,14 @@ namespace {
 
 using ::testing::HasSubstr;
 
-test::TlsCredentials* creds = nullptr;
+const test::TlsCredentials* creds = nullptr;
 
 class TlsSessionTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    auto c = test::TlsCredentials::Make();
+    auto c = test::SharedTlsCredentials();
     ASSERT_TRUE(c.ok()) << c.status();
-    creds = c->release();
-  }
-  static void TearDownTestSuite() {
-    delete creds;
-    creds = nullptr;
+    creds = *c;
   }
 };
 
